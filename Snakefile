@@ -1,0 +1,31 @@
+# LSAP replication DAG. Thin by design: every rule calls `python -m lsap <stage>`; the science
+# lives in src/lsap/. Default config: the embedded CPU run (config/tiny.yaml).
+import sys
+
+from lsap import config as lsap_config
+
+configfile: "config/tiny.yaml"
+
+# Validate before any job runs: a misspelt key or bad value stops here, naming the key.
+config = lsap_config.validate(config, source="the Snakemake config")
+RUN = config["run"]
+R = f"results/{RUN}"
+# The jobs read the validated config from this file (rewritten only when it changes).
+CONFIG = str(lsap_config.write_resolved(config, f"{R}/config.yaml"))
+ENV = "../../environment.yml"  # relative to workflow/rules/
+# The interpreter running Snakemake runs the stages too (same venv, no PATH surprises).
+LSAP = f"{sys.executable} -m lsap"
+ROLES_WITH_SHARDS = config["shards"]["roles"]
+SPLITS = ["train", "validation", "reference"]
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/assets.smk"
+include: "workflow/rules/corpus.smk"
+include: "workflow/rules/shards.smk"
+
+
+rule all:
+    input:
+        expand(f"{R}/shards/{{role}}/{{split}}.json", role=ROLES_WITH_SHARDS, split=SPLITS),
+        expand(f"{R}/tokenizers/{{role}}/tokenizer.json", role=["student", "surrogate"]),

@@ -1,0 +1,3 @@
+from lsap.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,43 @@
+# Cleaned per-domain corpus with hashed train/validation/reference splits, then tokenizers.
+
+
+rule corpus:
+    input:
+        asset_markers(corpus_assets()),
+    output:
+        manifest=f"{R}/corpus/manifest.json",
+        domains=expand(f"{R}/corpus/{{domain}}.jsonl", domain=list(config["corpus"]["domains"])),
+    params:
+        lsap=LSAP,
+        config=CONFIG,
+        config_hash=section("seed", "corpus"),
+        out=lambda w, output: os.path.dirname(output.manifest),
+    log:
+        f"{R}/logs/corpus.log",
+    conda:
+        ENV
+    shell:
+        "{params.lsap} corpus --config {params.config} --out {params.out} > {log} 2>&1"
+
+
+rule tokenizer:
+    input:
+        corpus=f"{R}/corpus/manifest.json",
+        assets=lambda w: asset_markers(tokenizer_assets(w.role)),
+    output:
+        f"{R}/tokenizers/{{role}}/tokenizer.json",
+    params:
+        lsap=LSAP,
+        config=CONFIG,
+        config_hash=lambda w: lsap_config.section_hash(config["tokenizers"], w.role),
+        corpus=lambda w, input: os.path.dirname(input.corpus),
+        out=lambda w, output: os.path.dirname(output[0]),
+    wildcard_constraints:
+        role="student|surrogate",
+    log:
+        f"{R}/logs/tokenizer_{{role}}.log",
+    conda:
+        ENV
+    shell:
+        "{params.lsap} tokenizer --config {params.config} --role {wildcards.role} "
+        "--corpus {params.corpus} --out {params.out} > {log} 2>&1"

@@ -1,0 +1,26 @@
+# Packed token shards per tokenizer role and split (memmaps + manifests).
+
+
+rule shards:
+    input:
+        corpus=f"{R}/corpus/manifest.json",
+        tokenizer=f"{R}/tokenizers/{{role}}/tokenizer.json",
+    output:
+        bins=expand(f"{R}/shards/{{{{role}}}}/{{split}}.bin", split=SPLITS),
+        manifests=expand(f"{R}/shards/{{{{role}}}}/{{split}}.json", split=SPLITS),
+    params:
+        lsap=LSAP,
+        config=CONFIG,
+        config_hash=section("shards"),
+        corpus=lambda w, input: os.path.dirname(input.corpus),
+        tokenizer=lambda w, input: os.path.dirname(input.tokenizer),
+        out=lambda w, output: os.path.dirname(output.bins[0]),
+    wildcard_constraints:
+        role="student|surrogate",
+    log:
+        f"{R}/logs/shards_{{role}}.log",
+    conda:
+        ENV
+    shell:
+        "{params.lsap} shards --config {params.config} --tokenizer {params.tokenizer} "
+        "--corpus {params.corpus} --out {params.out} > {log} 2>&1"
