@@ -19,7 +19,6 @@ ROLES_WITH_SHARDS = config["shards"]["roles"]
 SPLITS = ["train", "validation", "reference"]
 
 
-include: "workflow/rules/common.smk"
 include: "workflow/rules/assets.smk"
 include: "workflow/rules/corpus.smk"
 include: "workflow/rules/shards.smk"

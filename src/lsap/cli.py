@@ -29,7 +29,9 @@ def _tokenizer(args, cfg):
     from lsap import corpus, vocab
 
     spec = cfg["tokenizers"][args.role]
-    texts = (t for _, t in corpus.iter_documents(args.corpus, "train")) if spec["kind"] == "bpe" else None
+    texts = None
+    if spec["kind"] == "bpe":
+        texts = (t for _, t in corpus.iter_documents(args.corpus, "train", spec["train_domains"]))
     tok = vocab.build(spec, texts)
     vocab.save(tok, args.out)
     print(f"[tokenizer] {args.role}: {spec} -> {args.out} ({len(tok)} tokens)")

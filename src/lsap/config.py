@@ -66,6 +66,11 @@ def _check_consistency(cfg: dict, source: str) -> None:
             missing = [k for k in needs if k not in src]
             if missing:
                 raise ConfigError(f"{source}: {where}: reader '{src['reader']}' needs {missing}")
+    for role, spec in cfg["tokenizers"].items():
+        unknown = set(spec.get("train_domains") or []) - set(cfg["corpus"]["domains"])
+        if unknown:
+            raise ConfigError(f"{source}: tokenizers.{role}.train_domains: no corpus domain named "
+                              f"{sorted(unknown)}")
     s = cfg["corpus"]["splits"]
     if s["validation"] + s["reference"] >= 1:
         raise ConfigError(f"{source}: corpus.splits: validation + reference must leave a train split")
@@ -91,16 +96,29 @@ def section_hash(cfg: dict, *keys: str) -> str:
     return hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def required_assets(cfg: dict) -> list[str]:
-    """Every registry asset this config reads; only these are fetched."""
+def corpus_assets(cfg: dict) -> list[str]:
+    return sorted({src["asset"] for d in cfg["corpus"]["domains"].values() for src in d["sources"]
+                   if "asset" in src})
+
+
+def tokenizer_assets(cfg: dict, role: str) -> list[str]:
     from lsap.vocab import PRETRAINED
 
-    names = {src["asset"] for d in cfg["corpus"]["domains"].values() for src in d["sources"]
-             if "asset" in src}
-    for spec in cfg["tokenizers"].values():
-        if spec["kind"] == "pretrained":
-            names.add(PRETRAINED[spec["name"]][0])
+    spec = cfg["tokenizers"][role]
+    return [PRETRAINED[spec["name"]][0]] if spec["kind"] == "pretrained" else []
+
+
+def required_assets(cfg: dict) -> list[str]:
+    """Every registry asset this config reads; only these are fetched."""
+    names = set(corpus_assets(cfg))
+    for role in cfg["tokenizers"]:
+        names.update(tokenizer_assets(cfg, role))
     return sorted(names)
+
+
+def asset_markers(names: list[str]) -> list[str]:
+    """The files that say an asset is fetched and verified (Snakemake inputs)."""
+    return [f"resources/{name}/.verified" for name in names]
 
 
 def write_resolved(cfg: dict, path: str | Path) -> Path:

@@ -47,8 +47,9 @@ _WIKI_SUBS = [
     (re.compile(r"^[*#:;]+\s*", re.M), ""),                                    # list markers
     (re.compile(r"__[A-Z]+__"), ""),                                           # magic words
 ]
-_TEMPLATE = re.compile(r"\{\{[^{}]*\}\}")
-_LINK = re.compile(r"\[\[([^\[\]]*)\]\]")
+_TEMPLATE = re.compile(r"\{\{(?:[^{}]|\{(?!\{)|\}(?!\}))*\}\}")  # may hold single { }
+_VERBATIM = re.compile(r"<(nowiki|math|pre|code|source|syntaxhighlight)[^>]*>.*?</\1>", re.I | re.S)
+_LINK = re.compile(r"\[\[((?:[^\[\]]|\[(?!\[)|\](?!\]))*)\]\]")  # may hold single [ ]
 _DROP_LINKS = ("file:", "image:", "category:", "media:")
 
 
@@ -60,6 +61,7 @@ def _link_text(m: re.Match) -> str:
 
 
 def strip_wiki_markup(text: str) -> str:
+    text = _VERBATIM.sub("", text)  # literal blocks may hold braces and brackets
     for pattern, repl in ((_TEMPLATE, ""), (_LINK, _link_text)):
         while True:  # innermost first, so nested templates and links unwind
             text, n = pattern.subn(repl, text)

