@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
+
 from lsap.assets import asset_path
 from lsap.files import atomic_dir, sha256_file
 
@@ -104,3 +106,80 @@ def eos_id(tok) -> int:
     if tok.eos_token_id is None:
         raise ValueError(f"tokenizer {tok.name_or_path} has no EOS token: documents cannot be separated")
     return tok.eos_token_id
+
+
+# ---- Σ∩: the shared vocabulary, over the tokens' byte strings ------------------------------
+NOT_IN_SURROGATE = -100  # F_b→s marker: the paper's -100, fed to the surrogate as a masked pad
+NOT_IN_BASE = -1         # F_s→b marker: stands for the paper's -inf (the target is dropped)
+
+
+def _byte_decoder() -> dict[str, int]:
+    """Inverse of GPT-2's bytes_to_unicode: byte-level BPE writes byte b as this character."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(bs, cs)}
+
+
+def token_bytes(tok) -> list[bytes | None]:
+    """The byte string of every id (None for special tokens, which are matched explicitly).
+
+    Byte-level BPE (GPT-2, cl100k, Qwen3, Llama-3, SmolLM2) maps bytes to printable characters;
+    SentencePiece-style vocabularies (Gemma) write a space as '▁' and raw bytes as '<0xNN>'.
+    """
+    import json
+
+    backend = json.loads(tok.backend_tokenizer.to_str())
+    byte_level = "ByteLevel" in json.dumps(backend.get("decoder"))
+    decoder = _byte_decoder()
+    special = {t.content for t in tok.added_tokens_decoder.values() if t.special}
+    out: list[bytes | None] = [None] * len(tok)
+    for piece, i in tok.get_vocab().items():
+        if i >= len(out) or piece in special:
+            continue
+        if byte_level:
+            if all(ch in decoder for ch in piece):
+                out[i] = bytes(decoder[ch] for ch in piece)
+            else:  # an added, non-special token written in plain text
+                out[i] = piece.encode("utf-8")
+        elif len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
+            out[i] = bytes([int(piece[3:5], 16)])
+        else:
+            out[i] = piece.replace("\u2581", " ").encode("utf-8")
+    return out
+
+
+def _first_id(byte_list: list[bytes | None]) -> dict[bytes, int]:
+    ids: dict[bytes, int] = {}
+    for i, b in enumerate(byte_list):
+        if b is not None and b not in ids:  # duplicates: the lowest id is canonical
+            ids[b] = i
+    return ids
+
+
+def translation_tables(base, surrogate) -> tuple[np.ndarray, np.ndarray]:
+    """F_b→s (len |Σ_b|, NOT_IN_SURROGATE outside Σ∩) and F_s→b (len |Σ_s|, NOT_IN_BASE outside).
+
+    Σ∩ is the set of byte strings in both vocabularies. EOS maps to EOS explicitly, so the
+    surrogate sees document boundaries; other special tokens are outside Σ∩.
+    """
+    b_ids, s_ids = _first_id(token_bytes(base)), _first_id(token_bytes(surrogate))
+    b_to_s = np.full(len(base), NOT_IN_SURROGATE, dtype=np.int64)
+    s_to_b = np.full(len(surrogate), NOT_IN_BASE, dtype=np.int64)
+    for piece, b in b_ids.items():
+        s = s_ids.get(piece)
+        if s is not None:
+            b_to_s[b], s_to_b[s] = s, b
+    if base.eos_token_id is not None and surrogate.eos_token_id is not None:
+        b_to_s[base.eos_token_id], s_to_b[surrogate.eos_token_id] = surrogate.eos_token_id, base.eos_token_id
+    return b_to_s, s_to_b
+
+
+def intersection_size(b_to_s: np.ndarray, count_specials: bool = False) -> int:
+    """|Σ∩| (the EOS↔EOS pair is a special token: not counted unless asked)."""
+    return int((b_to_s != NOT_IN_SURROGATE).sum()) - (0 if count_specials else 1)
