@@ -22,9 +22,12 @@ SPLITS = ["train", "validation", "reference"]
 include: "workflow/rules/assets.smk"
 include: "workflow/rules/corpus.smk"
 include: "workflow/rules/shards.smk"
+include: "workflow/rules/analysis.smk"
 
 
 rule all:
     input:
         expand(f"{R}/shards/{{role}}/{{split}}.json", role=ROLES_WITH_SHARDS, split=SPLITS),
-        expand(f"{R}/tokenizers/{{role}}/tokenizer.json", role=["student", "surrogate"]),
+        f"{R}/vocab/translation.npz",
+        f"paper_tables/{RUN}/tokenizer_overlap.md",
+        f"paper_tables/{RUN}/table1.md",

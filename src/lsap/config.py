@@ -71,6 +71,10 @@ def _check_consistency(cfg: dict, source: str) -> None:
         if unknown:
             raise ConfigError(f"{source}: tokenizers.{role}.train_domains: no corpus domain named "
                               f"{sorted(unknown)}")
+    for i, m in enumerate(cfg["analysis"]["table1"]["models"]):
+        need = "name" if m["kind"] == "pretrained" else "id"
+        if need not in m:
+            raise ConfigError(f"{source}: analysis.table1.models.{i}: kind '{m['kind']}' needs '{need}'")
     s = cfg["corpus"]["splits"]
     if s["validation"] + s["reference"] >= 1:
         raise ConfigError(f"{source}: corpus.splits: validation + reference must leave a train split")
@@ -108,9 +112,20 @@ def tokenizer_assets(cfg: dict, role: str) -> list[str]:
     return [PRETRAINED[spec["name"]][0]] if spec["kind"] == "pretrained" else []
 
 
+def analysis_assets(cfg: dict) -> list[str]:
+    """Tokenizers of the overlap table and GGUF models of Table 1."""
+    from lsap.models import GGUF_MODELS
+    from lsap.vocab import PRETRAINED
+
+    a = cfg["analysis"]
+    names = {PRETRAINED[n][0] for n in a["overlap"]["bases"] + a["overlap"]["surrogates"]}
+    names |= {GGUF_MODELS[m["name"]][0] for m in a["table1"]["models"] if m["kind"] == "pretrained"}
+    return sorted(names)
+
+
 def required_assets(cfg: dict) -> list[str]:
     """Every registry asset this config reads; only these are fetched."""
-    names = set(corpus_assets(cfg))
+    names = set(corpus_assets(cfg)) | set(analysis_assets(cfg))
     for role in cfg["tokenizers"]:
         names.update(tokenizer_assets(cfg, role))
     return sorted(names)

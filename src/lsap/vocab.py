@@ -102,6 +102,12 @@ def fingerprint(tok_dir: str | Path) -> str:
     return sha256_file(Path(tok_dir) / "tokenizer.json")
 
 
+def boundary_id(tok) -> int:
+    """The document-boundary token: <|endoftext|> where the vocabulary has it (an instruct
+    model's EOS is its end-of-turn token, not a document boundary), else EOS."""
+    return tok.convert_tokens_to_ids(EOS) if EOS in tok.get_vocab() else eos_id(tok)
+
+
 def eos_id(tok) -> int:
     if tok.eos_token_id is None:
         raise ValueError(f"tokenizer {tok.name_or_path} has no EOS token: documents cannot be separated")
@@ -175,11 +181,29 @@ def translation_tables(base, surrogate) -> tuple[np.ndarray, np.ndarray]:
         s = s_ids.get(piece)
         if s is not None:
             b_to_s[b], s_to_b[s] = s, b
-    if base.eos_token_id is not None and surrogate.eos_token_id is not None:
-        b_to_s[base.eos_token_id], s_to_b[surrogate.eos_token_id] = surrogate.eos_token_id, base.eos_token_id
+    b_eos, s_eos = boundary_id(base), boundary_id(surrogate)
+    b_to_s[b_eos], s_to_b[s_eos] = s_eos, b_eos
     return b_to_s, s_to_b
 
 
 def intersection_size(b_to_s: np.ndarray, count_specials: bool = False) -> int:
     """|Σ∩| (the EOS↔EOS pair is a special token: not counted unless asked)."""
     return int((b_to_s != NOT_IN_SURROGATE).sum()) - (0 if count_specials else 1)
+
+
+def save_translation(path, base, surrogate) -> dict:
+    """Both tables of a (base, surrogate) pair as one .npz, with the sizes they were built for."""
+    from lsap.files import atomic_path
+
+    b_to_s, s_to_b = translation_tables(base, surrogate)
+    meta = {"base_size": len(base), "surrogate_size": len(surrogate), "intersection": intersection_size(b_to_s),
+            "base_boundary": boundary_id(base), "surrogate_boundary": boundary_id(surrogate)}
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, b_to_s=b_to_s, s_to_b=s_to_b, **{k: np.int64(v) for k, v in meta.items()})
+    return meta
+
+
+def load_translation(path) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path) as z:
+        return z["b_to_s"], z["s_to_b"]

@@ -1,0 +1,56 @@
+"""Language models: load pretrained ones (GGUF from a registry asset, a hub id or a local HF
+folder), count their parameters and FLOPs per token."""
+
+from __future__ import annotations
+
+import torch
+
+from lsap.assets import asset_path
+
+# registry GGUF models: name -> (asset, path key). transformers de-quantises GGUF on load.
+GGUF_MODELS = {"smollm2": ("smollm2", "gguf"), "gemma3": ("gemma3", "gguf")}
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def inference_dtype(dev: torch.device) -> torch.dtype:
+    return torch.bfloat16 if dev.type == "cuda" else torch.float32
+
+
+def load_pretrained(spec: dict, dev: torch.device | None = None):
+    """A frozen causal LM in eval mode. spec: {kind: pretrained, name} or {kind: hub, id}."""
+    from transformers import AutoModelForCausalLM
+
+    dev = dev or device()
+    kw = {"dtype": inference_dtype(dev)}
+    if spec["kind"] == "pretrained":
+        path = asset_path(*GGUF_MODELS[spec["name"]])
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, **kw)
+    elif spec["kind"] == "hub":
+        model = AutoModelForCausalLM.from_pretrained(spec["id"], **kw)
+    else:
+        raise ValueError(f"cannot load a pretrained model of kind '{spec['kind']}'")
+    return model.to(dev).eval().requires_grad_(False)
+
+
+def n_params(model, embeddings: bool = True) -> int:
+    """Parameters, each tensor once (tied input/output embeddings count once)."""
+    seen, total = set(), 0
+    emb = {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
+    for p in model.parameters():
+        if id(p) in seen or (not embeddings and id(p) in emb):
+            continue
+        seen.add(id(p))
+        total += p.numel()
+    return total
+
+
+def forward_flops_per_token(model) -> int:
+    """2·N per token for a forward pass (embeddings counted: the papers' convention)."""
+    n = n_params(model)
+    out = model.get_output_embeddings()
+    if out is not None and out.weight is model.get_input_embeddings().weight:
+        n += out.weight.numel()  # a tied LM head still does its matmul
+    return 2 * n

@@ -1,0 +1,51 @@
+"""Where a table or figure came from: config and its hash, git commit, assets, hardware, date."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import subprocess
+
+from lsap import REPO_ROOT
+
+
+def git_commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT,
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def hardware() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        dev = f"{torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}"
+    else:
+        dev = f"CPU ({os.cpu_count()} cores, {platform.machine()})"
+    return f"{dev}, torch {torch.__version__}"
+
+
+def collect(cfg: dict, asset_names=()) -> dict:
+    from lsap.assets import asset_hashes
+    from lsap.config import section_hash
+
+    return {
+        "config": cfg["run"],
+        "config_hash": section_hash(cfg),
+        "git_commit": git_commit(),
+        "assets": asset_hashes(asset_names) if asset_names else {},
+        "hardware": hardware(),
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def one_line(prov: dict) -> str:
+    assets = ", ".join(f"{k}@{v[:12]}" for k, v in prov["assets"].items()) or "none"
+    return (f"config {prov['config']} ({prov['config_hash']}), commit {prov['git_commit']}, "
+            f"{prov['hardware']}, {prov['date']}; assets: {assets}")

@@ -1,0 +1,61 @@
+"""Write tables (.md, .tex booktabs, .csv) and figures (.png, .pdf), each with provenance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from lsap.files import atomic_path, write_text
+from lsap.provenance import one_line
+
+
+def _fmt(v, digits: int) -> str:
+    if isinstance(v, float):
+        return "n/a" if pd.isna(v) else f"{v:.{digits}f}"
+    return str(v)
+
+
+def _tex_escape(s: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
+                 ("$", r"\$"), ("{", r"\{"), ("}", r"\}"), ("±", r"$\pm$"), ("≥", r"$\geq$")):
+        s = s.replace(a, b)
+    return s
+
+
+def write_table(df: pd.DataFrame, stem: str | Path, caption: str, prov: dict, digits: int = 2,
+                notes: str = "") -> list[Path]:
+    """stem.md, stem.tex and stem.csv; the provenance goes in each (CSV: '#' comment lines)."""
+    stem = Path(stem)
+    line = one_line(prov)
+    cells = [[_fmt(v, digits) for v in row] for row in df.itertuples(index=False)]
+    head = [str(c) for c in df.columns]
+    md = [f"**{caption}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    md += ["| " + " | ".join(r) + " |" for r in cells]
+    md += ["", notes, "", f"<sub>Provenance: {line}</sub>", ""] if notes else ["", f"<sub>Provenance: {line}</sub>", ""]
+    write_text(stem.with_suffix(".md"), "\n".join(md))
+    tex = [f"% Provenance: {line}", r"\begin{table}[t]", r"\centering", r"\small",
+           r"\begin{tabular}{" + "l" * 1 + "r" * (len(head) - 1) + "}", r"\toprule",
+           " & ".join(_tex_escape(h) for h in head) + r" \\", r"\midrule"]
+    tex += [" & ".join(_tex_escape(c) for c in r) + r" \\" for r in cells]
+    tex += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{_tex_escape(caption)}}}", r"\end{table}", ""]
+    write_text(stem.with_suffix(".tex"), "\n".join(tex))
+    write_text(stem.with_suffix(".csv"), f"# {caption}\n# Provenance: {line}\n" + df.to_csv(index=False))
+    return [stem.with_suffix(s) for s in (".md", ".tex", ".csv")]
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    return pd.read_csv(path, comment="#")
+
+
+def save_figure(fig, stem: str | Path, prov: dict) -> list[Path]:
+    """stem.png and stem.pdf with the provenance in the file metadata and a footer line."""
+    stem = Path(stem)
+    fig.text(0.01, 0.005, one_line(prov), fontsize=5, color="0.4", ha="left", va="bottom")
+    out = []
+    for ext, meta in ((".png", {"Description": json.dumps(prov)}), (".pdf", {"Subject": json.dumps(prov)})):
+        with atomic_path(stem.with_suffix(ext)) as tmp:
+            fig.savefig(tmp, format=ext[1:], metadata=meta, bbox_inches="tight", dpi=150)
+        out.append(stem.with_suffix(ext))
+    return out

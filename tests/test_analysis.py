@@ -1,0 +1,68 @@
+"""Table 1 counting (exact, bounded, monotone) and the analysis stage on real LMs."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lsap import analysis, config
+
+ALPHAS = [0.01, 0.05, 0.2]
+
+
+def naive_count(logits, alpha):
+    return (torch.softmax(logits.double(), -1) > alpha).sum(-1)
+
+
+def test_hand_built_distribution_is_counted_exactly():
+    p = torch.tensor([0.4, 0.3, 0.16, 0.1, 0.03, 0.008, 0.002])
+    counts = analysis.count_above(p.log()[None, None], ALPHAS)
+    assert counts[:, 0, 0].tolist() == [5, 4, 2]
+
+
+def test_bound_is_reached_and_never_exceeded():
+    for alpha in ALPHAS:
+        k = analysis.max_count(alpha)
+        flat = torch.full((1, 1, 500), -1e4)
+        flat[..., :k] = 0.0  # k equal entries of 1/k > α each: the most that fit
+        assert analysis.count_above(flat, [alpha]).item() == k == math.ceil(1 / alpha) - 1
+    g = torch.Generator().manual_seed(0)
+    for temp in (0.1, 1.0, 5.0, 20.0):
+        logits = torch.randn(4, 33, 3000, generator=g) * temp
+        c = analysis.count_above(logits, ALPHAS, chunk=17)
+        for j, a in enumerate(ALPHAS):
+            assert int(c[j].max()) <= analysis.max_count(a)
+            assert torch.equal(c[j], naive_count(logits, a))
+        assert (c[0] >= c[1]).all() and (c[1] >= c[2]).all()  # fall as α rises
+
+
+def test_bf16_logits_are_counted_from_float32_log_probs():
+    logits = (torch.randn(2, 5, 1000) * 4).bfloat16()
+    c = analysis.count_above(logits, ALPHAS)
+    for j, a in enumerate(ALPHAS):
+        assert torch.equal(c[j], naive_count(logits.float(), a))
+
+
+@pytest.mark.slow
+def test_table1_and_overlap_on_real_models(small_corpus, tiny_cfg, tmp_path):
+    from lsap import vocab
+
+    cfg = config.validate({**tiny_cfg, "analysis": {**tiny_cfg["analysis"], "table1": {
+        **tiny_cfg["analysis"]["table1"], "examples": 2, "seq_len": 16, "seeds": [21, 42]}}})
+    result = analysis.table1(cfg, small_corpus, log=lambda *_: None)
+    m = result["models"]["smollm2"]
+    for d in cfg["corpus"]["domains"]:
+        means = [np.mean(list(m["means"][d][str(a)].values())) for a in ALPHAS]
+        assert means[0] >= means[1] >= means[2] > 0
+        assert all(mu <= analysis.max_count(a) for mu, a in zip(means, ALPHAS))
+        assert sum(m["histograms"][d]["0.05"]) == 2 * 2 * 16  # seeds × examples × positions
+    df = analysis.table1_frame(result, cfg)
+    assert len(df) == 3 + 9 and df.iloc[3]["model"] == "paper: Qwen3-0.6B"
+    assert df.iloc[3]["wiki (WT)"] == "9.26" and df.iloc[3]["AVG"] == "9.59"
+
+    pairs = [("gpt2", vocab.load_pretrained("gpt2"), "smollm2", vocab.load_pretrained("smollm2"))]
+    ov = analysis.overlap_frame(cfg, small_corpus, pairs)
+    assert ov.loc[0, "|Σ∩|"] == 36_960
+    shares = ov.filter(like="tokens in Σ∩").iloc[0]
+    assert ((shares > 0.8) & (shares <= 1)).all()  # most running text survives translation
