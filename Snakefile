@@ -15,6 +15,9 @@ CONFIG = str(lsap_config.write_resolved(config, f"{R}/config.yaml"))
 ENV = "../../environment.yml"  # relative to workflow/rules/
 # The interpreter running Snakemake runs the stages too (same venv, no PATH surprises).
 LSAP = f"{sys.executable} -m lsap"
+# Training jobs given more than one GPU run under torchrun (DDP), one process per GPU.
+GPUS = config["compute"]["gpus"]
+TRAIN = f"{sys.executable} -m torch.distributed.run --standalone --nproc_per_node {GPUS} -m lsap" if GPUS > 1 else LSAP
 ROLES_WITH_SHARDS = config["shards"]["roles"]
 SPLITS = ["train", "validation", "reference"]
 
@@ -23,6 +26,7 @@ include: "workflow/rules/assets.smk"
 include: "workflow/rules/corpus.smk"
 include: "workflow/rules/shards.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/training.smk"
 
 
 rule all:
@@ -31,3 +35,6 @@ rule all:
         f"{R}/vocab/translation.npz",
         f"paper_tables/{RUN}/tokenizer_overlap.md",
         f"paper_tables/{RUN}/table1.md",
+        expand(f"{R}/references/{{name}}/summary.json", name=list(config["references"])),
+        expand(f"{R}/students/{{method}}-s{{seed}}/summary.json",
+               method=config["students"]["methods"], seed=config["students"]["seeds"]),

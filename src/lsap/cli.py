@@ -89,6 +89,29 @@ def _table1(args, cfg):
     plt.close(fig)
 
 
+def _train(args, cfg):
+    from lsap import models, objectives, shards, train, vocab
+
+    if args.role == "student":
+        spec, budget = cfg["students"]["model"], cfg["students"]["budget_flops"]
+        objective = {"ce": objectives.CrossEntropy}[args.method]()
+    else:
+        ref = cfg["references"][args.role]
+        spec, budget, objective = ref["model"], ref["budget_flops"], objectives.CrossEntropy()
+    tok = vocab.load(args.tokenizer)
+    fp = vocab.fingerprint(args.tokenizer)
+    data = shards.open_shard(Path(args.shards) / f"{args.split}.bin", tokenizer=fp)
+    val = shards.open_shard(Path(args.shards) / "validation.bin", tokenizer=fp)
+    model = models.build(spec, len(tok), data.seq_len, seed=args.seed)
+    summary = train.train(model, data, objective, args.out, cfg["training"], budget, args.seed, val=val, tokenizer=tok)
+    if train.Dist.from_env().main:
+        from lsap.files import write_json
+
+        summary["unigram_entropy"] = train.unigram_entropy(data)
+        write_json(Path(args.out) / "summary.json", summary)
+        print(f"[train] {args.role} {args.method} seed {args.seed}: {summary}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lsap", description=__doc__)
     sub = p.add_subparsers(dest="stage", required=True)
@@ -132,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-json", required=True)
     s.add_argument("--out-table", required=True)
     s.add_argument("--out-figure", required=True)
+    s = stage("train", _train, "train a student (one method, one seed) or a reference model")
+    s.add_argument("--role", required=True, choices=["student", "surrogate", "reference", "teacher"])
+    s.add_argument("--method", default="ce")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--tokenizer", required=True)
+    s.add_argument("--shards", required=True, help="folder with <split>.bin and validation.bin")
+    s.add_argument("--split", default="train")
+    s.add_argument("--out", required=True)
     return p
 
 

@@ -54,3 +54,30 @@ def forward_flops_per_token(model) -> int:
     if out is not None and out.weight is model.get_input_embeddings().weight:
         n += out.weight.numel()  # a tied LM head still does its matmul
     return 2 * n
+
+
+# ---- models built from a size spec (students: OLMo2-shaped; surrogates/references: Qwen3) ----
+def build(spec: dict, vocab_size: int, max_len: int, seed: int):
+    """A freshly initialised causal LM. spec: {arch: olmo2|qwen3, hidden, layers, heads,
+    kv_heads?, intermediate, tie_embeddings?}. The vocabulary is padded to a multiple of 64
+    (the OLMo2-1B convention: 100,278 ids -> 100,352) so the LM head matmul stays aligned."""
+    from transformers import Olmo2Config, Olmo2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
+
+    common = dict(
+        vocab_size=-(-vocab_size // 64) * 64, hidden_size=spec["hidden"], num_hidden_layers=spec["layers"],
+        num_attention_heads=spec["heads"], num_key_value_heads=spec.get("kv_heads", spec["heads"]),
+        intermediate_size=spec["intermediate"], max_position_embeddings=max_len,
+        tie_word_embeddings=spec.get("tie_embeddings", False), use_cache=False,
+        bos_token_id=None, eos_token_id=None, pad_token_id=None,  # ids live in the tokenizer
+    )
+    torch.manual_seed(seed)
+    if spec["arch"] == "olmo2":
+        return Olmo2ForCausalLM(Olmo2Config(**common))
+    if spec["arch"] == "qwen3":
+        return Qwen3ForCausalLM(Qwen3Config(head_dim=spec["hidden"] // spec["heads"], **common))
+    raise ValueError(f"unknown architecture '{spec['arch']}' (olmo2 or qwen3)")
+
+
+def train_flops_per_token(model) -> int:
+    """6·N per trained token (forward 2N + backward 4N), embeddings counted."""
+    return 3 * forward_flops_per_token(model)

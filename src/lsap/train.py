@@ -1,0 +1,230 @@
+"""One training loop for every method: a FLOPs budget, AdamW with warmup + cosine, gradient
+accumulation and clipping, bf16 autocast on GPU, DDP under torchrun, HF checkpoints at fixed
+fractions of the budget, and exact resume from the last checkpoint.
+
+A method supplies the data (which sequences), the objective (which owns the forward pass and
+declares the teacher FLOPs it adds per token) and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from lsap import models
+from lsap.files import atomic_path, atomic_dir, write_json
+from lsap.shards import Shard
+
+
+class TrainingError(RuntimeError):
+    """The run cannot go on (non-finite loss, bad setup); the last good checkpoint is kept."""
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> "Dist":
+        d = cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                int(os.environ.get("LOCAL_RANK", 0)))
+        if d.world > 1 and not torch.distributed.is_initialized():
+            torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return d
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+
+def lr_lambda(total_steps: int, warmup_frac: float, min_lr_frac: float):
+    warmup = max(1, round(warmup_frac * total_steps))
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(1, total_steps - warmup)
+        return min_lr_frac + (1 - min_lr_frac) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    return f
+
+
+def sample_ids(step: int, micro: int, n_micro: int, dist: Dist, n_data: int, seed: int) -> list[np.ndarray]:
+    """The dataset positions of this rank's micro-batches at `step`: a pure function of the step,
+    so resuming needs no data-loader state. Global sample g = step·B + k lives in epoch g // n,
+    which visits the data in a seeded permutation. Rank r takes micro-batch slots a·world + r."""
+    global_batch = micro * n_micro * dist.world
+    out = []
+    for a in range(n_micro):
+        start = step * global_batch + (a * dist.world + dist.rank) * micro
+        g = np.arange(start, start + micro)
+        epochs = g // n_data
+        ids = np.empty(micro, dtype=np.int64)
+        for e in np.unique(epochs):
+            perm = np.random.default_rng([seed, int(e)]).permutation(n_data)
+            ids[epochs == e] = perm[g[epochs == e] % n_data]
+        out.append(ids)
+    return out
+
+
+def _resume_path(out: Path) -> Path:
+    return out / "resume.pt"
+
+
+def _save_resume(out, model, opt, sched, step):
+    state = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
+             "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    with atomic_path(_resume_path(out)) as tmp:
+        torch.save(state, tmp)
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines past the resumed step, so the log reads as one uninterrupted run."""
+    if path.exists():
+        keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(line + "\n" for line in keep))
+
+
+@torch.no_grad()
+def eval_loss(model, val: Shard, n_seq: int, micro: int, dev, autocast) -> float:
+    model.eval()
+    seqs = val.sequences[: min(n_seq, len(val))]
+    total, count = 0.0, 0
+    for i in range(0, len(seqs), micro):
+        x = torch.from_numpy(seqs[i:i + micro].astype(np.int64)).to(dev)
+        with autocast():
+            logits = model(input_ids=x[:, :-1]).logits
+        total += torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), x[:, 1:], reduction="sum").item()
+        count += x[:, 1:].numel()
+    model.train()
+    return total / max(count, 1)
+
+
+def train(model, data: Shard, objective, out_dir, tcfg: dict, budget_flops: float, seed: int,
+          indices: np.ndarray | None = None, val: Shard | None = None, tokenizer=None, log=print) -> dict:
+    """Train `model` on `data` (optionally only the sequences `indices`) until the FLOPs budget
+    is spent; resumable. Returns the summary also written to out_dir/summary.json."""
+    out = Path(out_dir)
+    dist = Dist.from_env()
+    dev = torch.device(f"cuda:{dist.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    model.to(dev).train()
+    micro, n_micro = tcfg["micro_batch"], tcfg["grad_accum"]
+    seq_len = data.seq_len
+    tokens_per_step = micro * n_micro * dist.world * seq_len
+    flops_per_token = models.train_flops_per_token(model) + objective.teacher_flops_per_token
+    total_steps = int(budget_flops // (flops_per_token * tokens_per_step))
+    if total_steps < 1:
+        raise TrainingError(f"budget {budget_flops:.3g} FLOPs is less than one step "
+                            f"({flops_per_token * tokens_per_step:.3g}): raise the budget or shrink the batch")
+    ckpt_steps = {max(1, round(f * total_steps)): f for f in tcfg["checkpoint_fractions"]}
+    index = np.arange(len(data)) if indices is None else np.asarray(indices)
+
+    opt = torch.optim.AdamW(model.parameters(), lr=tcfg["lr"], betas=tuple(tcfg["betas"]),
+                            weight_decay=tcfg["weight_decay"], fused=dev.type == "cuda")
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total_steps, tcfg["warmup_frac"], tcfg["min_lr_frac"]))
+    step = 0
+    if _resume_path(out).exists():
+        state = torch.load(_resume_path(out), map_location=dev, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        torch.set_rng_state(state["rng"])
+        if state["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        step = state["step"]
+        log(f"[train] resuming {out} at step {step}/{total_steps}")
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+        _truncate_log(out / "log.jsonl", step)
+    net = torch.nn.parallel.DistributedDataParallel(model) if dist.world > 1 else model
+    if tcfg.get("compile") and dev.type == "cuda":
+        net = torch.compile(net)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if dev.type == "cuda" else (
+        lambda: torch.autocast("cpu", enabled=False))
+    seqs = data.sequences
+    bar = tqdm(total=total_steps, initial=step, unit="step", disable=not dist.main, dynamic_ncols=True)
+    t_last = time.perf_counter()
+    while step < total_steps:
+        progress = step / total_steps
+        parts_sum: dict[str, float] = {}
+        for a, ids in enumerate(sample_ids(step, micro, n_micro, dist, len(index), seed)):
+            x = torch.from_numpy(seqs[index[ids]].astype(np.int64)).to(dev, non_blocking=True)
+            sync = a == n_micro - 1 or dist.world == 1
+            ctx = net.no_sync() if (dist.world > 1 and not sync) else _nullctx()
+            with ctx, autocast():
+                loss, parts = objective(net, x[:, :-1], x[:, 1:], progress)
+                if not torch.isfinite(loss):
+                    raise TrainingError(f"non-finite loss ({loss.item()}) at step {step} of {out}; the last "
+                                        f"good checkpoint is kept: lower lr ({tcfg['lr']}) or check the data")
+                (loss / n_micro).backward()
+            for k, v in parts.items():
+                parts_sum[k] = parts_sum.get(k, 0.0) + float(v) / n_micro
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        now = time.perf_counter()
+        tok_s = tokens_per_step / (now - t_last)
+        t_last = now
+        bar.update(1)
+        bar.set_postfix(loss=f"{parts_sum.get('loss', sum(parts_sum.values())):.3f}", tok_s=f"{tok_s:,.0f}")
+        record = {"step": step, "tokens": step * tokens_per_step, "flops": step * tokens_per_step * flops_per_token,
+                  "lr": sched.get_last_lr()[0], "grad_norm": float(gnorm), "tok_s": tok_s, **parts_sum}
+        if step in ckpt_steps and val is not None:
+            record["val_loss"] = eval_loss(
+                model, val, tcfg["eval_sequences"], micro, dev, autocast)
+        if dist.main:
+            with open(out / "log.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            if step in ckpt_steps:
+                with atomic_dir(out / "checkpoints" / f"frac-{ckpt_steps[step]:.2f}") as tmp:
+                    model.save_pretrained(tmp)
+                    if tokenizer is not None:
+                        tokenizer.save_pretrained(tmp)
+            if step in ckpt_steps or step % tcfg["save_every_steps"] == 0 or step == total_steps:
+                _save_resume(out, model, opt, sched, step)
+        dist.barrier()
+    bar.close()
+    summary = {"steps": total_steps, "tokens": total_steps * tokens_per_step,
+               "flops": total_steps * tokens_per_step * flops_per_token, "flops_per_token": flops_per_token,
+               "params": models.n_params(model), "budget_flops": budget_flops, "objective": objective.name,
+               "final_val_loss": _last_val(out / "log.jsonl")}
+    if dist.main:
+        write_json(out / "summary.json", summary)
+    return summary
+
+
+def unigram_entropy(data: Shard) -> float:
+    """Entropy (nats/token) of the data's unigram distribution: the loss a model with no context
+    would reach; a trained LM must fall well below it."""
+    counts = np.bincount(np.asarray(data.tokens), minlength=data.manifest["vocab_size"]).astype(np.float64)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def _last_val(log_path: Path):
+    vals = [json.loads(line)["val_loss"] for line in log_path.read_text().splitlines() if "val_loss" in line]
+    return vals[-1] if vals else None
+
+
+class _nullctx:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False

@@ -1,0 +1,155 @@
+"""The one training loop: FLOPs budget, schedule, data order, checkpoints, exact resume, DDP."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from lsap import REPO_ROOT, config, models, objectives, shards, train, vocab
+from lsap.corpus import iter_documents
+
+SMALL = {"arch": "olmo2", "hidden": 32, "layers": 2, "heads": 2, "intermediate": 64}
+
+
+@pytest.fixture(scope="module")
+def setup(small_corpus, tiny_cfg, tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    texts = [t for _, t in iter_documents(small_corpus, "train")]
+    tok_dir = vocab.save(vocab.train_bpe(texts, 400), root / "tok")
+    for split in ("train", "validation"):
+        shards.write_split(tok_dir, small_corpus, split, root / "shards", seq_len=32, log=lambda *_: None)
+    cfg = {**tiny_cfg, "training": {**tiny_cfg["training"], "micro_batch": 4, "grad_accum": 2,
+                                    "save_every_steps": 3, "eval_sequences": 8, "lr": 1e-3},
+           "students": {**tiny_cfg["students"], "model": SMALL}}
+    probe = models.build(SMALL, 400, 32, 0)
+    step_flops = models.train_flops_per_token(probe) * 4 * 2 * 32
+    cfg["students"]["budget_flops"] = 24.5 * step_flops  # 24 steps
+    cfg = config.validate(cfg)
+    (root / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    return root, cfg, tok_dir
+
+
+def _cli(root, out, extra_env=None, nproc=1):
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] \
+        if nproc > 1 else [sys.executable]
+    return launcher + ["-m", "lsap", "train", "--config", str(root / "cfg.yaml"), "--role", "student",
+                       "--tokenizer", str(root / "tok"), "--shards", str(root / "shards"), "--out", str(out)]
+
+
+def _weights(out):
+    return torch.load(out / "resume.pt", weights_only=False)["model"]
+
+
+def _env(**kw):
+    return {**os.environ, "OMP_NUM_THREADS": "1", **kw}
+
+
+def _run(cmd, **kw):
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, env=_env(), **kw)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_budget_checkpoints_and_log(setup):
+    root, cfg, _ = setup
+    out = root / "full"
+    _run(_cli(root, out))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 24 and summary["flops"] <= summary["budget_flops"]
+    assert summary["budget_flops"] - summary["flops"] < summary["flops"] / summary["steps"]  # within a step
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 25))
+    assert [r["step"] for r in log if "val_loss" in r] == [6, 12, 18, 24]
+    assert log[-1]["val_loss"] < log[0]["ce"] and summary["final_val_loss"] == log[-1]["val_loss"]
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    for frac in ("0.25", "0.50", "0.75", "1.00"):
+        ck = out / "checkpoints" / f"frac-{frac}"
+        assert AutoModelForCausalLM.from_pretrained(ck).config.model_type == "olmo2"
+        assert len(AutoTokenizer.from_pretrained(ck)) == 400
+    assert summary["unigram_entropy"] > 0
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_identical_weights(setup):
+    root, _, _ = setup
+    if not (root / "full" / "resume.pt").exists():
+        _run(_cli(root, root / "full"))
+    out = root / "killed"
+    proc = subprocess.Popen(_cli(root, out), cwd=REPO_ROOT, env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill it hard once it has a checkpoint and is past it
+        if (out / "log.jsonl").exists() and len((out / "log.jsonl").read_text().splitlines()) >= 7:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len((out / "log.jsonl").read_text().splitlines())
+    assert 0 < done < 24, "the run should have been killed mid-way"
+    assert not (out / "summary.json").exists()
+    _run(_cli(root, out))
+    a, b = _weights(root / "full"), _weights(out)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 25))  # the log reads as one uninterrupted run
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_match_one_with_double_accumulation(setup):
+    root, cfg, _ = setup
+    one = dict(cfg, training={**cfg["training"], "grad_accum": 2})
+    two = dict(cfg, training={**cfg["training"], "grad_accum": 1})
+    (root / "cfg.yaml").write_text(yaml.safe_dump(one))
+    _run(_cli(root, root / "one"))
+    (root / "cfg.yaml").write_text(yaml.safe_dump(two))
+    try:
+        _run(_cli(root, root / "two", nproc=2))
+    finally:
+        (root / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    a, b = _weights(root / "one"), _weights(root / "two")
+    assert json.loads((root / "two" / "summary.json").read_text())["steps"] == 24
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+class _NanAt:
+    name, teacher_flops_per_token = "nan", 0
+
+    def __init__(self, step, total):
+        self.at = step / total
+
+    def __call__(self, model, x, y, progress):
+        loss = objectives.ce(model(input_ids=x).logits, y)
+        return (loss * float("nan") if progress >= self.at else loss), {"ce": loss.detach()}
+
+
+def test_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint(setup, tmp_path):
+    root, cfg, _ = setup
+    data = shards.open_shard(root / "shards" / "train.bin")
+    model = models.build(SMALL, 400, 32, 0)
+    with pytest.raises(train.TrainingError, match="non-finite loss .* at step 4 "):
+        train.train(model, data, _NanAt(4, 24), tmp_path, cfg["training"], cfg["students"]["budget_flops"], 0,
+                    log=lambda *_: None)
+    assert torch.load(tmp_path / "resume.pt", weights_only=False)["step"] == 3
+
+
+def test_schedule_warms_up_then_decays_to_the_floor():
+    f = train.lr_lambda(100, 0.1, 0.1)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(99) == pytest.approx(0.1, abs=1e-3) and f(55) < f(20)
+
+
+def test_data_order_is_a_function_of_the_step():
+    one = train.Dist()
+    seen = np.concatenate([np.concatenate(train.sample_ids(s, 4, 2, one, 40, 7)) for s in range(5)])
+    assert sorted(seen) == list(range(40))  # one epoch = every sequence once
+    ranks = [np.concatenate(train.sample_ids(3, 4, 1, train.Dist(r, 2), 40, 7)) for r in (0, 1)]
+    assert sorted(np.concatenate(ranks)) == sorted(np.concatenate(train.sample_ids(3, 4, 2, one, 40, 7)))
