@@ -14,12 +14,15 @@ RUN = "e2e-test"
 @pytest.fixture(scope="module")
 def dag_run(fetched):
     out = REPO_ROOT / "results" / RUN
-    shutil.rmtree(out, ignore_errors=True)
+    made = [out, REPO_ROOT / "paper_tables" / RUN, REPO_ROOT / "figures" / RUN]
+    for d in made:
+        shutil.rmtree(d, ignore_errors=True)
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--config", f"run={RUN}"]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-4000:]
     yield out, cmd
-    shutil.rmtree(out, ignore_errors=True)
+    for d in made:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.mark.slow
@@ -36,6 +39,26 @@ def test_tiny_dag_runs_end_to_end(dag_run):
     surrogate = vocab.load(out / "tokenizers" / "surrogate").get_vocab()
     shared = len(set(student) & set(surrogate))
     assert 0 < shared < min(len(student), len(surrogate))  # partial overlap, by design
+
+
+@pytest.mark.slow
+def test_tiny_dag_tables_figures_and_training(dag_run):
+    import json
+
+    from lsap.report import read_table
+
+    out, _ = dag_run
+    t1 = read_table(REPO_ROOT / "paper_tables" / RUN / "table1.csv")
+    assert list(t1["model"][:3]) == ["smollm2"] * 3 and "Provenance: config e2e-test" in \
+        (REPO_ROOT / "paper_tables" / RUN / "table1.md").read_text()
+    ov = read_table(REPO_ROOT / "paper_tables" / RUN / "tokenizer_overlap.csv")
+    assert int(ov.loc[(ov.base == "cl100k") & (ov.surrogate == "qwen3"), "|Σ∩|"].iloc[0]) == 99_156
+    for ext in (".png", ".pdf"):
+        assert (REPO_ROOT / "figures" / RUN / f"table1_counts{ext}").stat().st_size > 10_000
+    for name in ("surrogate", "reference", "teacher"):
+        assert json.loads((out / "references" / name / "summary.json").read_text())["steps"] > 0
+    ce = json.loads((out / "students" / "ce-s0" / "summary.json").read_text())
+    assert ce["final_val_loss"] < ce["unigram_entropy"] - 0.5  # learnt far more than unigram statistics
 
 
 @pytest.mark.slow
