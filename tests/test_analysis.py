@@ -49,7 +49,8 @@ def test_table1_and_overlap_on_real_models(small_corpus, tiny_cfg, tmp_path):
     from lsap import vocab
 
     cfg = config.validate({**tiny_cfg, "analysis": {**tiny_cfg["analysis"], "table1": {
-        **tiny_cfg["analysis"]["table1"], "examples": 2, "seq_len": 16, "seeds": [21, 42]}}})
+        **tiny_cfg["analysis"]["table1"], "examples": 2, "seq_len": 16, "seeds": [21, 42],
+        "models": [{"kind": "pretrained", "name": "smollm2"}]}}})
     result = analysis.table1(cfg, small_corpus, log=lambda *_: None)
     m = result["models"]["smollm2"]
     for d in cfg["corpus"]["domains"]:

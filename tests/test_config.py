@@ -60,3 +60,9 @@ def test_section_hash_tracks_only_its_section(tiny_cfg):
     other = {**tiny_cfg, "shards": {**tiny_cfg["shards"], "seq_len": 64}}
     assert config.section_hash(tiny_cfg, "corpus") == config.section_hash(other, "corpus")
     assert config.section_hash(tiny_cfg, "shards") != config.section_hash(other, "shards")
+
+
+def test_table1_model_of_a_reference_the_run_does_not_train(tiny_cfg):
+    refs = {k: v for k, v in tiny_cfg["references"].items() if k != "surrogate"}
+    with pytest.raises(config.ConfigError, match=r"analysis\.table1\.models\.1: this run trains no 'surrogate'"):
+        config.validate({**tiny_cfg, "references": refs})

@@ -72,9 +72,14 @@ def _check_consistency(cfg: dict, source: str) -> None:
             raise ConfigError(f"{source}: tokenizers.{role}.train_domains: no corpus domain named "
                               f"{sorted(unknown)}")
     for i, m in enumerate(cfg["analysis"]["table1"]["models"]):
-        need = "name" if m["kind"] == "pretrained" else "id"
+        need = "id" if m["kind"] == "hub" else "name"
+        where = f"{source}: analysis.table1.models.{i}"
         if need not in m:
-            raise ConfigError(f"{source}: analysis.table1.models.{i}: kind '{m['kind']}' needs '{need}'")
+            raise ConfigError(f"{where}: kind '{m['kind']}' needs '{need}'")
+        if m["kind"] == "trained" and m["name"] not in cfg["references"]:
+            raise ConfigError(f"{where}: this run trains no '{m['name']}' (references: {sorted(cfg['references'])})")
+        if m["kind"] == "pretrained" and m["name"] not in ("smollm2", "gemma3"):
+            raise ConfigError(f"{where}: no registry model '{m['name']}' (smollm2 or gemma3)")
     s = cfg["corpus"]["splits"]
     if s["validation"] + s["reference"] >= 1:
         raise ConfigError(f"{source}: corpus.splits: validation + reference must leave a train split")

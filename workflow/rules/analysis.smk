@@ -50,6 +50,8 @@ rule table1:
     input:
         corpus=f"{R}/corpus/manifest.json",
         assets=lsap_config.asset_markers(lsap_config.analysis_assets(config)),
+        trained=[f"{R}/references/{m['name']}/summary.json" for m in config["analysis"]["table1"]["models"]
+                 if m["kind"] == "trained"],
     output:
         json=f"{R}/analysis/table1.json",
         table=multiext(f"paper_tables/{RUN}/table1", ".md", ".tex", ".csv"),
