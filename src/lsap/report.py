@@ -36,7 +36,7 @@ def write_table(df: pd.DataFrame, stem: str | Path, caption: str, prov: dict, di
     md += ["", notes, "", f"<sub>Provenance: {line}</sub>", ""] if notes else ["", f"<sub>Provenance: {line}</sub>", ""]
     write_text(stem.with_suffix(".md"), "\n".join(md))
     tex = [f"% Provenance: {line}", r"\begin{table}[t]", r"\centering", r"\small",
-           r"\begin{tabular}{" + "l" * 1 + "r" * (len(head) - 1) + "}", r"\toprule",
+           r"\begin{tabular}{l" + "r" * (len(head) - 1) + "}", r"\toprule",
            " & ".join(_tex_escape(h) for h in head) + r" \\", r"\midrule"]
     tex += [" & ".join(_tex_escape(c) for c in r) + r" \\" for r in cells]
     tex += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{_tex_escape(caption)}}}", r"\end{table}", ""]

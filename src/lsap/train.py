@@ -8,6 +8,7 @@ declares the teacher FLOPs it adds per token) and nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -164,7 +165,7 @@ def train(model, data: Shard, objective, out_dir, tcfg: dict, budget_flops: floa
         for a, ids in enumerate(sample_ids(step, micro, n_micro, dist, len(index), seed)):
             x = torch.from_numpy(seqs[index[ids]].astype(np.int64)).to(dev, non_blocking=True)
             sync = a == n_micro - 1 or dist.world == 1
-            ctx = net.no_sync() if (dist.world > 1 and not sync) else _nullctx()
+            ctx = net.no_sync() if (dist.world > 1 and not sync) else contextlib.nullcontext()
             with ctx, autocast():
                 loss, parts = objective(net, x[:, :-1], x[:, 1:], progress)
                 if not torch.isfinite(loss):
@@ -220,11 +221,3 @@ def unigram_entropy(data: Shard) -> float:
 def _last_val(log_path: Path):
     vals = [json.loads(line)["val_loss"] for line in log_path.read_text().splitlines() if "val_loss" in line]
     return vals[-1] if vals else None
-
-
-class _nullctx:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
