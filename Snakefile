@@ -3,6 +3,7 @@
 import sys
 
 from lsap import config as lsap_config
+from lsap.shards import FORMAT as SHARD_FORMAT
 
 configfile: "config/tiny.yaml"
 

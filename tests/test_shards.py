@@ -29,6 +29,8 @@ def test_manifest_matches_contents(shard_dir, student_dir, small_corpus):
     assert int((s.tokens == m["eos_id"]).sum()) == len(docs)  # one EOS after every document
     assert sum(d["tokens"] for d in m["domains"].values()) == m["n_tokens"] == len(s.tokens)
     assert s.sequences.shape == (m["n_tokens"] // 33, 33)
+    p = np.bincount(s.tokens) / len(s.tokens)
+    assert m["unigram_entropy"] == pytest.approx(-(p[p > 0] * np.log(p[p > 0])).sum())
     assert np.array_equal(s.sequences[1], s.tokens[33:66])
     tok = vocab.load(student_dir)
     first_doc = s.tokens[: int(np.argmax(s.tokens == m["eos_id"]))]

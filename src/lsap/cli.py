@@ -104,12 +104,7 @@ def _train(args, cfg):
     val = shards.open_shard(Path(args.shards) / "validation.bin", tokenizer=fp)
     model = models.build(spec, len(tok), data.seq_len, seed=args.seed)
     summary = train.train(model, data, objective, args.out, cfg["training"], budget, args.seed, val=val, tokenizer=tok)
-    if train.Dist.from_env().main:
-        from lsap.files import write_json
-
-        summary["unigram_entropy"] = train.unigram_entropy(data)
-        write_json(Path(args.out) / "summary.json", summary)
-        print(f"[train] {args.role} {args.method} seed {args.seed}: {summary}")
+    print(f"[train] {args.role} {args.method} seed {args.seed}: {summary}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,7 +16,7 @@ import numpy as np
 from lsap import corpus, vocab
 from lsap.files import atomic_path, read_json, sha256_file, write_json
 
-FORMAT = 1
+FORMAT = 2  # 2: the manifest carries the unigram entropy
 _BATCH_DOCS = 256
 
 
@@ -35,6 +35,7 @@ def write_split(tok_dir: str | Path, corpus_dir: str | Path, split: str, out_dir
     dtype = token_dtype(n_vocab)
     out_dir = Path(out_dir)
     stats: dict[str, Counter] = {}
+    unigram = np.zeros(n_vocab, dtype=np.int64)
     n_tokens = 0
 
     def flush(f, batch):
@@ -45,6 +46,7 @@ def write_split(tok_dir: str | Path, corpus_dir: str | Path, split: str, out_dir
                                                        bytes=len(text.encode("utf-8")))
         flat = np.fromiter((t for doc in ids for t in (*doc, eos)), dtype=np.int64)
         np.asarray(flat, dtype=dtype).tofile(f)
+        unigram[:] += np.bincount(flat, minlength=n_vocab)
         n_tokens += len(flat)
 
     with atomic_path(out_dir / f"{split}.bin") as tmp:
@@ -64,11 +66,19 @@ def write_split(tok_dir: str | Path, corpus_dir: str | Path, split: str, out_dir
         "vocab_size": n_vocab, "tokenizer": vocab.fingerprint(tok_dir), "sha256": digest,
         "documents": sum(s["documents"] for s in stats.values()),
         "domains": {d: dict(s) for d, s in stats.items()},
+        # the loss of a model that ignores context: a trained LM must fall well below it
+        "unigram_entropy": _entropy(unigram),
     }
     write_json(out_dir / f"{split}.json", manifest)
     log(f"[shards] {split:10s} {manifest['documents']:7d} docs {n_tokens:10,d} tokens "
         f"{manifest['n_sequences']:7d} x {seq_len + 1} ({dtype.name})")
     return manifest
+
+
+def _entropy(counts: np.ndarray) -> float:
+    """Entropy in nats of the distribution the counts describe."""
+    p = counts[counts > 0] / max(counts.sum(), 1)
+    return float(-(p * np.log(p)).sum())
 
 
 @dataclass

@@ -10,7 +10,7 @@ import bz2
 import csv
 import gzip
 import html
-import io
+import itertools
 import json
 import re
 import unicodedata
@@ -175,9 +175,7 @@ def read_hf_dataset(src: dict) -> Iterator[str]:
     import datasets
 
     ds = datasets.load_dataset(src["dataset"], src.get("name"), split=src["split"], streaming=True)
-    for i, row in enumerate(ds):
-        if src.get("max_docs") and i >= src["max_docs"]:
-            break
+    for row in ds:
         yield row[src["text_field"]]
 
 
@@ -188,7 +186,5 @@ def read_source(src: dict) -> Iterator[str]:
     else:
         reader = _FILE_READERS[src["reader"]]
         raw = (doc for p in asset_paths(src["asset"], src["path"]) for doc in reader(p))
-    for n, doc in enumerate(raw):
-        if src.get("max_docs") and src["reader"] != "hf_dataset" and n >= src["max_docs"]:
-            break
+    for doc in itertools.islice(raw, src.get("max_docs")):  # streams stop reading at the cap
         yield clean_text(doc)

@@ -204,18 +204,11 @@ def train(model, data: Shard, objective, out_dir, tcfg: dict, budget_flops: floa
     summary = {"steps": total_steps, "tokens": total_steps * tokens_per_step,
                "flops": total_steps * tokens_per_step * flops_per_token, "flops_per_token": flops_per_token,
                "params": models.n_params(model), "budget_flops": budget_flops, "objective": objective.name,
-               "final_val_loss": _last_val(out / "log.jsonl")}
+               "final_val_loss": _last_val(out / "log.jsonl"),
+               "unigram_entropy": data.manifest["unigram_entropy"]}
     if dist.main:
         write_json(out / "summary.json", summary)
     return summary
-
-
-def unigram_entropy(data: Shard) -> float:
-    """Entropy (nats/token) of the data's unigram distribution: the loss a model with no context
-    would reach; a trained LM must fall well below it."""
-    counts = np.bincount(np.asarray(data.tokens), minlength=data.manifest["vocab_size"]).astype(np.float64)
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log(p)).sum())
 
 
 def _last_val(log_path: Path):

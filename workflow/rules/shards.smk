@@ -12,6 +12,7 @@ rule shards:
         lsap=LSAP,
         config=CONFIG,
         config_hash=lsap_config.section_hash(config, "shards"),
+        shard_format=SHARD_FORMAT,  # a new on-disk format rebuilds the shards
         corpus=lambda w, input: os.path.dirname(input.corpus),
         tokenizer=lambda w, input: os.path.dirname(input.tokenizer),
         out=lambda w, output: os.path.dirname(output.bins[0]),
