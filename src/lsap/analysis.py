@@ -3,7 +3,6 @@ entries a surrogate gives probability > α, per position), with real tokenizers 
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections import defaultdict
@@ -162,12 +161,11 @@ def table1_frame(result: dict, cfg: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def figure_table1(result: dict, cfg: dict):
-    """Per domain, the distribution of the per-position count, one panel per α (first model)."""
+def figure_table1(result: dict):
+    """Per domain, the distribution of the per-position count: one panel per model and α."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import seaborn as sns
 
     rows = []

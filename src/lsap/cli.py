@@ -84,7 +84,7 @@ def _table1(args, cfg):
                        prov, notes="Our domains stand in for the paper's columns named in brackets "
                        "(– : no counterpart). Paper AVGs are as printed (Llama-3.1-8B α=0.05: the "
                        "printed 3.14 disagrees with its cells' mean 2.75).")
-    fig = analysis.figure_table1(result, cfg)
+    fig = analysis.figure_table1(result)
     report.save_figure(fig, args.out_figure, prov)
     plt.close(fig)
 
