@@ -120,15 +120,13 @@ def test_two_gloo_processes_match_one_with_double_accumulation(setup):
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
 
 
-class _NanAt:
-    name, teacher_flops_per_token = "nan", 0
+class _NanAt(objectives.CrossEntropy):
+    def __init__(self, step):
+        self.at = step
 
-    def __init__(self, step, total):
-        self.at = step / total
-
-    def __call__(self, model, x, y, progress):
-        loss = objectives.ce(model(input_ids=x).logits, y)
-        return (loss * float("nan") if progress >= self.at else loss), {"ce": loss.detach()}
+    def __call__(self, net, x, seq_ids, step, total_steps):
+        loss, parts = super().__call__(net, x, seq_ids, step, total_steps)
+        return (loss * float("nan") if step >= self.at else loss), parts
 
 
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint(setup, tmp_path):
@@ -136,7 +134,7 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint(setup, t
     data = shards.open_shard(root / "shards" / "train.bin")
     model = models.build(SMALL, 400, 32, 0)
     with pytest.raises(train.TrainingError, match="non-finite loss .* at step 4 "):
-        train.train(model, data, _NanAt(4, 24), tmp_path, cfg["training"], cfg["students"]["budget_flops"], 0,
+        train.train(model, data, _NanAt(4), tmp_path, cfg["training"], cfg["students"]["budget_flops"], 0,
                     log=lambda *_: None)
     assert torch.load(tmp_path / "resume.pt", weights_only=False)["step"] == 3
 

@@ -81,3 +81,18 @@ def build(spec: dict, vocab_size: int, max_len: int, seed: int):
 def train_flops_per_token(model) -> int:
     """6·N per trained token (forward 2N + backward 4N), embeddings counted."""
     return 3 * forward_flops_per_token(model)
+
+
+class Trunk(torch.nn.Module):
+    """A causal LM without its head: forward returns the final hidden states (B, T, H).
+
+    The objectives apply the head themselves, in chunks (lsap.fused_nll), so the full logits
+    never exist. DDP and torch.compile wrap this module; the head's weight gets its gradient
+    through the objective's autograd graph like any other parameter."""
+
+    def __init__(self, lm):
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.lm.model(input_ids=input_ids).last_hidden_state

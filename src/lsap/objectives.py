@@ -1,22 +1,201 @@
-"""Loss functions, pure: logits (or hidden states) and targets in, a scalar and its parts out."""
+"""The training objectives. Each owns the student's forward pass (hidden states from a
+`models.Trunk`) and returns (loss, parts to log); all of them are weighted NLLs computed by
+`fused_nll` from one log-sum-exp per position, so no full float32 logits tensor exists.
+
+A teacher's FLOPs are charged per student token on the steps it runs (`teacher_active`).
+"""
 
 from __future__ import annotations
 
+import math
+
 import torch
-import torch.nn.functional as F
+
+from lsap.fused_nll import fused_nll
+from lsap.surrogate import select
+
+NORMALISERS = ("total_targets", "mean", "literal")
 
 
 def ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy in float32 (bf16 logits are upcast inside the loss)."""
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
 
 
-class CrossEntropy:
-    """The baseline objective: the student's own next-token NLL, no teacher."""
+def cosine_lambda(progress: float) -> float:
+    """λ annealed from 1 to 0 over the run (LSAP's "0.05-anneal")."""
+    return 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
 
+
+def lsap_normaliser(kind: str, n_positions: int, n_aux: float) -> float:
+    """NOTES §1.1 #2: the paper's 1/(N·|v|) is undefined at |v| = 0 and ambiguous.
+    total_targets: N + Σ|v_t| (every NLL term weighs the same; default);
+    mean: N·mean_t|v_t| (= Σ|v_t|); literal: N·|v| with |v| = Σ_t|v_t| the batch's target count.
+    The last two fall back to N when a batch has no auxiliary target."""
+    if kind == "total_targets":
+        return n_positions + n_aux
+    if kind == "mean":
+        return n_aux if n_aux > 0 else n_positions
+    if kind == "literal":
+        return n_positions * n_aux if n_aux > 0 else n_positions
+    raise ValueError(f"normaliser must be one of {NORMALISERS}, not '{kind}'")
+
+
+def _full(h: torch.Tensor, shape, value: float) -> torch.Tensor:
+    """Target weights: float32 (float64 when the hidden states are, as in the exactness tests)."""
+    return torch.full(shape, value, device=h.device, dtype=torch.float64 if h.dtype == torch.float64 else torch.float32)
+
+
+class Objective:
     name = "ce"
     teacher_flops_per_token = 0
+    teacher_fraction = 0.0  # share of the steps on which the teacher runs (for the budget)
 
-    def __call__(self, model, inputs: torch.Tensor, targets: torch.Tensor, progress: float):
-        loss = ce(model(input_ids=inputs).logits, targets)
-        return loss, {"ce": loss.detach()}
+    def bind(self, model) -> "Objective":
+        self.head = model.get_output_embeddings().weight
+        return self
+
+    def teacher_active(self, step: int, total_steps: int) -> bool:
+        return self.teacher_flops_per_token > 0
+
+    def _hidden(self, net, inputs):
+        h = net(inputs)
+        return h.reshape(-1, h.shape[-1])
+
+
+class CrossEntropy(Objective):
+    """The baseline: the student's own next-token NLL, no teacher."""
+
+    def __call__(self, net, x, seq_ids, step, total_steps):
+        inputs, targets = x[:, :-1], x[:, 1:]
+        h = self._hidden(net, inputs)
+        n = h.shape[0]
+        loss = fused_nll(h, self.head, targets.reshape(-1, 1), _full(h, (n, 1), 1.0)) / n
+        return loss, {"loss": loss.detach(), "ce": loss.detach()}
+
+
+class LSAP(CrossEntropy):
+    """CE + λ(t)·Σ_t Σ_{v∈v_t} −log p_θ(v | x_<t), v_t the surrogate's candidates above α.
+
+    `candidates(inputs, targets, seq_ids) -> (ids, logp)` is either the online surrogate or the
+    cache; both return the same top-k, so α only filters here."""
+
+    name = "lsap"
+    teacher_fraction = 1.0
+
+    def __init__(self, candidates, alpha: float, normaliser: str = "total_targets", anneal: bool = False,
+                 teacher_flops_per_token: int = 0):
+        lsap_normaliser(normaliser, 1, 0)  # fail early on a bad name
+        self.candidates, self.alpha, self.normaliser, self.anneal = candidates, alpha, normaliser, anneal
+        self.teacher_flops_per_token = teacher_flops_per_token
+
+    def __call__(self, net, x, seq_ids, step, total_steps):
+        inputs, targets = x[:, :-1], x[:, 1:]
+        cand_ids, cand_logp = self.candidates(inputs, targets, seq_ids)
+        valid = select(cand_logp, self.alpha)
+        lam = cosine_lambda(step / total_steps) if self.anneal else 1.0
+        h = self._hidden(net, inputs)
+        n, k = h.shape[0], cand_ids.shape[-1]
+        ids = torch.cat([targets.reshape(n, 1), cand_ids.reshape(n, k)], 1)
+        weights = torch.cat([_full(h, (n, 1), 1.0), lam * valid.reshape(n, k).to(_full(h, (), 0).dtype)], 1)
+        n_aux = float(valid.sum())
+        stats = {}
+        loss = fused_nll(h, self.head, ids, weights, stats=stats) / lsap_normaliser(self.normaliser, n, n_aux)
+        return loss, {"loss": loss.detach(), "ce": stats["nll0"] / n,
+                      "aux_nll": stats["aux"] / max(n_aux, 1.0), "targets_per_pos": n_aux / n, "lambda": lam}
+
+
+class TeacherKD(CrossEntropy):
+    """(1−ω)·CE + ω·CE(q_teacher, p_θ) with a dense teacher distribution q over the student's
+    vocabulary, computed per chunk by `teacher(inputs) -> rows -> q(rows)`.
+
+    Vanilla KD: ω = r, q = the surrogate over Σ∩ (its own tokenizer, through the tables).
+    SALT: ω = 0.667, q = softmax(ρ·z) of the small teacher, for the first n_KD steps only.
+    The logged `kl` is CE(q, p_θ) − H(q), which is 0 exactly when p_θ = q."""
+
+    name = "kd"
+    teacher_fraction = 1.0
+
+    def __init__(self, teacher, omega: float, teacher_flops_per_token: int, kd_steps_frac: float = 1.0,
+                 transition: str = "step", name: str = "kd"):
+        if transition not in ("step", "linear"):
+            raise ValueError(f"transition must be 'step' or 'linear', not '{transition}'")
+        self.teacher, self.omega, self.kd_steps_frac, self.transition = teacher, omega, kd_steps_frac, transition
+        self.teacher_flops_per_token, self.teacher_fraction, self.name = teacher_flops_per_token, kd_steps_frac, name
+
+    def kd_steps(self, total_steps: int) -> int:
+        return round(self.kd_steps_frac * total_steps)
+
+    def weight(self, step: int, total_steps: int) -> float:
+        """ω at `step` (0-based): constant for step < n_KD, then 0 (SALT's Algorithm 1). `linear`
+        decays it to 0 over the last 1/9 of the KD phase (SALT: 32K→36K steps)."""
+        n_kd = self.kd_steps(total_steps)
+        if step >= n_kd:
+            return 0.0
+        if self.transition == "linear":
+            start = n_kd - max(1, round(n_kd / 9))
+            return self.omega * min(1.0, (n_kd - step) / (n_kd - start)) if step >= start else self.omega
+        return self.omega
+
+    def teacher_active(self, step: int, total_steps: int) -> bool:
+        return self.weight(step, total_steps) > 0
+
+    def __call__(self, net, x, seq_ids, step, total_steps):
+        omega = self.weight(step, total_steps)
+        if omega == 0:
+            return CrossEntropy.__call__(self, net, x, seq_ids, step, total_steps)
+        inputs, targets = x[:, :-1], x[:, 1:]
+        q_rows = self.teacher(inputs)
+        h = self._hidden(net, inputs)
+        n = h.shape[0]
+        entropy = []
+
+        def dense(rows):
+            q, ent = q_rows(rows)
+            entropy.append(ent)
+            return q * omega
+
+        stats = {}
+        loss = fused_nll(h, self.head, targets.reshape(n, 1), _full(h, (n, 1), 1 - omega), dense=dense, stats=stats) / n
+        kl = (stats["dense"] / omega - sum(entropy)) / n
+        return loss, {"loss": loss.detach(), "ce": stats["nll0"] / n, "kl": kl, "omega": omega}
+
+
+def dense_teacher(logits_fn, log_q=None, rho: float = 1.0):
+    """A KD teacher: inputs -> (rows -> (q (rows, V_b) float32, Σ_rows entropy of q)).
+    Default log q = log_softmax(ρ·z), which is SALT's P^ρ renormalised; `log_q(z_rows)` replaces
+    it for a teacher with another tokenizer (the surrogate through Σ∩, see `sigma_log_q`)."""
+    log_q = log_q or (lambda z: torch.log_softmax(z, -1))
+
+    def teacher(inputs):
+        z_all = logits_fn(inputs)
+        z_all = z_all.reshape(-1, z_all.shape[-1])
+
+        def rows(r):
+            z = z_all[r]
+            logq = log_q((z if z.dtype == torch.float64 else z.float()) * rho)
+            q = logq.exp()
+            return q, -(q * torch.where(q > 0, logq, 0.0)).sum()
+        return rows
+    return teacher
+
+
+OUTSIDE_SIGMA = ("renormalise", "keep_mass")
+
+
+def sigma_log_q(s_to_b: torch.Tensor, student_vocab: int, outside: str = "renormalise"):
+    """Surrogate logits (c, V_s) -> log q over the student vocabulary (c, V_b), −inf outside Σ∩.
+    The teacher's mass outside Σ∩ has no student token to go to: `renormalise` (default) spreads
+    it over Σ∩ (q sums to 1); `keep_mass` keeps the surrogate's own probabilities (q sums to the
+    Σ∩ mass, the rest is not matched)."""
+    if outside not in OUTSIDE_SIGMA:
+        raise ValueError(f"kd_outside_sigma must be one of {OUTSIDE_SIGMA}, not '{outside}'")
+    s_ids = (s_to_b >= 0).nonzero().squeeze(1)
+    b_ids = s_to_b[s_ids]
+
+    def log_q(z):
+        norm = torch.logsumexp(z[:, s_ids] if outside == "renormalise" else z, -1, keepdim=True)
+        out = torch.full((z.shape[0], student_vocab), -math.inf, device=z.device, dtype=z.dtype)
+        out[:, b_ids] = z[:, s_ids] - norm
+        return out
+    return log_q

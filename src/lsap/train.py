@@ -2,8 +2,9 @@
 accumulation and clipping, bf16 autocast on GPU, DDP under torchrun, HF checkpoints at fixed
 fractions of the budget, and exact resume from the last checkpoint.
 
-A method supplies the data (which sequences), the objective (which owns the forward pass and
-declares the teacher FLOPs it adds per token) and nothing else.
+A method supplies the data (which sequences, possibly changing with the step) and the objective
+(which owns the forward pass from hidden states and declares the teacher FLOPs it adds per
+token, on the steps its teacher runs) and nothing else.
 """
 
 from __future__ import annotations
@@ -116,9 +117,10 @@ def eval_loss(model, val: Shard, n_seq: int, micro: int, dev, autocast) -> float
 
 
 def train(model, data: Shard, objective, out_dir, tcfg: dict, budget_flops: float, seed: int,
-          indices: np.ndarray | None = None, val: Shard | None = None, tokenizer=None, log=print) -> dict:
-    """Train `model` on `data` (optionally only the sequences `indices`) until the FLOPs budget
-    is spent; resumable. Returns the summary also written to out_dir/summary.json."""
+          indices=None, val: Shard | None = None, tokenizer=None, extra: dict | None = None, log=print) -> dict:
+    """Train `model` on `data` until the FLOPs budget is spent; resumable. `indices`: train only
+    on these sequences (an array, or `step -> array` for a method whose data changes by phase).
+    Returns the summary also written to out_dir/summary.json (plus `extra`)."""
     out = Path(out_dir)
     dist = Dist.from_env()
     dev = torch.device(f"cuda:{dist.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
@@ -126,13 +128,19 @@ def train(model, data: Shard, objective, out_dir, tcfg: dict, budget_flops: floa
     micro, n_micro = tcfg["micro_batch"], tcfg["grad_accum"]
     seq_len = data.seq_len
     tokens_per_step = micro * n_micro * dist.world * seq_len
-    flops_per_token = models.train_flops_per_token(model) + objective.teacher_flops_per_token
+    objective.bind(model)
+    train_fpt, teacher_fpt = models.train_flops_per_token(model), objective.teacher_flops_per_token
+    flops_per_token = train_fpt + teacher_fpt * objective.teacher_fraction  # average over the run
     total_steps = int(budget_flops // (flops_per_token * tokens_per_step))
     if total_steps < 1:
         raise TrainingError(f"budget {budget_flops:.3g} FLOPs is less than one step "
                             f"({flops_per_token * tokens_per_step:.3g}): raise the budget or shrink the batch")
     ckpt_steps = {max(1, round(f * total_steps)): f for f in tcfg["checkpoint_fractions"]}
-    index = np.arange(len(data)) if indices is None else np.asarray(indices)
+    all_seqs = np.arange(len(data))
+    index_at = indices if callable(indices) else (lambda s, a=(all_seqs if indices is None else np.asarray(indices)): a)
+
+    def step_flops(s: int) -> float:
+        return tokens_per_step * (train_fpt + (teacher_fpt if objective.teacher_active(s, total_steps) else 0))
 
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg["lr"], betas=tuple(tcfg["betas"]),
                             weight_decay=tcfg["weight_decay"], fused=dev.type == "cuda")
@@ -151,7 +159,9 @@ def train(model, data: Shard, objective, out_dir, tcfg: dict, budget_flops: floa
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
         _truncate_log(out / "log.jsonl", step)
-    net = torch.nn.parallel.DistributedDataParallel(model) if dist.world > 1 else model
+    flops = sum(step_flops(s) for s in range(step))
+    net = models.Trunk(model)
+    net = torch.nn.parallel.DistributedDataParallel(net) if dist.world > 1 else net
     if tcfg.get("compile") and dev.type == "cuda":
         net = torch.compile(net)
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if dev.type == "cuda" else (
@@ -160,14 +170,15 @@ def train(model, data: Shard, objective, out_dir, tcfg: dict, budget_flops: floa
     bar = tqdm(total=total_steps, initial=step, unit="step", disable=not dist.main, dynamic_ncols=True)
     t_last = time.perf_counter()
     while step < total_steps:
-        progress = step / total_steps
         parts_sum: dict[str, float] = {}
+        index = index_at(step)
         for a, ids in enumerate(sample_ids(step, micro, n_micro, dist, len(index), seed)):
-            x = torch.from_numpy(seqs[index[ids]].astype(np.int64)).to(dev, non_blocking=True)
+            seq_ids = index[ids]
+            x = torch.from_numpy(seqs[seq_ids].astype(np.int64)).to(dev, non_blocking=True)
             sync = a == n_micro - 1 or dist.world == 1
             ctx = net.no_sync() if (dist.world > 1 and not sync) else contextlib.nullcontext()
             with ctx, autocast():
-                loss, parts = objective(net, x[:, :-1], x[:, 1:], progress)
+                loss, parts = objective(net, x, seq_ids, step, total_steps)
                 if not torch.isfinite(loss):
                     raise TrainingError(f"non-finite loss ({loss.item()}) at step {step} of {out}; the last "
                                         f"good checkpoint is kept: lower lr ({tcfg['lr']}) or check the data")
@@ -178,13 +189,14 @@ def train(model, data: Shard, objective, out_dir, tcfg: dict, budget_flops: floa
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
+        flops += step_flops(step)
         step += 1
         now = time.perf_counter()
         tok_s = tokens_per_step / (now - t_last)
         t_last = now
         bar.update(1)
         bar.set_postfix(loss=f"{parts_sum.get('loss', sum(parts_sum.values())):.3f}", tok_s=f"{tok_s:,.0f}")
-        record = {"step": step, "tokens": step * tokens_per_step, "flops": step * tokens_per_step * flops_per_token,
+        record = {"step": step, "tokens": step * tokens_per_step, "flops": flops,
                   "lr": sched.get_last_lr()[0], "grad_norm": float(gnorm), "tok_s": tok_s, **parts_sum}
         if step in ckpt_steps and val is not None:
             record["val_loss"] = eval_loss(
@@ -201,16 +213,23 @@ def train(model, data: Shard, objective, out_dir, tcfg: dict, budget_flops: floa
                 _save_resume(out, model, opt, sched, step)
         dist.barrier()
     bar.close()
-    summary = {"steps": total_steps, "tokens": total_steps * tokens_per_step,
-               "flops": total_steps * tokens_per_step * flops_per_token, "flops_per_token": flops_per_token,
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if line]
+    summary = {"steps": total_steps, "tokens": total_steps * tokens_per_step, "flops": flops,
+               "flops_per_token": flops_per_token, "teacher_flops_per_token": teacher_fpt,
                "params": models.n_params(model), "budget_flops": budget_flops, "objective": objective.name,
-               "final_val_loss": _last_val(out / "log.jsonl"),
-               "unigram_entropy": data.manifest["unigram_entropy"]}
+               "final_val_loss": _last_val(records), "tok_s_median": float(np.median([r["tok_s"] for r in records])),
+               "unigram_entropy": data.manifest["unigram_entropy"], **_means(records), **(extra or {})}
     if dist.main:
         write_json(out / "summary.json", summary)
     return summary
 
 
-def _last_val(log_path: Path):
-    vals = [json.loads(line)["val_loss"] for line in log_path.read_text().splitlines() if "val_loss" in line]
+def _last_val(records: list[dict]):
+    vals = [r["val_loss"] for r in records if "val_loss" in r]
     return vals[-1] if vals else None
+
+
+def _means(records: list[dict]) -> dict:
+    """Run means of the per-step quantities a method logs (e.g. LSAP's targets per position)."""
+    keys = {"targets_per_pos", "aux_nll", "kl"} & {k for r in records for k in r}
+    return {f"mean_{k}": float(np.mean([r[k] for r in records if k in r])) for k in sorted(keys)}

@@ -1,0 +1,145 @@
+"""LSAP's target proposal: a frozen surrogate LM reads the student's input through the shared
+vocabulary Σ∩ and proposes, per position, up to `top_k` extra next-token targets.
+
+    s = F_b→s(x)            tokens outside Σ∩ -> the surrogate's pad id, attention mask 0
+    z = S(s)                surrogate logits; position ids stay 0..T-1 (the paper is silent)
+    z[F_b→s(x_t+1)] = -inf  the true next token is the CE target, never an auxiliary one
+    z[v ∉ Σ∩]       = -inf  a proposal must exist in the student's vocabulary
+    candidates = top_k(z), mapped back with F_s→b, with their log-probabilities
+
+The α threshold is applied later (`select`), so one set of candidates serves every α: the
+cache written by `write_cache` holds exactly what the online path computes.
+Probabilities come from one log-sum-exp per position, never a full float32 softmax:
+`probabilities: surrogate` thresholds the surrogate's own distribution (masked tokens keep their
+mass: the default), `renormalised` the distribution renormalised after masking (NOTES §1.1 #1).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lsap import models, vocab
+from lsap.files import atomic_dir
+from lsap.fused_nll import CHUNK_ELEMENTS
+
+PROBABILITIES = ("surrogate", "renormalised")
+
+
+class Surrogate:
+    def __init__(self, model, b_to_s: np.ndarray, s_to_b: np.ndarray, pad_id: int, top_k: int = 15,
+                 probabilities: str = "surrogate"):
+        if probabilities not in PROBABILITIES:
+            raise ValueError(f"probabilities must be one of {PROBABILITIES}, not '{probabilities}'")
+        self.model, self.top_k, self.probabilities = model, top_k, probabilities
+        dev = next(model.parameters()).device
+        n_logits = model.get_output_embeddings().weight.shape[0]  # padded beyond the tokenizer
+        if len(s_to_b) > n_logits:
+            raise ValueError(f"translation table has {len(s_to_b)} surrogate ids, the model only {n_logits}")
+        self.b_to_s = torch.as_tensor(b_to_s, dtype=torch.long, device=dev)
+        s_to_b_full = np.full(n_logits, vocab.NOT_IN_BASE, dtype=np.int64)
+        s_to_b_full[: len(s_to_b)] = s_to_b
+        self.s_to_b = torch.as_tensor(s_to_b_full, device=dev)
+        # additive mask over the surrogate's logits: 0 on Σ∩, -inf elsewhere
+        self.outside = torch.where(self.s_to_b >= 0, 0.0, -math.inf).to(dev)
+        self.pad_id = pad_id
+        self.flops_per_token = models.forward_flops_per_token(model)
+
+    @classmethod
+    def load(cls, checkpoint: dict, translation: str | Path, top_k: int, probabilities: str, dev=None):
+        """From a model source spec ({kind: pretrained|hub, ...}) and the run's translation .npz."""
+        from lsap.vocab import load_translation
+
+        model = models.load_pretrained(checkpoint, dev)
+        b_to_s, s_to_b = load_translation(translation)
+        with np.load(translation) as z:
+            pad = int(z["surrogate_boundary"])  # any real id works: its attention mask is 0
+        return cls(model, b_to_s, s_to_b, pad, top_k, probabilities)
+
+    @torch.inference_mode()
+    def logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The surrogate's logits (B, T, V_s) for student inputs (B, T), bf16 on GPU."""
+        s_in = self.b_to_s[inputs]
+        attend = s_in != vocab.NOT_IN_SURROGATE
+        s_in = torch.where(attend, s_in, self.pad_id)
+        # a query whose keys are all masked (a document starting outside Σ∩) still gets finite
+        # logits from transformers' SDPA path; its candidates are simply uninformed
+        dtype = models.inference_dtype(inputs.device)
+        with torch.autocast(inputs.device.type, dtype=dtype, enabled=inputs.device.type == "cuda"):
+            return self.model(input_ids=s_in, attention_mask=attend.long()).logits
+
+    @torch.inference_mode()
+    def candidates(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """inputs, targets (B, T) student ids -> (ids (B, T, K) student ids, logp (B, T, K) float32);
+        slots without a candidate have logp -inf."""
+        logits = self.logits(inputs)
+        b, t, v = logits.shape
+        logits = logits.view(b * t, v)
+        s_tgt = self.b_to_s[targets].view(-1)
+        ids = torch.empty(b * t, self.top_k, dtype=torch.long, device=inputs.device)
+        logp = torch.empty(b * t, self.top_k, dtype=torch.float32, device=inputs.device)
+        chunk = max(1, CHUNK_ELEMENTS // v)
+        for a in range(0, b * t, chunk):
+            r = slice(a, min(a + chunk, b * t))
+            z = logits[r].float()
+            lse = torch.logsumexp(z, -1) if self.probabilities == "surrogate" else None
+            z += self.outside
+            has = s_tgt[r] >= 0
+            z[has.nonzero().squeeze(1), s_tgt[r][has]] = -math.inf
+            if lse is None:
+                lse = torch.logsumexp(z, -1)
+            val, idx = z.topk(self.top_k, dim=-1)
+            logp[r] = val - lse[:, None]
+            ids[r] = self.s_to_b[idx].clamp_min(0)
+        return ids.view(b, t, -1), logp.view(b, t, -1)
+
+
+def select(logp: torch.Tensor, alpha: float) -> torch.Tensor:
+    """The auxiliary targets: candidates with probability > α (at most ⌈1/α⌉−1 per position)."""
+    return logp > math.log(alpha)
+
+
+# ---- the cache: candidates for every training sequence, computed once, filtered per α ----
+def write_cache(sur: Surrogate, sequences: np.ndarray, out_dir, batch_size: int, meta: dict, log=print) -> Path:
+    """ids (int32) and logp (float32), each (n, T, K), for every sequence of the training shard."""
+    n, t = len(sequences), sequences.shape[1] - 1
+    dev = next(sur.model.parameters()).device
+    with atomic_dir(out_dir) as tmp:
+        ids = np.lib.format.open_memmap(tmp / "ids.npy", "w+", np.int32, (n, t, sur.top_k))
+        logp = np.lib.format.open_memmap(tmp / "logp.npy", "w+", np.float32, (n, t, sur.top_k))
+        for a in range(0, n, batch_size):
+            x = torch.from_numpy(sequences[a:a + batch_size].astype(np.int64)).to(dev)
+            i, lp = sur.candidates(x[:, :-1], x[:, 1:])
+            ids[a:a + len(x)], logp[a:a + len(x)] = i.cpu().numpy(), lp.cpu().numpy()
+            if a // batch_size % 50 == 0:
+                log(f"[targets] {a + len(x)}/{n} sequences")
+        ids.flush(), logp.flush()
+        (tmp / "meta.json").write_text(json.dumps({**meta, "sequences": n, "seq_len": t, "top_k": sur.top_k,
+                                                   "probabilities": sur.probabilities}, indent=2))
+    return Path(out_dir)
+
+
+class CachedCandidates:
+    """The cache read back: candidates of the sequences at the given dataset positions."""
+
+    def __init__(self, cache_dir, top_k: int, probabilities: str, n_sequences: int):
+        cache_dir = Path(cache_dir)
+        meta = json.loads((cache_dir / "meta.json").read_text())
+        if (meta["top_k"], meta["probabilities"], meta["sequences"]) != (top_k, probabilities, n_sequences):
+            raise ValueError(f"target cache {cache_dir} was built with top_k={meta['top_k']}, probabilities="
+                             f"{meta['probabilities']}, {meta['sequences']} sequences; this run wants {top_k}, "
+                             f"{probabilities}, {n_sequences}: delete it and rerun the targets rule")
+        self.ids = np.load(cache_dir / "ids.npy", mmap_mode="r")
+        self.logp = np.load(cache_dir / "logp.npy", mmap_mode="r")
+        self.meta = meta
+
+    def __call__(self, seq_ids: np.ndarray, dev) -> tuple[torch.Tensor, torch.Tensor]:
+        order = np.argsort(seq_ids)  # sorted reads from the memmap, then back to batch order
+        back = np.argsort(order)
+        ids = torch.from_numpy(self.ids[seq_ids[order]][back].astype(np.int64)).to(dev)
+        logp = torch.from_numpy(self.logp[seq_ids[order]][back]).to(dev)
+        return ids, logp

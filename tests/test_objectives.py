@@ -1,0 +1,174 @@
+"""The fused chunked NLL against a naive float64 reference, and the LSAP / KD / SALT losses."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lsap import objectives
+from lsap.fused_nll import fused_nll
+
+
+def _naive(h, W, ids, weights, dense=None):
+    logp = torch.log_softmax(h @ W.T, -1)
+    loss = -(weights * logp.gather(1, ids)).sum()
+    return loss - (dense * logp).sum() if dense is not None else loss
+
+
+@pytest.mark.parametrize("with_dense", [False, True])
+def test_fused_nll_and_its_gradient_equal_a_naive_float64_reference(with_dense):
+    g = torch.Generator().manual_seed(0)
+    n, hdim, v, k = 37, 8, 50, 4
+    h = torch.randn(n, hdim, generator=g, dtype=torch.float64, requires_grad=True)
+    W = torch.randn(v, hdim, generator=g, dtype=torch.float64, requires_grad=True)
+    ids = torch.randint(0, v, (n, k), generator=g)
+    weights = torch.rand(n, k, generator=g, dtype=torch.float64) * (torch.rand(n, k, generator=g) > 0.3)
+    dense = torch.rand(n, v, generator=g, dtype=torch.float64) if with_dense else None
+    ref = _naive(h, W, ids, weights, dense)
+    gh_ref, gw_ref = torch.autograd.grad(ref, (h, W))
+    got = fused_nll(h, W, ids, weights, dense=(lambda r: dense[r]) if with_dense else None, chunk=7)
+    gh, gw = torch.autograd.grad(got * 1.7, (h, W))  # a non-unit upstream gradient is applied too
+    assert abs(got.item() - ref.item()) < 1e-6
+    assert torch.allclose(gh, 1.7 * gh_ref, atol=1e-6) and torch.allclose(gw, 1.7 * gw_ref, atol=1e-6)
+
+
+def test_fused_nll_float32_is_close_to_float64():
+    g = torch.Generator().manual_seed(1)
+    h, W = torch.randn(64, 16, generator=g), torch.randn(300, 16, generator=g)
+    ids, w = torch.randint(0, 300, (64, 3), generator=g), torch.ones(64, 3)
+    ref = _naive(h.double(), W.double(), ids, w.double())
+    assert fused_nll(h, W, ids, w, chunk=10).item() == pytest.approx(ref.item(), rel=1e-6)
+
+
+class _Fixed(torch.nn.Module):
+    """A 'network' whose hidden states are given: the loss arithmetic alone is under test."""
+
+    def __init__(self, h):
+        super().__init__()
+        self.h = h
+
+    def forward(self, inputs):
+        return self.h
+
+
+class _Head:
+    def __init__(self, W):
+        self.W = W
+
+    def get_output_embeddings(self):
+        return torch.nn.Linear(1, 1) if self.W is None else type("L", (), {"weight": self.W})()
+
+
+def _setup(seed=0, b=2, t=3, v=6, hdim=5, k=3):
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(b, t, hdim, generator=g, dtype=torch.float64)
+    W = torch.randn(v, hdim, generator=g, dtype=torch.float64)
+    x = torch.randint(0, v, (b, t + 1), generator=g)
+    cand = torch.randint(0, v, (b, t, k), generator=g)
+    logp = torch.log(torch.tensor([0.5, 0.12, 0.03]).expand(b, t, k).clone())
+    return _Fixed(h), W, x, cand, logp
+
+
+def test_lsap_with_alpha_one_is_exactly_ce():
+    net, W, x, cand, logp = _setup()
+    ce = objectives.CrossEntropy().bind(_Head(W))(net, x, None, 0, 10)[0]
+    lsap = objectives.LSAP(lambda i, t, s: (cand, logp), alpha=1.0).bind(_Head(W))(net, x, None, 0, 10)[0]
+    assert lsap.item() == ce.item()
+    logits = (net.h @ W.T)
+    ref = torch.nn.functional.cross_entropy(logits.reshape(-1, 6), x[:, 1:].reshape(-1))
+    assert ce.item() == pytest.approx(ref.item(), abs=1e-12)
+
+
+@pytest.mark.parametrize("normaliser,alpha", [("total_targets", 0.1), ("mean", 0.1), ("literal", 0.1),
+                                               ("total_targets", 0.01), ("mean", 0.6)])
+def test_lsap_loss_by_hand(normaliser, alpha):
+    net, W, x, cand, logp = _setup()
+    obj = objectives.LSAP(lambda i, t, s: (cand, logp), alpha=alpha, normaliser=normaliser).bind(_Head(W))
+    loss, parts = obj(net, x, None, 0, 10)
+    lp = torch.log_softmax(net.h @ W.T, -1).numpy()
+    y, c, keep = x[:, 1:].numpy(), cand.numpy(), (logp > math.log(alpha)).numpy()
+    ce_sum = aux_sum = n_aux = 0.0
+    for b in range(2):
+        for t in range(3):
+            ce_sum -= lp[b, t, y[b, t]]
+            for j in range(3):
+                if keep[b, t, j]:
+                    aux_sum -= lp[b, t, c[b, t, j]]
+                    n_aux += 1
+    n = 6
+    denom = {"total_targets": n + n_aux, "mean": n_aux or n, "literal": n * n_aux if n_aux else n}[normaliser]
+    assert loss.item() == pytest.approx((ce_sum + aux_sum) / denom, abs=1e-12)
+    assert parts["targets_per_pos"] == n_aux / n
+    assert float(parts["ce"]) == pytest.approx(ce_sum / n, abs=1e-12)
+
+
+def test_lsap_lambda_anneals_from_one_to_zero():
+    assert objectives.cosine_lambda(0) == 1 and objectives.cosine_lambda(1) == pytest.approx(0)
+    net, W, x, cand, logp = _setup()
+    obj = objectives.LSAP(lambda i, t, s: (cand, logp), alpha=0.01, anneal=True).bind(_Head(W))
+    assert obj(net, x, None, 5, 10)[1]["lambda"] == pytest.approx(0.5)
+    # at the end of the run the auxiliary terms weigh nothing: only the normaliser differs from CE
+    end, parts = obj(net, x, None, 10, 10)
+    ce = objectives.CrossEntropy().bind(_Head(W))(net, x, None, 0, 10)[0]
+    assert end.item() == pytest.approx(ce.item() * 6 / (6 + 6 * parts["targets_per_pos"]), abs=1e-12)
+
+
+def _kd(student_logits_equal_teacher: bool, omega=0.5, rho=1.0):
+    net, W, x, _, _ = _setup(v=6)
+    z = net.h @ W.T
+    teacher_z = z / rho if student_logits_equal_teacher else torch.randn_like(z)
+    teacher = objectives.dense_teacher(lambda inputs: teacher_z, rho=rho)
+    obj = objectives.TeacherKD(teacher, omega=omega, teacher_flops_per_token=1).bind(_Head(W))
+    return obj, net, x, z, teacher_z
+
+
+def test_kd_term_is_zero_when_student_equals_teacher():
+    obj, net, x, z, _ = _kd(True)
+    assert float(obj(net, x, None, 0, 10)[1]["kl"]) == pytest.approx(0, abs=1e-10)
+    obj, net, x, z, _ = _kd(False)
+    assert float(obj(net, x, None, 0, 10)[1]["kl"]) > 1e-3
+
+
+def test_kd_through_sigma_equals_student_restricted_to_the_shared_vocabulary():
+    """A surrogate whose Σ∩ covers ids 0..3 of a 6-token student vocabulary (reversed order):
+    renormalised over Σ∩ the teacher equals the student's own softmax over those ids."""
+    s_to_b = torch.tensor([3, 2, 1, 0, -1])
+    log_q = objectives.sigma_log_q(s_to_b, 6, "renormalise")
+    zs = torch.randn(4, 5, dtype=torch.float64)
+    q = log_q(zs).exp()
+    assert torch.allclose(q.sum(1), torch.ones(4, dtype=torch.float64))
+    assert torch.allclose(q[:, [3, 2, 1, 0]], torch.softmax(zs[:, :4], -1)) and (q[:, 4:] == 0).all()
+    kept = objectives.sigma_log_q(s_to_b, 6, "keep_mass")(zs).exp()
+    assert torch.allclose(kept[:, [3, 2, 1, 0]], torch.softmax(zs, -1)[:, :4])
+
+
+def test_salt_loss_identity_and_temperature():
+    """E[(1−ω)CE(1_x, Q) + ωCE(P, Q)] = CE((1−ω)D + ωP, Q), and softmax(ρz) = P^ρ renormalised."""
+    g = torch.Generator().manual_seed(3)
+    omega, rho = 0.667, 0.25
+    obj, net, x, z, tz = _kd(False, omega=omega, rho=rho)
+    loss = obj(net, x, None, 0, 10)[0]
+    p_rho = torch.softmax(tz, -1) ** rho
+    p_rho = p_rho / p_rho.sum(-1, keepdim=True)
+    assert torch.allclose(p_rho, torch.softmax(rho * tz, -1))
+    onehot = torch.nn.functional.one_hot(x[:, 1:], 6).double()
+    mix = (1 - omega) * onehot + omega * p_rho
+    assert loss.item() == pytest.approx(-(mix * torch.log_softmax(z, -1)).sum(-1).mean().item(), abs=1e-10)
+    del g
+
+
+def test_salt_switches_to_ce_at_step_n_kd_exactly():
+    teacher = objectives.dense_teacher(lambda inputs: None)
+    salt = objectives.TeacherKD(teacher, omega=0.667, teacher_flops_per_token=10, kd_steps_frac=0.173)
+    n_kd = salt.kd_steps(208)
+    assert n_kd == 36
+    assert salt.weight(35, 208) == 0.667 and salt.weight(36, 208) == 0 and not salt.teacher_active(36, 208)
+    linear = objectives.TeacherKD(teacher, 0.667, 10, kd_steps_frac=0.173, transition="linear")
+    w = [linear.weight(s, 208) for s in range(40)]
+    assert w[31] == 0.667 and 0 < w[34] < 0.667 and w[36] == 0 and np.all(np.diff(w[30:37]) <= 0)
+
+
+def test_lsap_normaliser_rejects_an_unknown_name():
+    with pytest.raises(ValueError, match="normaliser must be one of"):
+        objectives.LSAP(None, 0.05, normaliser="per_token")

@@ -1,0 +1,82 @@
+"""LSAP's target proposal with real tokenizers (GPT-2 student, SmolLM2 surrogate) and a small
+random surrogate whose head is scaled up so its distributions are peaked like a trained LM's."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lsap import corpus, models, vocab
+from lsap.surrogate import CachedCandidates, Surrogate, select, write_cache
+
+T = 48
+
+
+@pytest.fixture(scope="module")
+def pair(small_corpus):
+    base, sur_tok = vocab.load_pretrained("gpt2"), vocab.load_pretrained("smollm2")
+    b_to_s, s_to_b = vocab.translation_tables(base, sur_tok)
+    model = models.build({"arch": "qwen3", "hidden": 16, "layers": 1, "heads": 2, "intermediate": 32},
+                         len(sur_tok), T, seed=0).eval()
+    with torch.no_grad():
+        model.get_output_embeddings().weight.mul_(40.0)
+    ids = []
+    for _, text in corpus.iter_documents(small_corpus, "train"):
+        ids.extend(base(text)["input_ids"] + [vocab.boundary_id(base)])
+        if len(ids) > 12 * (T + 1):
+            break
+    seqs = np.asarray(ids[: 12 * (T + 1)], dtype=np.int64).reshape(12, T + 1)
+    return Surrogate(model, b_to_s, s_to_b, pad_id=vocab.boundary_id(sur_tok)), b_to_s, s_to_b, seqs
+
+
+def _cands(sur, seqs):
+    x = torch.from_numpy(seqs)
+    return sur.candidates(x[:, :-1], x[:, 1:])
+
+
+def test_target_and_tokens_outside_sigma_are_never_proposed(pair):
+    sur, b_to_s, s_to_b, seqs = pair
+    ids, logp = _cands(sur, seqs)
+    keep = select(logp, 0.01)
+    assert keep.any(), "the peaked surrogate proposes something at α = 0.01"
+    targets = torch.from_numpy(seqs[:, 1:])[..., None].expand_as(ids)
+    assert not (keep & (ids == targets)).any()
+    assert (b_to_s[ids[keep].numpy()] != vocab.NOT_IN_SURROGATE).all()
+    # the outside-Σ∩ inputs really occur, so the pad path is exercised
+    assert (b_to_s[seqs] == vocab.NOT_IN_SURROGATE).any()
+
+
+@pytest.mark.parametrize("alpha", [0.01, 0.05, 0.2, 0.5])
+def test_at_most_ceil_inverse_alpha_minus_one_targets(pair, alpha):
+    ids, logp = _cands(pair[0], pair[3])
+    assert select(logp, alpha).sum(-1).max() <= math.ceil(1 / alpha) - 1
+    assert (logp.exp().sum(-1) <= 1 + 1e-5).all()
+
+
+def test_probabilities_are_the_surrogates_own_or_renormalised(pair):
+    sur, b_to_s, s_to_b, seqs = pair
+    x = torch.from_numpy(seqs[:2])
+    z = sur.logits(x[:, :-1]).float()
+    ids, logp = sur.candidates(x[:, :-1], x[:, 1:])
+    full = torch.log_softmax(z, -1)
+    s_ids = torch.from_numpy(b_to_s)[ids]
+    assert torch.allclose(logp, full.gather(-1, s_ids), atol=1e-5)
+    renorm = Surrogate(sur.model, b_to_s, s_to_b, sur.pad_id, probabilities="renormalised")
+    _, logp_r = renorm.candidates(x[:, :-1], x[:, 1:])
+    assert (logp_r >= logp - 1e-6).all() and (logp_r > logp + 1e-3).any()
+
+
+def test_cached_candidates_equal_online_ones(pair, tmp_path):
+    sur, _, _, seqs = pair
+    write_cache(sur, seqs, tmp_path / "cache", batch_size=5, meta={}, log=lambda *_: None)
+    cache = CachedCandidates(tmp_path / "cache", sur.top_k, "surrogate", len(seqs))
+    batch = np.array([7, 2, 11])  # another batch composition and order than the cache's
+    ids_c, logp_c = cache(batch, torch.device("cpu"))
+    ids_o, logp_o = _cands(sur, seqs[batch])
+    assert torch.equal(ids_c, ids_o)
+    assert torch.allclose(logp_c, logp_o, atol=1e-5)
+    for alpha in (0.01, 0.05, 0.2):
+        assert torch.equal(select(logp_c, alpha), select(logp_o, alpha))
+    with pytest.raises(ValueError, match="delete it and rerun"):
+        CachedCandidates(tmp_path / "cache", 10, "surrogate", len(seqs))
