@@ -151,3 +151,17 @@ def test_data_order_is_a_function_of_the_step():
     assert sorted(seen) == list(range(40))  # one epoch = every sequence once
     ranks = [np.concatenate(train.sample_ids(3, 4, 1, train.Dist(r, 2), 40, 7)) for r in (0, 1)]
     assert sorted(np.concatenate(ranks)) == sorted(np.concatenate(train.sample_ids(3, 4, 2, one, 40, 7)))
+
+
+def test_a_checkpoint_of_another_setup_is_set_aside_not_resumed(setup, tmp_path):
+    root, cfg, _ = setup
+    data = shards.open_shard(root / "shards" / "train.bin")
+    kw = dict(val=None, log=lambda *_: None)
+    budget = cfg["students"]["budget_flops"]
+    first = train.train(models.build(SMALL, 400, 32, 0), data, objectives.CrossEntropy(), tmp_path / "run",
+                        cfg["training"], budget, 0, run_key="a", **kw)
+    second = train.train(models.build(SMALL, 400, 32, 0), data, objectives.CrossEntropy(), tmp_path / "run",
+                         cfg["training"], budget / 2, 0, run_key="a", **kw)
+    assert second["steps"] == first["steps"] // 2 and (tmp_path / ".run.stale").is_dir()
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, second["steps"] + 1))

@@ -76,13 +76,6 @@ def model_label(spec: dict) -> str:
     return spec.get("name") or Path(spec.get("id", "model")).name
 
 
-def trained_checkpoint(cfg: dict, name: str) -> Path:
-    """The final checkpoint (model + tokenizer) of a model this run's references stage trains."""
-    from lsap import REPO_ROOT
-
-    return REPO_ROOT / "results" / cfg["run"] / "references" / name / "checkpoints" / "frac-1.00"
-
-
 def table1(cfg: dict, corpus_dir, log=print) -> dict:
     """Mean count per position, per model × domain × α × seed, plus count histograms and timing."""
     t1 = cfg["analysis"]["table1"]
@@ -91,8 +84,7 @@ def table1(cfg: dict, corpus_dir, log=print) -> dict:
               "models": {}}
     for spec in t1["models"]:
         label = model_label(spec)
-        if spec["kind"] == "trained":  # this run's own model: its final HF checkpoint
-            spec = {"kind": "hub", "id": str(trained_checkpoint(cfg, spec["name"]))}
+        spec = models.resolve(cfg, spec)  # a model this run trained: its final HF checkpoint
         model = models.load_pretrained(spec, dev)
         tok = vocab.build(spec) if spec["kind"] == "hub" else vocab.load_pretrained(spec["name"])
         means = defaultdict(lambda: defaultdict(dict))

@@ -90,21 +90,50 @@ def _table1(args, cfg):
 
 
 def _train(args, cfg):
-    from lsap import models, objectives, shards, train, vocab
+    from lsap import methods, models, objectives, shards, train, vocab
 
-    if args.role == "student":
-        spec, budget = cfg["students"]["model"], cfg["students"]["budget_flops"]
-        objective = {"ce": objectives.CrossEntropy}[args.method]()
-    else:
-        ref = cfg["references"][args.role]
-        spec, budget, objective = ref["model"], ref["budget_flops"], objectives.CrossEntropy()
     tok = vocab.load(args.tokenizer)
     fp = vocab.fingerprint(args.tokenizer)
     data = shards.open_shard(Path(args.shards) / f"{args.split}.bin", tokenizer=fp)
     val = shards.open_shard(Path(args.shards) / "validation.bin", tokenizer=fp)
-    model = models.build(spec, len(tok), data.seq_len, seed=args.seed)
-    summary = train.train(model, data, objective, args.out, cfg["training"], budget, args.seed, val=val, tokenizer=tok)
+    if args.role == "student":
+        if args.method not in cfg["methods"]:
+            raise SystemExit(f"error: no method '{args.method}' in the config's methods section "
+                             f"(defined: {', '.join(sorted(cfg['methods']))})")
+        spec, budget = cfg["students"]["model"], cfg["students"]["budget_flops"]
+        model = models.build(spec, len(tok), data.seq_len, seed=args.seed)
+        objective, indices, extra = methods.build(cfg, args.method, model, len(data), args.translation,
+                                                  args.targets, args.scores)
+        run_key = config_mod.section_hash(cfg, "students", "training") + config_mod.section_hash(cfg["methods"], args.method)
+    else:
+        ref = cfg["references"][args.role]
+        model = models.build(ref["model"], len(tok), data.seq_len, seed=args.seed)
+        budget, objective, indices, extra = ref["budget_flops"], objectives.CrossEntropy(), None, {}
+        run_key = config_mod.section_hash(cfg["references"], args.role) + config_mod.section_hash(cfg, "training")
+    summary = train.train(model, data, objective, args.out, cfg["training"], budget, args.seed,
+                          indices=indices, val=val, tokenizer=tok, extra=extra, run_key=run_key)
     print(f"[train] {args.role} {args.method} seed {args.seed}: {summary}")
+
+
+def _targets(args, cfg):
+    from lsap import models, shards, vocab
+    from lsap.surrogate import Surrogate, write_cache
+
+    spec = models.resolve(cfg, cfg["students"]["teachers"]["surrogate"])
+    sur = Surrogate.load(spec, args.translation, args.top_k, args.probabilities)
+    data = shards.open_shard(Path(args.shards) / "train.bin", tokenizer=vocab.fingerprint(args.tokenizer))
+    meta = {"surrogate": spec, "shard_sha256": data.manifest.get("sha256"),
+            "flops": sur.flops_per_token * len(data) * data.seq_len}
+    write_cache(sur, data.sequences, args.out, cfg["training"]["micro_batch"], meta)
+
+
+def _bench(args, cfg):
+    from lsap import bench
+
+    import torch
+
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    bench.run(args.shapes, device, args.compile, args.iters, args.out)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,14 +180,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-table", required=True)
     s.add_argument("--out-figure", required=True)
     s = stage("train", _train, "train a student (one method, one seed) or a reference model")
-    s.add_argument("--role", required=True, choices=["student", "surrogate", "reference", "teacher"])
+    s.add_argument("--role", required=True, choices=["student", "surrogate", "reference", "salt_teacher", "miniplm_teacher"])
     s.add_argument("--method", default="ce")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--tokenizer", required=True)
     s.add_argument("--shards", required=True, help="folder with <split>.bin and validation.bin")
     s.add_argument("--split", default="train")
+    s.add_argument("--translation", help="student: Σ∩ tables (lsap, kd)")
+    s.add_argument("--targets", help="student: the targets cache folder (lsap with targets: cached)")
+    s.add_argument("--scores", help="student: selection scores (data: miniplm, salt_ds)")
     s.add_argument("--out", required=True)
+
+    s = stage("targets", _targets, "LSAP's surrogate candidates (top-k ids + log-probs) for every training sequence")
+    s.add_argument("--tokenizer", required=True, help="the student tokenizer folder")
+    s.add_argument("--shards", required=True, help="the student shards folder")
+    s.add_argument("--translation", required=True)
+    s.add_argument("--top-k", type=int, required=True)
+    s.add_argument("--probabilities", required=True, choices=["surrogate", "renormalised"])
+    s.add_argument("--out", required=True)
+
+    s = stage("bench", _bench, "throughput of ce / lsap (online, cached) steps and of the loss alone")
+    s.add_argument("--shapes", choices=["paper", "cpu"], default="cpu")
+    s.add_argument("--device", default="auto", help="cuda if there is one, else cpu")
+    s.add_argument("--compile", action="store_true", help="torch.compile student and surrogate (GPU)")
+    s.add_argument("--iters", type=int, default=10)
+    s.add_argument("--out", help="write the JSON here too")
     return p
+
 
 
 def main(argv: list[str] | None = None) -> int:

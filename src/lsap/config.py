@@ -72,17 +72,40 @@ def _check_consistency(cfg: dict, source: str) -> None:
             raise ConfigError(f"{source}: tokenizers.{role}.train_domains: no corpus domain named "
                               f"{sorted(unknown)}")
     for i, m in enumerate(cfg["analysis"]["table1"]["models"]):
-        need = "id" if m["kind"] == "hub" else "name"
-        where = f"{source}: analysis.table1.models.{i}"
-        if need not in m:
-            raise ConfigError(f"{where}: kind '{m['kind']}' needs '{need}'")
-        if m["kind"] == "trained" and m["name"] not in cfg["references"]:
-            raise ConfigError(f"{where}: this run trains no '{m['name']}' (references: {sorted(cfg['references'])})")
-        if m["kind"] == "pretrained" and m["name"] not in ("smollm2", "gemma3"):
-            raise ConfigError(f"{where}: no registry model '{m['name']}' (smollm2 or gemma3)")
+        _check_source(cfg, m, f"{source}: analysis.table1.models.{i}")
+    for name, spec in cfg["students"]["teachers"].items():
+        _check_source(cfg, spec, f"{source}: students.teachers.{name}")
+    for name in cfg["students"]["methods"]:
+        if name not in cfg["methods"]:
+            raise ConfigError(f"{source}: students.methods: no method named '{name}' in the methods section "
+                              f"(defined: {sorted(cfg['methods'])})")
+        missing = [t for t in teacher_roles(cfg["methods"][name]) if t not in cfg["students"]["teachers"]]
+        if missing:
+            raise ConfigError(f"{source}: method '{name}' needs students.teachers.{missing[0]} "
+                              f"(a {{kind: trained|pretrained|hub, ...}} model source)")
     s = cfg["corpus"]["splits"]
     if s["validation"] + s["reference"] >= 1:
         raise ConfigError(f"{source}: corpus.splits: validation + reference must leave a train split")
+
+
+REFERENCE_ROLES = ("surrogate", "reference", "salt_teacher", "miniplm_teacher")
+
+
+def _check_source(cfg: dict, m: dict, where: str) -> None:
+    need = "id" if m["kind"] == "hub" else "name"
+    if need not in m:
+        raise ConfigError(f"{where}: kind '{m['kind']}' needs '{need}'")
+    if m["kind"] == "trained" and m["name"] not in cfg["references"]:
+        raise ConfigError(f"{where}: this run trains no '{m['name']}' (references: {sorted(cfg['references'])})")
+    if m["kind"] == "pretrained" and m["name"] not in ("smollm2", "gemma3"):
+        raise ConfigError(f"{where}: no registry model '{m['name']}' (smollm2 or gemma3)")
+
+
+def teacher_roles(method: dict) -> list[str]:
+    """The students.teachers entries a method reads: its objective's teacher, its data selection's models."""
+    roles = {"ce": [], "lsap": ["surrogate"], "kd": ["surrogate"], "salt": ["salt_teacher"]}[method["objective"]]
+    roles += {"all": [], "miniplm": ["miniplm_reference", "miniplm_teacher"], "salt_ds": ["salt_teacher"]}[method["data"]]
+    return list(dict.fromkeys(roles))
 
 
 def load(path: str | Path) -> dict:
@@ -130,7 +153,10 @@ def analysis_assets(cfg: dict) -> list[str]:
 
 def required_assets(cfg: dict) -> list[str]:
     """Every registry asset this config reads; only these are fetched."""
+    from lsap.models import GGUF_MODELS
+
     names = set(corpus_assets(cfg)) | set(analysis_assets(cfg))
+    names |= {GGUF_MODELS[m["name"]][0] for m in cfg["students"]["teachers"].values() if m["kind"] == "pretrained"}
     for role in cfg["tokenizers"]:
         names.update(tokenizer_assets(cfg, role))
     return sorted(names)

@@ -35,6 +35,20 @@ def load_pretrained(spec: dict, dev: torch.device | None = None):
     return model.to(dev).eval().requires_grad_(False)
 
 
+def trained_checkpoint(cfg: dict, name: str):
+    """The final checkpoint (model + tokenizer) of a model this run's references stage trains."""
+    from lsap import REPO_ROOT
+
+    return REPO_ROOT / "results" / cfg["run"] / "references" / name / "checkpoints" / "frac-1.00"
+
+
+def resolve(cfg: dict, spec: dict) -> dict:
+    """A model source spec made loadable: {kind: trained, name} -> {kind: hub, id: <its checkpoint>}."""
+    if spec["kind"] == "trained":
+        return {"kind": "hub", "id": str(trained_checkpoint(cfg, spec["name"]))}
+    return spec
+
+
 def n_params(model, embeddings: bool = True) -> int:
     """Parameters, each tensor once (tied input/output embeddings count once)."""
     seen, total = set(), 0

@@ -13,6 +13,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,8 +87,8 @@ def _resume_path(out: Path) -> Path:
     return out / "resume.pt"
 
 
-def _save_resume(out, model, opt, sched, step):
-    state = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
+def _save_resume(out, model, opt, sched, step, key):
+    state = {"key": key, "model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
              "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
     with atomic_path(_resume_path(out)) as tmp:
         torch.save(state, tmp)
@@ -117,10 +118,13 @@ def eval_loss(model, val: Shard, n_seq: int, micro: int, dev, autocast) -> float
 
 
 def train(model, data: Shard, objective, out_dir, tcfg: dict, budget_flops: float, seed: int,
-          indices=None, val: Shard | None = None, tokenizer=None, extra: dict | None = None, log=print) -> dict:
+          indices=None, val: Shard | None = None, tokenizer=None, extra: dict | None = None, run_key: str = "",
+          log=print) -> dict:
     """Train `model` on `data` until the FLOPs budget is spent; resumable. `indices`: train only
-    on these sequences (an array, or `step -> array` for a method whose data changes by phase).
-    Returns the summary also written to out_dir/summary.json (plus `extra`)."""
+    on these sequences (an array, or `(step, total_steps, global_batch) -> array` for a method
+    whose data changes by phase).
+    Returns the summary also written to out_dir/summary.json (plus `extra`). `run_key` names the
+    setup (e.g. a config hash): a resume checkpoint from another setup is set aside, not resumed."""
     out = Path(out_dir)
     dist = Dist.from_env()
     dev = torch.device(f"cuda:{dist.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
@@ -137,7 +141,8 @@ def train(model, data: Shard, objective, out_dir, tcfg: dict, budget_flops: floa
                             f"({flops_per_token * tokens_per_step:.3g}): raise the budget or shrink the batch")
     ckpt_steps = {max(1, round(f * total_steps)): f for f in tcfg["checkpoint_fractions"]}
     all_seqs = np.arange(len(data))
-    index_at = indices if callable(indices) else (lambda s, a=(all_seqs if indices is None else np.asarray(indices)): a)
+    fixed = all_seqs if indices is None else np.asarray(indices)
+    index_at = indices if callable(indices) else (lambda *_: fixed)
 
     def step_flops(s: int) -> float:
         return tokens_per_step * (train_fpt + (teacher_fpt if objective.teacher_active(s, total_steps) else 0))
@@ -146,6 +151,14 @@ def train(model, data: Shard, objective, out_dir, tcfg: dict, budget_flops: floa
                             weight_decay=tcfg["weight_decay"], fused=dev.type == "cuda")
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total_steps, tcfg["warmup_frac"], tcfg["min_lr_frac"]))
     step = 0
+    key = f"{run_key}|{objective.name}|{total_steps}|{tokens_per_step}|{seed}|{len(data)}"
+    if _resume_path(out).exists() and torch.load(_resume_path(out), weights_only=False).get("key") != key:
+        stale = out.with_name(f".{out.name}.stale")
+        log(f"[train] {out} holds a run of another setup: moved to {stale}, starting from step 0")
+        if dist.main:
+            shutil.rmtree(stale, ignore_errors=True)
+            os.replace(out, stale)
+        dist.barrier()
     if _resume_path(out).exists():
         state = torch.load(_resume_path(out), map_location=dev, weights_only=False)
         model.load_state_dict(state["model"])
@@ -171,7 +184,7 @@ def train(model, data: Shard, objective, out_dir, tcfg: dict, budget_flops: floa
     t_last = time.perf_counter()
     while step < total_steps:
         parts_sum: dict[str, float] = {}
-        index = index_at(step)
+        index = index_at(step, total_steps, micro * n_micro * dist.world)
         for a, ids in enumerate(sample_ids(step, micro, n_micro, dist, len(index), seed)):
             seq_ids = index[ids]
             x = torch.from_numpy(seqs[seq_ids].astype(np.int64)).to(dev, non_blocking=True)
@@ -210,7 +223,7 @@ def train(model, data: Shard, objective, out_dir, tcfg: dict, budget_flops: floa
                     if tokenizer is not None:
                         tokenizer.save_pretrained(tmp)
             if step in ckpt_steps or step % tcfg["save_every_steps"] == 0 or step == total_steps:
-                _save_resume(out, model, opt, sched, step)
+                _save_resume(out, model, opt, sched, step, key)
         dist.barrier()
     bar.close()
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if line]
