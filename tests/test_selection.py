@@ -1,0 +1,196 @@
+"""Data selection: token statistics against a naive float64 full-softmax reference, MiniPLM's
+ranking identity, SALT_DS's two readings of eq. 10, deterministic top-m selection, and scoring
+that resumes after an interruption with identical scores."""
+
+import copy
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lsap import models, selection
+from lsap.shards import Shard
+
+VOCAB, SEQ_LEN, N_SEQ = 100, 16, 23  # 23: the last batch is a partial one
+SPEC = {"arch": "qwen3", "hidden": 32, "layers": 1, "heads": 2, "intermediate": 64}
+
+
+def _model(seed):
+    return models.build(SPEC, VOCAB, SEQ_LEN + 1, seed).eval()
+
+
+def _shard(seed=0, n=N_SEQ):
+    tokens = np.random.default_rng(seed).integers(0, VOCAB, n * (SEQ_LEN + 1) + 5).astype(np.uint16)
+    return Shard(None, {"seq_len": SEQ_LEN, "n_sequences": n, "sha256": f"random-{seed}"}, tokens)
+
+
+@pytest.fixture(scope="module")
+def ref():
+    return _model(1)
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    return _model(2)
+
+
+def _naive(model, seqs, top_k):
+    """Per sequence, float64 throughout: token NLL from a full log-softmax, top-k by torch.topk."""
+    m = copy.deepcopy(model).double()
+    nll, in_top = [], []
+    with torch.no_grad():
+        for s in seqs:
+            x = torch.from_numpy(s.astype(np.int64))[None]
+            z = m(input_ids=x[:, :-1]).logits[0]
+            tgt = x[0, 1:]
+            nll.append(-torch.log_softmax(z, -1).gather(1, tgt[:, None])[:, 0].numpy())
+            in_top.append((z.topk(top_k, -1).indices == tgt[:, None]).any(1).numpy())
+    return np.array(nll), np.array(in_top)
+
+
+def _np_salt(nll, in_top, zeros):
+    if zeros == "keep":
+        return np.median(np.where(in_top, nll, 0.0), axis=1)
+    return np.array([np.median(r[t]) if t.any() else -np.inf for r, t in zip(nll, in_top)])
+
+
+@pytest.mark.parametrize("top_k", [10, 40])
+def test_scores_equal_a_naive_float64_full_softmax(ref, teacher, tmp_path, monkeypatch, top_k):
+    monkeypatch.setattr(selection, "CHUNK_ELEMENTS", 128 * 7)  # 7 rows per chunk: chunks cross sequences
+    shard = _shard()
+    nll_r, _ = _naive(ref, shard.sequences, top_k)
+    nll_t, top_t = _naive(teacher, shard.sequences, top_k)
+    assert 0 < top_t.mean() < 1
+    got = selection.score_sequences((ref, teacher), shard, tmp_path / "mp.npy", selection.miniplm_score, 5, log=print)
+    np.testing.assert_allclose(got, nll_r.mean(1) - nll_t.mean(1), atol=1e-5, rtol=0)
+    for zeros in selection.ZEROS:
+        got = selection.score_sequences(teacher, shard, tmp_path / f"salt-{zeros}.npy",
+                                        selection.salt_ds_score(top_k, zeros), 5, log=print)
+        np.testing.assert_allclose(got, _np_salt(nll_t, top_t, zeros), atol=1e-5, rtol=0)
+    # the batched statistics themselves, position by position
+    nll, in_top = selection.token_stats(teacher, torch.from_numpy(shard.sequences.astype(np.int64)), top_k)
+    assert np.array_equal(in_top.numpy(), top_t)
+    np.testing.assert_allclose(nll.numpy(), nll_t, atol=1e-5, rtol=0)
+
+
+def test_top_k_membership_counts_a_target_tied_with_the_kth_logit_as_inside():
+    """Every position gets logits (3, 2, 2, 2, 1): a fake LM whose hidden state is 1 and head is that column."""
+    from types import SimpleNamespace
+    z = torch.tensor([3.0, 2.0, 2.0, 2.0, 1.0])
+    fake = SimpleNamespace(model=lambda input_ids: SimpleNamespace(last_hidden_state=torch.ones(*input_ids.shape, 1)),
+                           get_output_embeddings=lambda: SimpleNamespace(weight=z[:, None]), config=SimpleNamespace())
+    x = torch.tensor([[0, 0, 1, 2, 3, 4]])  # targets 0, 1, 2, 3, 4
+    nll, in_top = selection.token_stats(fake, x, top_k=2)
+    np.testing.assert_allclose(nll[0].numpy(), (torch.logsumexp(z, 0) - z).numpy(), atol=1e-6)
+    assert in_top[0].tolist() == [True, True, True, True, False]   # 2 ties with the 2nd largest
+    assert selection.token_stats(fake, x, top_k=1)[1][0].tolist() == [True, False, False, False, False]
+
+
+def test_miniplm_ranking_by_mean_loss_difference_equals_summed_log_ratio(ref, teacher, tmp_path):
+    shard = _shard(3, n=40)
+    nll_r, _ = _naive(ref, shard.sequences, 1)
+    nll_t, _ = _naive(teacher, shard.sequences, 1)
+    log_ratio = (-nll_t - (-nll_r)).sum(1)  # log p_teacher(x) − log p_ref(x), every x SEQ_LEN tokens
+    scores = selection.score_sequences((ref, teacher), shard, tmp_path / "s.npy", selection.miniplm_score, 8,
+                                       log=lambda *_: None)
+    assert np.array_equal(np.argsort(-scores, kind="stable"), np.argsort(-log_ratio, kind="stable"))
+    kept = selection.select_top(scores, 0.5)
+    assert len(kept) == 20 and np.array_equal(kept, np.sort(np.argsort(-log_ratio)[:20]))
+
+
+def test_salt_ds_median_keep_vs_drop_by_hand():
+    nll = torch.tensor([[1.0, 2.0, 3.0, 4.0, 5.0],
+                        [0.5, 9.0, 2.0, 7.0, 8.0],
+                        [3.0, 4.0, 1.0, 6.0, 2.0]])
+    in_top = torch.tensor([[True, False, True, False, True],     # kept losses 1, 3, 5
+                           [True, False, True, True, False],     # kept 0.5, 2, 7
+                           [False, False, False, False, False]])  # nothing learnable
+    keep = selection.salt_ds_aggregate(nll, in_top, "keep")
+    drop = selection.salt_ds_aggregate(nll, in_top, "drop")
+    # keep: {1,0,3,0,5} -> 1; {0.5,0,2,7,0} -> 0.5; all zeros -> 0
+    assert keep.tolist() == [1.0, 0.5, 0.0]
+    # drop: {1,3,5} -> 3; {0.5,2,7} -> 2; empty -> -inf (ranked last)
+    assert drop.tolist() == [3.0, 2.0, -math.inf]
+    # an even count: the mean of the two middle values
+    nll, in_top = torch.tensor([[4.0, 1.0, 2.0, 8.0]]), torch.tensor([[True, True, False, True]])
+    assert selection.salt_ds_aggregate(nll, in_top, "drop").tolist() == [4.0]  # {1, 4, 8}
+    assert selection.salt_ds_aggregate(nll, in_top, "keep").tolist() == [2.5]  # {0, 1, 4, 8}
+    with pytest.raises(ValueError, match="zeros"):
+        selection.salt_ds_score(10, "ignore")
+
+
+def test_select_top_is_deterministic_sized_and_in_corpus_order():
+    scores = np.array([0.3, 0.9, 0.1, 0.9, 0.5, 0.9, -np.inf, 0.2], dtype=np.float32)
+    assert selection.select_top(scores, 2).tolist() == [1, 3]          # ties at 0.9 go to the lower index
+    assert selection.select_top(scores, 4).tolist() == [1, 3, 4, 5]
+    assert selection.select_top(scores, 0.5).tolist() == [1, 3, 4, 5]  # int(0.5 * 8) = 4
+    assert selection.select_top(scores, 0.3).tolist() == [1, 3]        # int(2.4) = 2
+    assert selection.select_top(scores, 100).tolist() == list(range(8))
+    assert len(selection.select_top(scores, 0.01)) == 1
+    big = np.random.default_rng(0).normal(size=1001).round(2)          # many ties
+    a, b = selection.select_top(big, 0.5), selection.select_top(big.copy(), 0.5)
+    assert np.array_equal(a, b) and len(a) == 500 and np.all(np.diff(a) > 0)
+    assert big[a].min() >= np.delete(big, a).max()
+    with pytest.raises(ValueError, match="NaN"):
+        selection.select_top(np.array([1.0, np.nan]), 1)
+    with pytest.raises(ValueError, match="fraction"):
+        selection.select_top(scores, 1.5)
+    with pytest.raises(TypeError):
+        selection.select_top(scores, True)
+
+
+class _Killed(RuntimeError):
+    pass
+
+
+def test_interrupted_scoring_resumes_to_identical_scores(ref, teacher, tmp_path):
+    shard, fn, quiet = _shard(), selection.salt_ds_score(10, "drop"), (lambda *_: None)
+    whole = selection.score_sequences(teacher, shard, tmp_path / "whole" / "s.npy", fn, 4, log=quiet)
+    out = tmp_path / "run" / "scores.npy"
+    partial, progress = out.with_name("scores.npy.partial"), out.with_name("scores.npy.progress.json")
+
+    # stopped after 2 batches: nothing final, the progress file says 8 sequences
+    assert selection.score_sequences(teacher, shard, out, fn, 4, max_batches=2, log=quiet) is None
+    assert not out.exists() and json.loads(progress.read_text())["done"] == 8
+
+    # killed inside the 2nd batch of the next attempt, after a stray write past the progress record
+    calls = {"n": 0}
+
+    def dying(model, x):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            with open(partial, "ab") as f:
+                f.write(b"\xff" * 12)  # a half-written batch that progress never counted
+            raise _Killed
+        return fn(model, x)
+
+    dying.spec = fn.spec
+    with pytest.raises(_Killed):
+        selection.score_sequences(teacher, shard, out, dying, 4, log=quiet)
+    assert json.loads(progress.read_text())["done"] == 12
+
+    logs = []
+    got = selection.score_sequences(teacher, shard, out, fn, 4, log=logs.append)
+    assert any("resuming" in line and "12/23" in line for line in logs)
+    assert np.array_equal(got, whole) and np.array_equal(np.load(out), whole)
+    assert not partial.exists() and not progress.exists()
+    info = json.loads(out.with_suffix(".json").read_text())
+    assert info["tokens_scored"] == N_SEQ * SEQ_LEN
+    assert info["flops"] == N_SEQ * SEQ_LEN * models.forward_flops_per_token(teacher)
+
+    # a finished output is reused; partial scores from another score spec are discarded
+    assert np.array_equal(selection.score_sequences(teacher, shard, out, fn, 4, log=quiet), whole)
+    other = tmp_path / "other" / "s.npy"
+    selection.score_sequences(teacher, shard, other, fn, 4, max_batches=1, log=quiet)
+    keep_fn, logs = selection.salt_ds_score(10, "keep"), []
+    got = selection.score_sequences(teacher, shard, other, keep_fn, 4, log=logs.append)
+    assert any("discarding" in line for line in logs)
+    assert np.array_equal(got, selection.score_sequences(teacher, shard, tmp_path / "k.npy", keep_fn, 4, log=quiet))
+
+
+def test_scoring_flops_count_both_miniplm_models(ref, teacher):
+    per_token = models.forward_flops_per_token(ref) + models.forward_flops_per_token(teacher)
+    assert selection.scoring_flops((ref, teacher), 1000) == 1000 * per_token
+    assert models.forward_flops_per_token(ref) == 2 * models.n_params(ref)  # untied head: 2·N
