@@ -66,3 +66,23 @@ def test_table1_model_of_a_reference_the_run_does_not_train(tiny_cfg):
     refs = {k: v for k, v in tiny_cfg["references"].items() if k != "surrogate"}
     with pytest.raises(config.ConfigError, match=r"analysis\.table1\.models\.1: this run trains no 'surrogate'"):
         config.validate({**tiny_cfg, "references": refs})
+
+
+def test_a_student_method_must_be_defined(tiny_cfg):
+    bad = {**tiny_cfg, "students": {**tiny_cfg["students"], "methods": ["ce", "lsap_a0.5"]}}
+    with pytest.raises(config.ConfigError, match=r"no method named 'lsap_a0.5' in the methods section"):
+        config.validate(bad)
+
+
+def test_a_method_names_the_teacher_it_lacks(tiny_cfg):
+    teachers = {k: v for k, v in tiny_cfg["students"]["teachers"].items() if k != "salt_teacher"}
+    bad = {**tiny_cfg, "students": {**tiny_cfg["students"], "teachers": teachers}}
+    with pytest.raises(config.ConfigError, match=r"method 'salt' needs students.teachers.salt_teacher"):
+        config.validate(bad)
+
+
+def test_method_knobs_get_the_documented_defaults(tiny_cfg):
+    m = tiny_cfg["methods"]["lsap_a0.05"]
+    assert (m["top_k"], m["normaliser"], m["probabilities"], m["lambda_schedule"]) == \
+        (15, "total_targets", "surrogate", "constant")
+    assert config.teacher_roles(tiny_cfg["methods"]["miniplm"]) == ["miniplm_reference", "miniplm_teacher"]

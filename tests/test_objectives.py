@@ -16,7 +16,7 @@ def _naive(h, W, ids, weights, dense=None):
     return loss - (dense * logp).sum() if dense is not None else loss
 
 
-@pytest.mark.parametrize("with_dense", [False, True])
+@pytest.mark.parametrize("with_dense", [False, True, "columns"])
 def test_fused_nll_and_its_gradient_equal_a_naive_float64_reference(with_dense):
     g = torch.Generator().manual_seed(0)
     n, hdim, v, k = 37, 8, 50, 4
@@ -25,9 +25,14 @@ def test_fused_nll_and_its_gradient_equal_a_naive_float64_reference(with_dense):
     ids = torch.randint(0, v, (n, k), generator=g)
     weights = torch.rand(n, k, generator=g, dtype=torch.float64) * (torch.rand(n, k, generator=g) > 0.3)
     dense = torch.rand(n, v, generator=g, dtype=torch.float64) if with_dense else None
+    dense_fn = (lambda r: dense[r]) if with_dense else None
+    if with_dense == "columns":  # a teacher over some columns only (KD through Σ∩)
+        cols = torch.randperm(v, generator=g)[:30]
+        dense[:, [c for c in range(v) if c not in cols.tolist()]] = 0
+        dense_fn = lambda r: (dense[r][:, cols], cols)  # noqa: E731
     ref = _naive(h, W, ids, weights, dense)
     gh_ref, gw_ref = torch.autograd.grad(ref, (h, W))
-    got = fused_nll(h, W, ids, weights, dense=(lambda r: dense[r]) if with_dense else None, chunk=7)
+    got = fused_nll(h, W, ids, weights, dense=dense_fn, chunk=7)
     gh, gw = torch.autograd.grad(got * 1.7, (h, W))  # a non-unit upstream gradient is applied too
     assert abs(got.item() - ref.item()) < 1e-6
     assert torch.allclose(gh, 1.7 * gh_ref, atol=1e-6) and torch.allclose(gw, 1.7 * gw_ref, atol=1e-6)
@@ -130,17 +135,34 @@ def test_kd_term_is_zero_when_student_equals_teacher():
     assert float(obj(net, x, None, 0, 10)[1]["kl"]) > 1e-3
 
 
-def test_kd_through_sigma_equals_student_restricted_to_the_shared_vocabulary():
-    """A surrogate whose Σ∩ covers ids 0..3 of a 6-token student vocabulary (reversed order):
-    renormalised over Σ∩ the teacher equals the student's own softmax over those ids."""
+def test_kd_through_sigma_covers_only_the_shared_vocabulary():
+    """A surrogate whose Σ∩ maps its ids 0..3 to student ids 3..0: q lives on those columns,
+    renormalised (sums to 1) or keeping the surrogate's own mass."""
     s_to_b = torch.tensor([3, 2, 1, 0, -1])
-    log_q = objectives.sigma_log_q(s_to_b, 6, "renormalise")
     zs = torch.randn(4, 5, dtype=torch.float64)
-    q = log_q(zs).exp()
-    assert torch.allclose(q.sum(1), torch.ones(4, dtype=torch.float64))
-    assert torch.allclose(q[:, [3, 2, 1, 0]], torch.softmax(zs[:, :4], -1)) and (q[:, 4:] == 0).all()
-    kept = objectives.sigma_log_q(s_to_b, 6, "keep_mass")(zs).exp()
-    assert torch.allclose(kept[:, [3, 2, 1, 0]], torch.softmax(zs, -1)[:, :4])
+    logq, cols = objectives.sigma_log_q(s_to_b, "renormalise")(zs)
+    assert cols.tolist() == [3, 2, 1, 0]
+    assert torch.allclose(logq.exp(), torch.softmax(zs[:, :4], -1))
+    kept, _ = objectives.sigma_log_q(s_to_b, "keep_mass")(zs)
+    assert torch.allclose(kept.exp(), torch.softmax(zs, -1)[:, :4])
+
+
+def test_kd_through_sigma_is_zero_when_the_student_matches_the_teacher_there():
+    """Student logits equal to the surrogate's on Σ∩ and −∞-like elsewhere: KL = 0; the fused
+    loss with the (values, columns) teacher equals a dense-vocabulary reference."""
+    net, W, x, _, _ = _setup(v=6)
+    z = net.h @ W.T                                        # (2, 3, 6) student logits
+    s_to_b = torch.tensor([5, 0, 2, -1])                  # surrogate ids 0,1,2 -> student 5,0,2
+    zs = torch.stack([z[..., 5], z[..., 0], z[..., 2], torch.zeros_like(z[..., 0])], -1)
+    teacher = objectives.dense_teacher(lambda inputs: zs, log_q=objectives.sigma_log_q(s_to_b))
+    obj = objectives.TeacherKD(teacher, omega=1.0, teacher_flops_per_token=1).bind(_Head(W))
+    loss, parts = obj(net, x, None, 0, 10)
+    q = torch.zeros_like(z)
+    q[..., [5, 0, 2]] = torch.softmax(zs[..., :3], -1)
+    ref = -(q * torch.log_softmax(z, -1)).sum(-1).mean()
+    assert loss.item() == pytest.approx(ref.item(), abs=1e-10)
+    kl = (q * (torch.where(q > 0, q.log(), 0.0) - torch.log_softmax(z, -1))).sum(-1).mean()
+    assert float(parts["kl"]) == pytest.approx(kl.item(), abs=1e-10) and kl > 0  # student has mass off Σ∩
 
 
 def test_salt_loss_identity_and_temperature():

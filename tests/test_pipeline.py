@@ -55,10 +55,28 @@ def test_tiny_dag_tables_figures_and_training(dag_run):
     assert int(ov.loc[(ov.base == "cl100k") & (ov.surrogate == "qwen3"), "|Σ∩|"].iloc[0]) == 99_156
     for ext in (".png", ".pdf"):
         assert (REPO_ROOT / "figures" / RUN / f"table1_counts{ext}").stat().st_size > 10_000
-    for name in ("surrogate", "reference", "teacher"):
+    for name in ("surrogate", "reference", "salt_teacher", "miniplm_teacher"):
         assert json.loads((out / "references" / name / "summary.json").read_text())["steps"] > 0
     ce = json.loads((out / "students" / "ce-s0" / "summary.json").read_text())
     assert ce["final_val_loss"] < ce["unigram_entropy"] - 0.5  # learnt far more than unigram statistics
+    # every method ran under the same budget, the surrogate/teacher charged
+    for method in ("lsap_a0.01", "lsap_a0.05", "lsap_a0.2", "kd", "salt", "salt_ds", "miniplm"):
+        s = json.loads((out / "students" / f"{method}-s0" / "summary.json").read_text())
+        assert ce["budget_flops"] * 0.95 < s["flops"] <= ce["budget_flops"]
+    lsap = [json.loads((out / "students" / f"lsap_a{a}-s0" / "summary.json").read_text())["mean_targets_per_pos"]
+            for a in ("0.01", "0.05", "0.2")]
+    assert lsap[0] > lsap[1] > lsap[2] > 0 and lsap[2] <= 4
+    assert json.loads((out / "selection" / "miniplm" / "scores.json").read_text())["sequences"] > 0
+    tables = REPO_ROOT / "paper_tables" / RUN
+    t2 = read_table(tables / "table2.csv")
+    assert len(t2) == 9 and t2["Avg (7)"].between(0, 100).all()
+    assert t2["TrQA"].isna().all()  # no offline data: n/a
+    h2h = read_table(tables / "head_to_head.csv")
+    assert h2h["Method"].iloc[0] == "ce" and "(best LSAP)" in h2h["Method"].iloc[1]
+    assert (h2h["bpb mean"] > 0).all()
+    for name in ("figure2_score_vs_flops", "bpb_vs_flops", "targets_vs_alpha"):
+        assert (REPO_ROOT / "figures" / RUN / f"{name}.png").stat().st_size > 10_000
+    assert (out / "notebook" / "results.ipynb").exists() and (out / "notebook" / "final_val_loss.csv").exists()
 
 
 @pytest.mark.slow
@@ -67,3 +85,14 @@ def test_second_run_has_nothing_to_do(dag_run):
     proc = subprocess.run([*cmd, "-n"], cwd=REPO_ROOT, capture_output=True, text=True)
     assert proc.returncode == 0
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_html_report_holds_the_tables_and_figures(dag_run):
+    out, cmd = dag_run
+    html = out / "report.html"
+    proc = subprocess.run([*cmd, "--report", str(html)], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = html.read_text(errors="replace")
+    for name in ("figure2_score_vs_flops", "head_to_head", "final_val_loss"):
+        assert name in text

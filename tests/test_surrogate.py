@@ -80,3 +80,13 @@ def test_cached_candidates_equal_online_ones(pair, tmp_path):
         assert torch.equal(select(logp_c, alpha), select(logp_o, alpha))
     with pytest.raises(ValueError, match="delete it and rerun"):
         CachedCandidates(tmp_path / "cache", 10, "surrogate", len(seqs))
+
+
+def test_a_cache_of_some_sequences_serves_those_and_names_the_missing(pair, tmp_path):
+    sur, _, _, seqs = pair
+    write_cache(sur, seqs, tmp_path / "part", batch_size=4, meta={}, which=np.array([1, 4, 9]), log=lambda *_: None)
+    cache = CachedCandidates(tmp_path / "part", sur.top_k, "surrogate", len(seqs))
+    ids_c, _ = cache(np.array([9, 1]), torch.device("cpu"))
+    assert torch.equal(ids_c, _cands(sur, seqs[[9, 1]])[0])
+    with pytest.raises(ValueError, match=r"sequences \[2\] are not in the target cache"):
+        cache(np.array([1, 2]), torch.device("cpu"))

@@ -116,15 +116,101 @@ def _train(args, cfg):
 
 
 def _targets(args, cfg):
-    from lsap import models, shards, vocab
+    import numpy as np
+
+    from lsap import models, shards, train, vocab
     from lsap.surrogate import Surrogate, write_cache
 
     spec = models.resolve(cfg, cfg["students"]["teachers"]["surrogate"])
     sur = Surrogate.load(spec, args.translation, args.top_k, args.probabilities)
+    tok = vocab.load(args.tokenizer)
     data = shards.open_shard(Path(args.shards) / "train.bin", tokenizer=vocab.fingerprint(args.tokenizer))
+    # cache exactly the sequences the LSAP runs will read: their steps follow from the budget
+    student = models.build(cfg["students"]["model"], len(tok), data.seq_len, seed=0)
+    t, world = cfg["training"], max(1, cfg["compute"]["gpus"])
+    tokens_per_step = t["micro_batch"] * t["grad_accum"] * world * data.seq_len
+    steps = train.plan_steps(cfg["students"]["budget_flops"],
+                             models.train_flops_per_token(student) + sur.flops_per_token, tokens_per_step)
+    which = np.unique(np.concatenate([train.visited_sequences(steps, t["micro_batch"], t["grad_accum"], world,
+                                                              len(data), seed) for seed in cfg["students"]["seeds"]]))
+    print(f"[targets] {len(which)} of {len(data)} sequences ({steps} steps × seeds {cfg['students']['seeds']})")
     meta = {"surrogate": spec, "shard_sha256": data.manifest.get("sha256"),
-            "flops": sur.flops_per_token * len(data) * data.seq_len}
-    write_cache(sur, data.sequences, args.out, cfg["training"]["micro_batch"], meta)
+            "flops": sur.flops_per_token * len(which) * data.seq_len}
+    write_cache(sur, data.sequences, args.out, t["micro_batch"], meta, which=which)
+
+
+def _select(args, cfg):
+    from lsap import models, selection, shards, vocab
+    from lsap.files import sha256_file
+
+    m, teachers = cfg["methods"][args.method], cfg["students"]["teachers"]
+    roles = {"miniplm": ["miniplm_reference", "miniplm_teacher"], "salt_ds": ["salt_teacher"]}[m["data"]]
+    specs = [models.resolve(cfg, teachers[r]) for r in roles]
+    lms = [models.load_pretrained(s) for s in specs]
+    # the models' identity, so a partial scoring by other checkpoints is never resumed
+    ident = [sha256_file(Path(s["id"]) / "model.safetensors") if Path(s.get("id", "")).is_dir() else s for s in specs]
+    if m["data"] == "miniplm":
+        model, score_fn = tuple(lms), selection.miniplm_score
+    else:
+        model, score_fn = lms[0], selection.salt_ds_score(m["ds_top_k"], m["ds_zeros"])
+    data = shards.open_shard(Path(args.shards) / "train.bin", tokenizer=vocab.fingerprint(args.tokenizer))
+    selection.score_sequences(model, data, Path(args.out) / "scores.npy", score_fn, cfg["training"]["micro_batch"],
+                              meta={"models": ident, "roles": roles})
+
+
+def _evaluate(args, cfg):
+    import json
+
+    from lsap import evaluate
+    from lsap.files import write_json
+
+    run = Path(args.run)
+    ckpts = sorted((run / "checkpoints").glob("frac-*"))
+    if not ckpts:
+        raise SystemExit(f"error: {run}/checkpoints holds no frac-* checkpoint: run the train stage first")
+    out = Path(args.out)
+    parts = [out.with_suffix("") / f"{c.name}.json" for c in ckpts]
+    results = evaluate.evaluate_checkpoints(ckpts, args.corpus, cfg["evaluation"], parts)
+    summary = json.loads((run / "summary.json").read_text())
+    entries = []
+    for c, r in zip(ckpts, results):
+        frac = float(c.name.split("-")[1])
+        entries.append({"fraction": frac, "step": max(1, round(frac * summary["steps"])), **r})
+    write_json(out, {"run": str(run), "checkpoints": entries})
+
+
+def _report(args, cfg):
+    import matplotlib.pyplot as plt
+
+    from lsap import provenance, report, results
+    from lsap.config import analysis_assets
+
+    df = results.collect(cfg, args.results)
+    df.to_csv(Path(args.results) / "students.csv", index=False)
+    prov = provenance.collect(cfg, analysis_assets(cfg))
+    tables, figures = Path(args.tables), Path(args.figures)
+    tasks = cfg["evaluation"]["tasks"]
+    domains = sorted(c[4:] for c in df.columns if c.startswith("bpb_") and c != "bpb_mean")
+    ev = cfg["evaluation"]
+    n = f"first {ev['limit']} items per task" if ev["limit"] else "full sets"
+    budget = f"{cfg['students']['budget_flops']:.3g} FLOPs per run, teacher inference included"
+    report.write_table(results.table2(df, tasks), tables / "table2",
+                       f"Table 2 analogue: zero-shot scores (%) at the matched budget ({budget}); lm-eval tasks, "
+                       f"{n}, {ev['metric']}; mean over seeds", prov,
+                       notes="TrQA (truthfulqa_mc2) has no offline data: n/a. Avg over the 7 other tasks.")
+    report.write_table(results.head_to_head(df, domains), tables / "head_to_head",
+                       f"Head to head at the matched budget ({budget}): average score ± std over seeds (one "
+                       f"seed: ± lm-eval stderr), held-out bits per byte per domain, tokens, FLOPs, training wall-clock",
+                       prov, digits=3)
+    report.write_table(results.paper_vs_replication(df), tables / "paper_vs_replication",
+                       "Each paper's reported gain over its baseline beside ours over CE at the same budget "
+                       "(points of average score; bits-per-byte change, negative = better), paired by seed", prov)
+    for name, fn in (("figure2_score_vs_flops", results.figure_score_vs_flops),
+                     ("bpb_vs_flops", results.figure_bpb_vs_flops),
+                     ("targets_vs_alpha", results.figure_targets_vs_alpha)):
+        fig = fn(df)
+        report.save_figure(fig, figures / name, prov)
+        plt.close(fig)
 
 
 def _bench(args, cfg):
@@ -198,6 +284,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top-k", type=int, required=True)
     s.add_argument("--probabilities", required=True, choices=["surrogate", "renormalised"])
     s.add_argument("--out", required=True)
+
+    s = stage("select", _select, "score every training sequence for a data-selecting method (miniplm, salt_ds)")
+    s.add_argument("--method", required=True, help="a method with data: miniplm or salt_ds")
+    s.add_argument("--tokenizer", required=True)
+    s.add_argument("--shards", required=True)
+    s.add_argument("--out", required=True)
+
+    s = stage("evaluate", _evaluate, "lm-eval benchmarks + bits per byte at every checkpoint of a run")
+    s.add_argument("--run", required=True, help="a run folder with checkpoints/frac-*/")
+    s.add_argument("--corpus", required=True)
+    s.add_argument("--out", required=True, help="JSON (per-checkpoint files go beside it)")
+
+    s = stage("report", _report, "the Table 2 analogue, head-to-head, paper-vs-replication tables and figures")
+    s.add_argument("--results", required=True, help="results/<run>")
+    s.add_argument("--tables", required=True, help="paper_tables/<run>")
+    s.add_argument("--figures", required=True, help="figures/<run>")
 
     s = stage("bench", _bench, "throughput of ce / lsap (online, cached) steps and of the loss alone")
     s.add_argument("--shapes", choices=["paper", "cpu"], default="cpu")

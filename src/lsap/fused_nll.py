@@ -4,7 +4,7 @@ Every objective of this repo is a weighted sum of −log p_θ(v | x_<t) = lse_t 
 targets v: CE puts weight 1 on the next token, LSAP adds the surrogate's proposals, KD and SALT
 add a dense teacher distribution. All of them share one log-sum-exp per position, so the loss is
 
-    L = Σ_t Σ_k w_tk (lse_t − z_t,ids_tk) + Σ_t Σ_v d_tv (lse_t − z_t,v)
+    L = Σ_t Σ_k w_tk (lse_t − z_t,ids_tk) + Σ_t Σ_v d_tv (lse_t − z_t,v)   (v over all or some columns)
 
 computed from the final hidden states h and the LM head W chunk by chunk (logits z = h·Wᵀ live
 for one chunk only, in float32). The gradient is computed in the same pass (the trick of
@@ -21,7 +21,9 @@ import torch
 # float32 logits per chunk: 2^25 elements = 128 MiB whatever the vocabulary size
 CHUNK_ELEMENTS = 1 << 25
 
-DenseFn = Callable[[slice], torch.Tensor]  # rows -> (rows, V) float32 target weights
+# rows -> (rows, V) float32 target weights, or ((rows, S) weights, (S,) column ids) for a teacher
+# that only covers some of the vocabulary (KD through Σ∩)
+DenseFn = Callable[[slice], "torch.Tensor | tuple[torch.Tensor, torch.Tensor]"]
 
 
 class _FusedNLL(torch.autograd.Function):
@@ -46,9 +48,11 @@ class _FusedNLL(torch.autograd.Function):
             sums["nll0"] += nll[:, 0].sum()
             sums["aux"] += (nll[:, 1:] * (w[:, 1:] > 0)).sum()
             wsum = w.sum(1)
-            d = dense(rows).to(acc) if dense is not None else None
+            d = dense(rows) if dense is not None else None
             if d is not None:
-                dense_nll = (d * (lse[:, None] - z)).sum()
+                d, cols = d if isinstance(d, tuple) else (d, None)
+                d = d.to(acc)
+                dense_nll = (d * (lse[:, None] - (z if cols is None else z[:, cols]))).sum()
                 total += dense_nll
                 sums["dense"] += dense_nll
                 wsum = wsum + d.sum(1)
@@ -57,7 +61,10 @@ class _FusedNLL(torch.autograd.Function):
                 dz = z.sub_(lse[:, None]).exp_().mul_(wsum[:, None])
                 dz.scatter_add_(1, ids[rows], -w)
                 if d is not None:
-                    dz.sub_(d)
+                    if cols is None:
+                        dz.sub_(d)
+                    else:
+                        dz.index_add_(1, cols, d, alpha=-1)
                 dz = dz.to(h.dtype)
                 grad_h[rows] = dz @ Wc
                 grad_W += (dz.T @ h[rows]).to(grad_W.dtype)

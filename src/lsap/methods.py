@@ -11,6 +11,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -55,7 +58,7 @@ def build(cfg: dict, name: str, model, n_sequences: int, translation=None, targe
                                   teacher_flops_per_token=sur.flops_per_token)
         else:
             teacher = objectives.dense_teacher(
-                sur.logits, log_q=objectives.sigma_log_q(sur.s_to_b, student_vocab, m["kd_outside_sigma"]))
+                sur.logits, log_q=objectives.sigma_log_q(sur.s_to_b, m["kd_outside_sigma"]))
             obj = objectives.TeacherKD(teacher, m["kd_ratio"], sur.flops_per_token, name="kd")
     elif kind == "salt":
         t = _frozen(cfg, teachers["salt_teacher"], dev)
@@ -70,10 +73,12 @@ def build(cfg: dict, name: str, model, n_sequences: int, translation=None, targe
     if m["data"] != "all":
         if scores is None:
             raise ValueError(f"method '{name}' (data: {m['data']}) needs the selection scores (--scores)")
-        score_arr, meta = selection.load_scores(scores)
-        extra["selection_flops"] = meta.get("flops")
+        score_arr = np.load(scores)
+        extra["selection_flops"] = json.loads(Path(scores).with_suffix(".json").read_text())["flops"]
+        if len(score_arr) != n_sequences:
+            raise ValueError(f"{scores} scores {len(score_arr)} sequences, the shard has {n_sequences}: rerun the selection rule")
         if m["data"] == "miniplm":
-            indices = selection.top_fraction(score_arr, m["keep_frac"])
+            indices = selection.select_top(score_arr, m["keep_frac"])
             extra["selected_sequences"] = len(indices)
         else:
             indices = _kd_phase_selection(obj, score_arr, np.arange(n_sequences))
@@ -90,7 +95,7 @@ def _kd_phase_selection(obj, scores: np.ndarray, everything: np.ndarray):
         if step >= n_kd:
             return everything
         if "top" not in chosen:
-            chosen["top"] = selection.top_count(scores, min(len(scores), max(1, n_kd * global_batch)))
+            chosen["top"] = selection.select_top(scores, max(1, n_kd * global_batch))
         return chosen["top"]
     return index_at
 

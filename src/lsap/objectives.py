@@ -151,9 +151,9 @@ class TeacherKD(CrossEntropy):
         entropy = []
 
         def dense(rows):
-            q, ent = q_rows(rows)
+            q, cols, ent = q_rows(rows)
             entropy.append(ent)
-            return q * omega
+            return (q * omega, cols) if cols is not None else q * omega
 
         stats = {}
         loss = fused_nll(h, self.head, targets.reshape(n, 1), _full(h, (n, 1), 1 - omega), dense=dense, stats=stats) / n
@@ -162,10 +162,11 @@ class TeacherKD(CrossEntropy):
 
 
 def dense_teacher(logits_fn, log_q=None, rho: float = 1.0):
-    """A KD teacher: inputs -> (rows -> (q (rows, V_b) float32, Σ_rows entropy of q)).
-    Default log q = log_softmax(ρ·z), which is SALT's P^ρ renormalised; `log_q(z_rows)` replaces
-    it for a teacher with another tokenizer (the surrogate through Σ∩, see `sigma_log_q`)."""
-    log_q = log_q or (lambda z: torch.log_softmax(z, -1))
+    """A KD teacher: inputs -> (rows -> (q, student column ids or None, Σ_rows entropy of q)).
+    Default log q = log_softmax(ρ·z) over the student's vocabulary, which is SALT's P^ρ
+    renormalised; `log_q(z_rows) -> (log q, column ids)` replaces it for a teacher with another
+    tokenizer (the surrogate through Σ∩, see `sigma_log_q`)."""
+    log_q = log_q or (lambda z: (torch.log_softmax(z, -1), None))
 
     def teacher(inputs):
         z_all = logits_fn(inputs)
@@ -173,9 +174,9 @@ def dense_teacher(logits_fn, log_q=None, rho: float = 1.0):
 
         def rows(r):
             z = z_all[r]
-            logq = log_q((z if z.dtype == torch.float64 else z.float()) * rho)
+            logq, cols = log_q((z if z.dtype == torch.float64 else z.float()) * rho)
             q = logq.exp()
-            return q, -(q * torch.where(q > 0, logq, 0.0)).sum()
+            return q, cols, -(q * torch.where(q > 0, logq, 0.0)).sum()
         return rows
     return teacher
 
@@ -183,8 +184,9 @@ def dense_teacher(logits_fn, log_q=None, rho: float = 1.0):
 OUTSIDE_SIGMA = ("renormalise", "keep_mass")
 
 
-def sigma_log_q(s_to_b: torch.Tensor, student_vocab: int, outside: str = "renormalise"):
-    """Surrogate logits (c, V_s) -> log q over the student vocabulary (c, V_b), −inf outside Σ∩.
+def sigma_log_q(s_to_b: torch.Tensor, outside: str = "renormalise"):
+    """Surrogate logits (c, V_s) -> (log q over Σ∩ (c, |Σ∩|), the student ids of those columns).
+    Only Σ∩ columns exist: a student token outside Σ∩ gets no teacher mass.
     The teacher's mass outside Σ∩ has no student token to go to: `renormalise` (default) spreads
     it over Σ∩ (q sums to 1); `keep_mass` keeps the surrogate's own probabilities (q sums to the
     Σ∩ mass, the rest is not matched)."""
@@ -194,8 +196,6 @@ def sigma_log_q(s_to_b: torch.Tensor, student_vocab: int, outside: str = "renorm
     b_ids = s_to_b[s_ids]
 
     def log_q(z):
-        norm = torch.logsumexp(z[:, s_ids] if outside == "renormalise" else z, -1, keepdim=True)
-        out = torch.full((z.shape[0], student_vocab), -math.inf, device=z.device, dtype=z.dtype)
-        out[:, b_ids] = z[:, s_ids] - norm
-        return out
+        zs = z[:, s_ids]
+        return zs - torch.logsumexp(zs if outside == "renormalise" else z, -1, keepdim=True), b_ids
     return log_q

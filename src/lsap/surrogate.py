@@ -104,21 +104,26 @@ def select(logp: torch.Tensor, alpha: float) -> torch.Tensor:
 
 
 # ---- the cache: candidates for every training sequence, computed once, filtered per α ----
-def write_cache(sur: Surrogate, sequences: np.ndarray, out_dir, batch_size: int, meta: dict, log=print) -> Path:
-    """ids (int32) and logp (float32), each (n, T, K), for every sequence of the training shard."""
-    n, t = len(sequences), sequences.shape[1] - 1
+def write_cache(sur: Surrogate, sequences: np.ndarray, out_dir, batch_size: int, meta: dict,
+                which: np.ndarray | None = None, log=print) -> Path:
+    """ids (int32) and logp (float32), each (n, T, K), for the sequences `which` (sorted dataset
+    positions; default all) of the training shard: the runs read only those."""
+    which = np.arange(len(sequences)) if which is None else np.asarray(which)
+    n, t = len(which), sequences.shape[1] - 1
     dev = next(sur.model.parameters()).device
     with atomic_dir(out_dir) as tmp:
+        np.save(tmp / "sequences.npy", which)
         ids = np.lib.format.open_memmap(tmp / "ids.npy", "w+", np.int32, (n, t, sur.top_k))
         logp = np.lib.format.open_memmap(tmp / "logp.npy", "w+", np.float32, (n, t, sur.top_k))
         for a in range(0, n, batch_size):
-            x = torch.from_numpy(sequences[a:a + batch_size].astype(np.int64)).to(dev)
+            x = torch.from_numpy(sequences[which[a:a + batch_size]].astype(np.int64)).to(dev)
             i, lp = sur.candidates(x[:, :-1], x[:, 1:])
             ids[a:a + len(x)], logp[a:a + len(x)] = i.cpu().numpy(), lp.cpu().numpy()
             if a // batch_size % 50 == 0:
                 log(f"[targets] {a + len(x)}/{n} sequences")
         ids.flush(), logp.flush()
-        (tmp / "meta.json").write_text(json.dumps({**meta, "sequences": n, "seq_len": t, "top_k": sur.top_k,
+        (tmp / "meta.json").write_text(json.dumps({**meta, "sequences": n, "shard_sequences": len(sequences),
+                                                   "seq_len": t, "top_k": sur.top_k,
                                                    "probabilities": sur.probabilities}, indent=2))
     return Path(out_dir)
 
@@ -129,17 +134,24 @@ class CachedCandidates:
     def __init__(self, cache_dir, top_k: int, probabilities: str, n_sequences: int):
         cache_dir = Path(cache_dir)
         meta = json.loads((cache_dir / "meta.json").read_text())
-        if (meta["top_k"], meta["probabilities"], meta["sequences"]) != (top_k, probabilities, n_sequences):
+        if (meta["top_k"], meta["probabilities"], meta["shard_sequences"]) != (top_k, probabilities, n_sequences):
             raise ValueError(f"target cache {cache_dir} was built with top_k={meta['top_k']}, probabilities="
-                             f"{meta['probabilities']}, {meta['sequences']} sequences; this run wants {top_k}, "
-                             f"{probabilities}, {n_sequences}: delete it and rerun the targets rule")
+                             f"{meta['probabilities']} for a shard of {meta['shard_sequences']} sequences; this run "
+                             f"wants {top_k}, {probabilities}, {n_sequences}: delete it and rerun the targets rule")
+        self.dir = cache_dir
+        self.which = np.load(cache_dir / "sequences.npy")
         self.ids = np.load(cache_dir / "ids.npy", mmap_mode="r")
         self.logp = np.load(cache_dir / "logp.npy", mmap_mode="r")
         self.meta = meta
 
     def __call__(self, seq_ids: np.ndarray, dev) -> tuple[torch.Tensor, torch.Tensor]:
-        order = np.argsort(seq_ids)  # sorted reads from the memmap, then back to batch order
+        rows = np.searchsorted(self.which, seq_ids)
+        if (rows >= len(self.which)).any() or (self.which[np.minimum(rows, len(self.which) - 1)] != seq_ids).any():
+            raise ValueError(f"sequences {sorted(set(seq_ids.tolist()) - set(self.which.tolist()))[:5]} are not in the "
+                             f"target cache {self.dir}: it was planned for another budget, batch or seeds; rerun "
+                             f"the targets rule")
+        order = np.argsort(rows)  # sorted reads from the memmap, then back to batch order
         back = np.argsort(order)
-        ids = torch.from_numpy(self.ids[seq_ids[order]][back].astype(np.int64)).to(dev)
-        logp = torch.from_numpy(self.logp[seq_ids[order]][back]).to(dev)
+        ids = torch.from_numpy(self.ids[rows[order]][back].astype(np.int64)).to(dev)
+        logp = torch.from_numpy(self.logp[rows[order]][back]).to(dev)
         return ids, logp

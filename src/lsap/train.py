@@ -83,6 +83,19 @@ def sample_ids(step: int, micro: int, n_micro: int, dist: Dist, n_data: int, see
     return out
 
 
+def visited_sequences(total_steps: int, micro: int, n_micro: int, world: int, n_data: int, seed: int) -> np.ndarray:
+    """Every dataset position a run of `total_steps` reads, over all ranks (sorted): what a cache
+    of per-sequence teacher outputs must hold."""
+    ids = [np.concatenate(sample_ids(s, micro, n_micro, Dist(r, world), n_data, seed))
+           for s in range(total_steps) for r in range(world)]
+    return np.unique(np.concatenate(ids)) if ids else np.zeros(0, np.int64)
+
+
+def plan_steps(budget_flops: float, flops_per_token: float, tokens_per_step: int) -> int:
+    """Steps of a run: the largest whole number the FLOPs budget pays for."""
+    return int(budget_flops // (flops_per_token * tokens_per_step))
+
+
 def _resume_path(out: Path) -> Path:
     return out / "resume.pt"
 
@@ -135,7 +148,7 @@ def train(model, data: Shard, objective, out_dir, tcfg: dict, budget_flops: floa
     objective.bind(model)
     train_fpt, teacher_fpt = models.train_flops_per_token(model), objective.teacher_flops_per_token
     flops_per_token = train_fpt + teacher_fpt * objective.teacher_fraction  # average over the run
-    total_steps = int(budget_flops // (flops_per_token * tokens_per_step))
+    total_steps = plan_steps(budget_flops, flops_per_token, tokens_per_step)
     if total_steps < 1:
         raise TrainingError(f"budget {budget_flops:.3g} FLOPs is less than one step "
                             f"({flops_per_token * tokens_per_step:.3g}): raise the budget or shrink the batch")

@@ -46,7 +46,7 @@ def student_inputs(w):
     if m["objective"] == "lsap" and m["targets"] == "cached":
         ins["targets"] = f"{R}/targets/k{m['top_k']}-{m['probabilities']}/meta.json"
     if m["data"] != "all":
-        ins["scores"] = f"{R}/selection/{m['data']}/scores.json"
+        ins["scores"] = f"{R}/selection/{m['data']}/scores.npy"
     return ins
 
 
@@ -131,6 +131,7 @@ rule selection:
                           "shards": f"{R}/shards/student/train.json",
                           **{role: _trained(role) for role in SELECTION_MODELS[w.kind]}}),
     output:
+        f"{R}/selection/{{kind}}/scores.npy",
         f"{R}/selection/{{kind}}/scores.json",
     params:
         lsap=LSAP,

@@ -1,0 +1,209 @@
+"""The student runs gathered into frames, and the paper's comparisons built from them: the
+Table 2 analogue, the head-to-head table, paper-vs-replication deltas and three figures.
+
+Inputs per run: summary.json and log.jsonl of the training stage, and the evaluate stage's JSON
+(one entry per budget checkpoint). Scores are in percent, as the papers print them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# LSAP Table 2 (matched 232M TFLOPs), the seven tasks with offline data; TruthfulQA kept aside
+TASKS = ["hellaswag", "piqa", "lambada_openai", "arc_easy", "arc_challenge", "winogrande", "openbookqa"]
+SHORT = {"hellaswag": "HeSw", "piqa": "PIQA", "lambada_openai": "LMB", "arc_easy": "ARC-E",
+         "arc_challenge": "ARC-C", "winogrande": "WinoG", "openbookqa": "OBQA", "truthfulqa_mc2": "TrQA"}
+PAPER_LSAP = {  # row -> 7 task scores (HeSw PIQA LMB ARC-E ARC-C WinoG OBQA)
+    "ce": [44.09, 65.82, 26.38, 44.03, 22.89, 51.01, 29.49],
+    "lsap α=0.01": [45.40, 66.80, 27.20, 47.00, 23.20, 55.20, 29.40],
+    "lsap α=0.05": [47.40, 66.80, 30.60, 47.80, 23.40, 57.40, 33.00],
+    "lsap α=0.2": [45.40, 67.40, 28.00, 44.40, 24.60, 53.60, 29.60],
+    "lsap α=0.05 anneal": [47.40, 69.40, 32.40, 46.60, 26.00, 56.40, 32.20],
+}
+# (method kind, paper, comparison, reported delta in points over the paper's baseline)
+PAPER_DELTAS = [
+    ("lsap α=0.01", "LSAP", "7-task mean vs CE, OLMo2-1B", None),
+    ("lsap α=0.05", "LSAP", "7-task mean vs CE, OLMo2-1B", None),
+    ("lsap α=0.2", "LSAP", "7-task mean vs CE, OLMo2-1B", None),
+    ("lsap α=0.05 anneal", "LSAP", "7-task mean vs CE, OLMo2-1B", None),
+    ("kd", "MiniPLM", "Vanilla KD vs Pre-Train w/o KD, 9-task mean, 200M / 500M / 1.2B", "0.0 / +0.4 / +0.5"),
+    ("salt", "SALT", "28-task mean vs BASELINE @100 %, 2.8B student", "+0.62"),
+    ("salt_ds", "SALT", "28-task mean vs BASELINE @100 %, 2.8B student", "+0.94"),
+    ("miniplm", "MiniPLM", "9-task mean vs Pre-Train w/o KD, 200M / 500M / 1.2B", "+1.4 / +1.6 / +1.7"),
+]
+
+
+def method_label(m: dict) -> str:
+    """What a method is, whatever it is called in the config: 'lsap α=0.05 anneal', 'miniplm', ..."""
+    if m["objective"] == "lsap":
+        return f"lsap α={m['alpha']:g}" + (" anneal" if m["lambda_schedule"] == "cosine" else "")
+    return m["data"] if m["data"] != "all" else m["objective"]
+
+
+def _at_step(log: list[dict], step: int) -> dict:
+    return next(r for r in log if r["step"] == step)
+
+
+def collect(cfg: dict, results_dir: str | Path) -> pd.DataFrame:
+    """One row per (method, seed, checkpoint fraction) with scores, bits per byte and costs."""
+    root, rows = Path(results_dir), []
+    for name in cfg["students"]["methods"]:
+        m = cfg["methods"][name]
+        for seed in cfg["students"]["seeds"]:
+            run = root / "students" / f"{name}-s{seed}"
+            summary = json.loads((run / "summary.json").read_text())
+            log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line]
+            evals = json.loads((root / "eval" / f"{name}-s{seed}.json").read_text())["checkpoints"]
+            for e in evals:
+                r = _at_step(log, e["step"])
+                row = {"method": name, "label": method_label(m), "objective": m["objective"], "data": m["data"],
+                       "alpha": m["alpha"] if m["objective"] == "lsap" else np.nan, "seed": seed,
+                       "fraction": e["fraction"], "step": e["step"], "tokens": r["tokens"], "flops": r["flops"],
+                       "wall_s": sum(summary["tokens"] / summary["steps"] / x["tok_s"] for x in log
+                                     if x["step"] <= e["step"]),
+                       "val_loss": r.get("val_loss", np.nan),
+                       "targets_per_pos": summary.get("mean_targets_per_pos", np.nan)}
+                scored = [t for t in TASKS if (e["benchmarks"].get(t) or {}).get("value") is not None]
+                for t, b in e["benchmarks"].items():
+                    row[t] = 100 * b["value"] if b.get("value") is not None else np.nan
+                    row[f"{t}_se"] = 100 * b["stderr"] if b.get("stderr") is not None else np.nan
+                row["avg"] = np.mean([row[t] for t in scored]) if scored else np.nan
+                # the mean of independent task scores: stderr = sqrt(Σ se²) / n
+                row["avg_se"] = np.sqrt(sum(row[f"{t}_se"] ** 2 for t in scored)) / len(scored) if scored else np.nan
+                for dom, d in e["bpb"].items():
+                    row[f"bpb_{dom}"] = d["bpb"]
+                row["bpb_mean"] = e["bpb_mean"]
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def final(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df.fraction == df.fraction.max()]
+
+
+def _pm(mean: float, spread: float, digits: int = 2) -> str:
+    return "n/a" if pd.isna(mean) else (f"{mean:.{digits}f} ± {spread:.{digits}f}" if not pd.isna(spread)
+                                        else f"{mean:.{digits}f}")
+
+
+def _seed_mean(g: pd.DataFrame, col: str):
+    """Mean over seeds, with the std over seeds (or, with one seed, the evaluation stderr)."""
+    if len(g) > 1:
+        return g[col].mean(), g[col].std(ddof=1)
+    se = f"{col}_se" if f"{col}_se" in g else None
+    return g[col].iloc[0], (g[se].iloc[0] if se else np.nan)
+
+
+def table2(df: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
+    """Methods × tasks at the matched budget (the last checkpoint), mean over seeds."""
+    fin, out = final(df), []
+    for name, g in fin.groupby("method", sort=False):
+        row = {"Method": name, "α": g.alpha.iloc[0] if not pd.isna(g.alpha.iloc[0]) else "–"}
+        for t in tasks:
+            row[SHORT.get(t, t)] = g[t].mean() if t in g and g[t].notna().any() else np.nan
+        row["Avg (7)"] = g.avg.mean()
+        row["seeds"] = len(g)
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def best_lsap(df: pd.DataFrame) -> str | None:
+    """The LSAP run with the best final average score (lower bits per byte breaks ties)."""
+    fin = final(df)
+    lsap = fin[fin.objective == "lsap"].groupby("method").agg(avg=("avg", "mean"), bpb=("bpb_mean", "mean"))
+    return None if lsap.empty else lsap.sort_values(["avg", "bpb"], ascending=[False, True]).index[0]
+
+
+def head_to_head(df: pd.DataFrame, domains: list[str]) -> pd.DataFrame:
+    fin, best = final(df), best_lsap(df)
+    order = ["ce"] + ([best] if best else []) + [m for m in fin.method.unique()
+                                                 if fin[fin.method == m].objective.iloc[0] != "lsap" and m != "ce"]
+    out = []
+    for name in dict.fromkeys(order):
+        g = fin[fin.method == name]
+        if g.empty:
+            continue
+        row = {"Method": name + (" (best LSAP)" if name == best else ""), "Avg score": _pm(*_seed_mean(g, "avg"))}
+        for dom in domains:
+            row[f"bpb {dom}"] = g[f"bpb_{dom}"].mean()
+        row.update({"bpb mean": g.bpb_mean.mean(), "tokens (M)": g.tokens.mean() / 1e6,
+                    "FLOPs": f"{g.flops.mean():.3g}", "wall (s)": g.wall_s.mean()})
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def paper_vs_replication(df: pd.DataFrame) -> pd.DataFrame:
+    """Each paper's reported gain over its baseline beside ours over CE (same budget), in points,
+    paired by seed (mean ± std over seeds); bits-per-byte change beside it (negative = better)."""
+    fin = final(df)
+    ce = fin[fin.method == "ce"].set_index("seed")
+    paper_ce = np.mean(PAPER_LSAP["ce"])
+    out = []
+    for label, paper, what, reported in PAPER_DELTAS:
+        if reported is None:
+            reported = f"{np.mean(PAPER_LSAP[label]) - paper_ce:+.2f}"
+        g = fin[fin.label == label]
+        for name, gm in g.groupby("method", sort=False):
+            gm = gm.set_index("seed")
+            seeds = gm.index.intersection(ce.index)
+            d_avg = gm.avg[seeds] - ce.avg[seeds]
+            d_bpb = gm.bpb_mean[seeds] - ce.bpb_mean[seeds]
+            sd = lambda d: d.std(ddof=1) if len(d) > 1 else np.nan  # noqa: E731
+            out.append({"Method": name, "Paper": paper, "Paper's comparison": what, "Paper Δ": reported,
+                        "Our Δ avg (pts)": _pm(d_avg.mean(), sd(d_avg)),
+                        "Our Δ bpb": _pm(d_bpb.mean(), sd(d_bpb), 3), "seeds": len(seeds)})
+    return pd.DataFrame(out)
+
+
+# ---- figures ---------------------------------------------------------------------------------
+def _axes(ncols=1, width=5.2):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    return plt.subplots(1, ncols, figsize=(width * ncols, 3.6), squeeze=False)
+
+
+def figure_score_vs_flops(df: pd.DataFrame):
+    """Figure 2 analogue: average score vs TFLOPs, one line per method (mean over seeds)."""
+    import seaborn as sns
+
+    fig, ax = _axes()
+    d = df.assign(tflops=df.flops / 1e12)
+    sns.lineplot(d, x="tflops", y="avg", hue="method", marker="o", errorbar=("sd", 1), ax=ax[0, 0])
+    ax[0, 0].set(xlabel="training TFLOPs (teacher inference included)", ylabel="average score (%)",
+                 title="Average zero-shot score vs compute")
+    ax[0, 0].legend(fontsize=6, ncols=2)
+    return fig
+
+
+def figure_bpb_vs_flops(df: pd.DataFrame):
+    import seaborn as sns
+
+    fig, ax = _axes()
+    d = df.assign(tflops=df.flops / 1e12)
+    sns.lineplot(d, x="tflops", y="bpb_mean", hue="method", marker="o", errorbar=("sd", 1), ax=ax[0, 0])
+    ax[0, 0].set(xlabel="training TFLOPs (teacher inference included)", ylabel="bits per byte (mean of domains)",
+                 title="Held-out bits per byte vs compute")
+    ax[0, 0].legend(fontsize=6, ncols=2)
+    return fig
+
+
+def figure_targets_vs_alpha(df: pd.DataFrame):
+    """Mean auxiliary targets per position over each LSAP run, against α, with the ⌈1/α⌉−1 bound."""
+    import seaborn as sns
+
+    fig, ax = _axes()
+    d = final(df)[final(df).objective == "lsap"]
+    sns.scatterplot(d, x="alpha", y="targets_per_pos", hue="label", s=50, ax=ax[0, 0])
+    alphas = np.geomspace(d.alpha.min() if len(d) else 0.01, 0.5, 50)
+    ax[0, 0].plot(alphas, np.minimum(np.ceil(1 / alphas) - 1, 15), color="0.6", lw=1, ls="--",
+                  label="bound min(⌈1/α⌉−1, 15)")
+    ax[0, 0].set(xscale="log", yscale="log", xlabel="α", ylabel="auxiliary targets per position",
+                 title="Surrogate targets per position (run mean)")
+    ax[0, 0].legend(fontsize=6)
+    return fig
