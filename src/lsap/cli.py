@@ -140,7 +140,11 @@ def _targets(args, cfg):
 
 
 def _select(args, cfg):
-    from lsap import models, selection, shards, vocab
+    import math
+
+    import numpy as np
+
+    from lsap import models, selection, shards, train, vocab
     from lsap.files import sha256_file
 
     m, teachers = cfg["methods"][args.method], cfg["students"]["teachers"]
@@ -153,9 +157,22 @@ def _select(args, cfg):
         model, score_fn = tuple(lms), selection.miniplm_score
     else:
         model, score_fn = lms[0], selection.salt_ds_score(m["ds_top_k"], m["ds_zeros"])
+    tok = vocab.load(args.tokenizer)
     data = shards.open_shard(Path(args.shards) / "train.bin", tokenizer=vocab.fingerprint(args.tokenizer))
+    which = None
+    if m["pool_factor"] is not None:  # score a uniform pool sized by what the run will draw
+        t, world = cfg["training"], max(1, cfg["compute"]["gpus"])
+        batch = t["micro_batch"] * t["grad_accum"] * world
+        student = models.build(cfg["students"]["model"], len(tok), data.seq_len, seed=0)
+        teacher_fpt = models.forward_flops_per_token(lms[0]) * m["kd_steps_frac"] if m["objective"] == "salt" else 0
+        steps = train.plan_steps(cfg["students"]["budget_flops"], models.train_flops_per_token(student) + teacher_fpt,
+                                 batch * data.seq_len)
+        drawn = steps * batch if m["data"] == "miniplm" else round(m["kd_steps_frac"] * steps) * batch
+        pool = min(len(data), math.ceil(m["pool_factor"] * drawn))
+        which = np.sort(np.random.default_rng([cfg["seed"], 7]).choice(len(data), pool, replace=False))
+        print(f"[select] pool of {pool} of {len(data)} sequences ({m['pool_factor']} × the {drawn} the run draws)")
     selection.score_sequences(model, data, Path(args.out) / "scores.npy", score_fn, cfg["training"]["micro_batch"],
-                              meta={"models": ident, "roles": roles})
+                              meta={"models": ident, "roles": roles}, which=which)
 
 
 def _evaluate(args, cfg):

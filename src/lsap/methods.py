@@ -73,19 +73,20 @@ def build(cfg: dict, name: str, model, n_sequences: int, translation=None, targe
     if m["data"] != "all":
         if scores is None:
             raise ValueError(f"method '{name}' (data: {m['data']}) needs the selection scores (--scores)")
-        score_arr = np.load(scores)
+        score_arr, pool = np.load(scores), np.load(Path(scores).with_name("sequences.npy"))
         extra["selection_flops"] = json.loads(Path(scores).with_suffix(".json").read_text())["flops"]
-        if len(score_arr) != n_sequences:
-            raise ValueError(f"{scores} scores {len(score_arr)} sequences, the shard has {n_sequences}: rerun the selection rule")
+        if len(score_arr) != len(pool) or (len(pool) and pool.max() >= n_sequences):
+            raise ValueError(f"{scores} does not score this shard's sequences: rerun the selection rule")
+        extra["selection_pool"] = len(pool)
         if m["data"] == "miniplm":
-            indices = selection.select_top(score_arr, m["keep_frac"])
+            indices = pool[selection.select_top(score_arr, m["keep_frac"])]
             extra["selected_sequences"] = len(indices)
         else:
-            indices = _kd_phase_selection(obj, score_arr, np.arange(n_sequences))
+            indices = _kd_phase_selection(obj, score_arr, pool, np.arange(n_sequences))
     return obj, indices, extra
 
 
-def _kd_phase_selection(obj, scores: np.ndarray, everything: np.ndarray):
+def _kd_phase_selection(obj, scores: np.ndarray, pool: np.ndarray, everything: np.ndarray):
     """SALT_DS: the KD steps draw from the top-m sequences (m = n_KD × global batch: just enough
     for the KD phase, SALT §4), the CE steps from everything."""
     chosen = {}
@@ -95,7 +96,7 @@ def _kd_phase_selection(obj, scores: np.ndarray, everything: np.ndarray):
         if step >= n_kd:
             return everything
         if "top" not in chosen:
-            chosen["top"] = selection.select_top(scores, max(1, n_kd * global_batch))
+            chosen["top"] = pool[selection.select_top(scores, max(1, n_kd * global_batch))]
         return chosen["top"]
     return index_at
 

@@ -25,6 +25,7 @@ place atomically at the end, with a JSON beside it (FLOPs: 2·N per token per mo
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -129,18 +130,23 @@ def _paths(out_path: Path) -> tuple[Path, Path, Path]:
 
 
 def score_sequences(model, shard: Shard, out_path, score_fn: ScoreFn, batch_size: int,
-                    meta: dict | None = None, max_batches: int | None = None, log=print) -> np.ndarray | None:
+                    meta: dict | None = None, max_batches: int | None = None, which: np.ndarray | None = None,
+                    log=print) -> np.ndarray | None:
     """Score every sequence of `shard` in corpus order with `score_fn(model, x)` (`model`: one LM
     or a tuple, passed through) and write the float32 scores to `out_path` (.npy), plus
     `out_path` with suffix .json (count, tokens, FLOPs, seconds, key). Resumes a killed run from
     `<out>.partial` + `<out>.progress.json` when their key (shard hash, score spec, `meta`: put
     the models' identity there) matches, else starts over. Returns the scores, or None when
-    `max_batches` stopped it first (a test hook for interruption)."""
+    `max_batches` stopped it first (a test hook for interruption). `which` (sorted dataset
+    positions): score only this pool, in its order; it is saved as `sequences.npy` beside."""
     out_path = Path(out_path)
     partial, progress, info_path = _paths(out_path)
-    seqs, n = shard.sequences, len(shard)
+    seqs = shard.sequences
+    which = np.arange(len(shard)) if which is None else np.asarray(which, dtype=np.int64)
+    n = len(which)
     mods = _models(model)
     key = {"n_sequences": n, "seq_len": shard.seq_len, "shard_sha256": shard.manifest.get("sha256"),
+           "pool_sha256": hashlib.sha256(which.tobytes()).hexdigest(),
            "score": getattr(score_fn, "spec", {"fn": getattr(score_fn, "__qualname__", repr(score_fn))}),
            "params": [models.n_params(m) for m in mods], **(meta or {})}
     key = json.loads(json.dumps(key))  # compared with its JSON copy: tuples become lists
@@ -166,7 +172,7 @@ def score_sequences(model, shard: Shard, out_path, score_fn: ScoreFn, batch_size
         for a in range(done, n, batch_size):
             if max_batches is not None and batches >= max_batches:
                 return None
-            x = torch.from_numpy(seqs[a:a + batch_size].astype(np.int64)).to(dev)
+            x = torch.from_numpy(seqs[which[a:a + batch_size]].astype(np.int64)).to(dev)
             with torch.inference_mode():
                 s = score_fn(model, x)
             f.write(s.float().cpu().numpy().astype("<f4").tobytes())
@@ -185,9 +191,10 @@ def score_sequences(model, shard: Shard, out_path, score_fn: ScoreFn, batch_size
     tokens = n * shard.seq_len
     write_json(info_path, {"sequences": n, "tokens_scored": tokens, "flops": scoring_flops(model, tokens),
                            "seconds": seconds, "tokens_per_s": tokens / max(seconds, 1e-9), "key": key})
-    with atomic_path(out_path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, scores)
+    for path, arr in ((out_path.with_name("sequences.npy"), which), (out_path, scores)):
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, arr)
     partial.unlink()
     progress.unlink()
     return scores
