@@ -200,11 +200,11 @@ def _report(args, cfg):
     import matplotlib.pyplot as plt
 
     from lsap import provenance, report, results
-    from lsap.config import analysis_assets
+    from lsap.files import write_text
 
     df = results.collect(cfg, args.results)
-    df.to_csv(Path(args.results) / "students.csv", index=False)
-    prov = provenance.collect(cfg, analysis_assets(cfg))
+    write_text(Path(args.results) / "students.csv", df.to_csv(index=False))
+    prov = provenance.collect(cfg, config_mod.required_assets(cfg))
     tables, figures = Path(args.tables), Path(args.figures)
     tasks = cfg["evaluation"]["tasks"]
     domains = sorted(c[4:] for c in df.columns if c.startswith("bpb_") and c != "bpb_mean")
