@@ -33,7 +33,7 @@ include: "workflow/rules/shards.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/report.smk"
-localrules: asset, corpus, tokenizer, translation, overlap  # not cluster jobs: downloads, light CPU work
+localrules: asset, corpus, tokenizer, translation, overlap, report, notebook  # not cluster jobs: downloads, light CPU work
 
 
 rule all:

@@ -64,7 +64,7 @@ class _FusedNLL(torch.autograd.Function):
                     if cols is None:
                         dz.sub_(d)
                     else:
-                        dz.index_add_(1, cols, d, alpha=-1)
+                        dz.scatter_add_(1, cols.expand(d.shape[0], -1), -d)  # 10x index_add_ on CPU
                 dz = dz.to(h.dtype)
                 grad_h[rows] = dz @ Wc
                 grad_W += (dz.T @ h[rows]).to(grad_W.dtype)

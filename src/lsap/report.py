@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -52,7 +53,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
 def save_figure(fig, stem: str | Path, prov: dict) -> list[Path]:
     """stem.png and stem.pdf with the provenance in the file metadata and a footer line."""
     stem = Path(stem)
-    fig.text(0.01, 0.005, one_line(prov), fontsize=5, color="0.4", ha="left", va="bottom")
+    # below the axes, wrapped to the figure's width, so the footer never widens the figure
+    footer = textwrap.fill(one_line(prov), width=int(fig.get_figwidth() * 30))
+    fig.text(0.01, -0.02, footer, fontsize=5, color="0.4", ha="left", va="top")
     out = []
     for ext, meta in ((".png", {"Description": json.dumps(prov)}), (".pdf", {"Subject": json.dumps(prov)})):
         with atomic_path(stem.with_suffix(ext)) as tmp:
