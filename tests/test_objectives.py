@@ -194,3 +194,21 @@ def test_salt_switches_to_ce_at_step_n_kd_exactly():
 def test_lsap_normaliser_rejects_an_unknown_name():
     with pytest.raises(ValueError, match="normaliser must be one of"):
         objectives.LSAP(None, 0.05, normaliser="per_token")
+
+
+def test_fused_nll_in_bf16_as_on_gpu_matches_float64_within_bf16_error():
+    """The GPU path's arithmetic on CPU: bf16 hidden states (autocast), float32 master weights,
+    logits upcast per chunk, gradients cast back to each input's dtype."""
+    g = torch.Generator().manual_seed(4)
+    h32, W = torch.randn(96, 32, generator=g), torch.randn(500, 32, generator=g) * 0.1
+    ids, w = torch.randint(0, 500, (96, 4), generator=g), torch.rand(96, 4, generator=g)
+    h = h32.bfloat16().requires_grad_()
+    W.requires_grad_()
+    got = fused_nll(h, W, ids, w, chunk=40)
+    got.backward()
+    assert h.grad.dtype == torch.bfloat16 and W.grad.dtype == torch.float32
+    hd, Wd = h.detach().double().requires_grad_(), W.detach().double().bfloat16().double().requires_grad_()
+    ref = _naive(hd, Wd, ids, w.double())
+    ref.backward()
+    assert got.item() == pytest.approx(ref.item(), rel=2e-3)
+    assert torch.allclose(W.grad.double(), Wd.grad, atol=0.05 * Wd.grad.abs().max().item())

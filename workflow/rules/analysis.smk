@@ -14,6 +14,8 @@ rule translation:
         surrogate=lambda w, input: os.path.dirname(input.surrogate),
     log:
         f"{R}/logs/translation.log",
+    benchmark:
+        f"{R}/benchmarks/translation.tsv",
     conda:
         ENV
     shell:
@@ -39,6 +41,8 @@ rule overlap:
         stem=lambda w, output: os.path.splitext(output[0])[0],
     log:
         f"{R}/logs/overlap.log",
+    benchmark:
+        f"{R}/benchmarks/overlap.tsv",
     conda:
         ENV
     shell:
@@ -67,6 +71,8 @@ rule table1:
         gpu=config["compute"]["gpus"],
     log:
         f"{R}/logs/table1.log",
+    benchmark:
+        f"{R}/benchmarks/table1.tsv",
     conda:
         ENV
     shell:

@@ -9,6 +9,8 @@ rule asset:
         config=CONFIG,
     log:
         "results/logs/assets/{asset}.log",
+    benchmark:
+        "results/benchmarks/assets/{asset}.tsv",
     conda:
         ENV
     shell:

@@ -14,6 +14,8 @@ rule corpus:
         out=lambda w, output: os.path.dirname(output.manifest),
     log:
         f"{R}/logs/corpus.log",
+    benchmark:
+        f"{R}/benchmarks/corpus.tsv",
     conda:
         ENV
     shell:
@@ -36,6 +38,8 @@ rule tokenizer:
         role="student|surrogate",
     log:
         f"{R}/logs/tokenizer_{{role}}.log",
+    benchmark:
+        f"{R}/benchmarks/tokenizer_{{role}}.tsv",
     conda:
         ENV
     shell:

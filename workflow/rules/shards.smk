@@ -20,6 +20,8 @@ rule shards:
         role="student|surrogate",
     log:
         f"{R}/logs/shards_{{role}}.log",
+    benchmark:
+        f"{R}/benchmarks/shards_{{role}}.tsv",
     conda:
         ENV
     shell:

@@ -23,6 +23,8 @@ rule reference_model:
         gpu=GPUS,
     log:
         f"{R}/logs/references_{{name}}.log",
+    benchmark:
+        f"{R}/benchmarks/references_{{name}}.tsv",
     conda:
         ENV
     shell:
@@ -77,6 +79,8 @@ rule targets:
         gpu=GPUS,
     log:
         f"{R}/logs/targets_k{{k}}-{{probabilities}}.log",
+    benchmark:
+        f"{R}/benchmarks/targets_k{{k}}-{{probabilities}}.tsv",
     conda:
         ENV
     shell:
@@ -107,6 +111,8 @@ rule student:
         gpu=GPUS,
     log:
         f"{R}/logs/students/{{method}}-s{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/students/{{method}}-s{{seed}}.tsv",
     conda:
         ENV
     shell:
@@ -149,6 +155,8 @@ rule selection:
         gpu=GPUS,
     log:
         f"{R}/logs/selection_{{kind}}.log",
+    benchmark:
+        f"{R}/benchmarks/selection_{{kind}}.tsv",
     conda:
         ENV
     shell:
