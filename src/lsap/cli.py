@@ -118,7 +118,7 @@ def _train(args, cfg):
 def _targets(args, cfg):
     import numpy as np
 
-    from lsap import models, shards, train, vocab
+    from lsap import methods, models, shards, train, vocab
     from lsap.surrogate import Surrogate, write_cache
 
     spec = models.resolve(cfg, cfg["students"]["teachers"]["surrogate"])
@@ -126,11 +126,8 @@ def _targets(args, cfg):
     tok = vocab.load(args.tokenizer)
     data = shards.open_shard(Path(args.shards) / "train.bin", tokenizer=vocab.fingerprint(args.tokenizer))
     # cache exactly the sequences the LSAP runs will read: their steps follow from the budget
-    student = models.build(cfg["students"]["model"], len(tok), data.seq_len, seed=0)
+    steps, _ = methods.planned_steps(cfg, len(tok), data.seq_len, sur.flops_per_token)
     t, world = cfg["training"], max(1, cfg["compute"]["gpus"])
-    tokens_per_step = t["micro_batch"] * t["grad_accum"] * world * data.seq_len
-    steps = train.plan_steps(cfg["students"]["budget_flops"],
-                             models.train_flops_per_token(student) + sur.flops_per_token, tokens_per_step)
     which = np.unique(np.concatenate([train.visited_sequences(steps, t["micro_batch"], t["grad_accum"], world,
                                                               len(data), seed) for seed in cfg["students"]["seeds"]]))
     print(f"[targets] {len(which)} of {len(data)} sequences ({steps} steps × seeds {cfg['students']['seeds']})")
@@ -144,7 +141,7 @@ def _select(args, cfg):
 
     import numpy as np
 
-    from lsap import models, selection, shards, train, vocab
+    from lsap import methods, models, selection, shards, vocab
     from lsap.files import sha256_file
 
     m, teachers = cfg["methods"][args.method], cfg["students"]["teachers"]
@@ -161,12 +158,8 @@ def _select(args, cfg):
     data = shards.open_shard(Path(args.shards) / "train.bin", tokenizer=vocab.fingerprint(args.tokenizer))
     which = None
     if m["pool_factor"] is not None:  # score a uniform pool sized by what the run will draw
-        t, world = cfg["training"], max(1, cfg["compute"]["gpus"])
-        batch = t["micro_batch"] * t["grad_accum"] * world
-        student = models.build(cfg["students"]["model"], len(tok), data.seq_len, seed=0)
         teacher_fpt = models.forward_flops_per_token(lms[0]) * m["kd_steps_frac"] if m["objective"] == "salt" else 0
-        steps = train.plan_steps(cfg["students"]["budget_flops"], models.train_flops_per_token(student) + teacher_fpt,
-                                 batch * data.seq_len)
+        steps, batch = methods.planned_steps(cfg, len(tok), data.seq_len, teacher_fpt)
         drawn = steps * batch if m["data"] == "miniplm" else round(m["kd_steps_frac"] * steps) * batch
         pool = min(len(data), math.ceil(m["pool_factor"] * drawn))
         which = np.sort(np.random.default_rng([cfg["seed"], 7]).choice(len(data), pool, replace=False))

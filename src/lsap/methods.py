@@ -86,6 +86,19 @@ def build(cfg: dict, name: str, model, n_sequences: int, translation=None, targe
     return obj, indices, extra
 
 
+def planned_steps(cfg: dict, vocab_size: int, seq_len: int, teacher_flops_per_token: float) -> tuple[int, int]:
+    """(steps, sequences per step) of a student run of this config: what the train loop will
+    compute from the budget, known in advance so the targets cache and the selection pool can
+    hold exactly what the runs read."""
+    from lsap import train
+
+    t, world = cfg["training"], max(1, cfg["compute"]["gpus"])
+    batch = t["micro_batch"] * t["grad_accum"] * world
+    student = models.build(cfg["students"]["model"], vocab_size, seq_len, seed=0)
+    fpt = models.train_flops_per_token(student) + teacher_flops_per_token
+    return train.plan_steps(cfg["students"]["budget_flops"], fpt, batch * seq_len), batch
+
+
 def _kd_phase_selection(obj, scores: np.ndarray, pool: np.ndarray, everything: np.ndarray):
     """SALT_DS: the KD steps draw from the top-m sequences (m = n_KD × global batch: just enough
     for the KD phase, SALT §4), the CE steps from everything."""
