@@ -145,7 +145,7 @@ def _select(args, cfg):
     from lsap.files import sha256_file
 
     m, teachers = cfg["methods"][args.method], cfg["students"]["teachers"]
-    roles = {"miniplm": ["miniplm_reference", "miniplm_teacher"], "salt_ds": ["salt_teacher"]}[m["data"]]
+    roles = config_mod.SELECTION_ROLES[m["data"]]
     specs = [models.resolve(cfg, teachers[r]) for r in roles]
     lms = [models.load_pretrained(s) for s in specs]
     # the models' identity, so a partial scoring by other checkpoints is never resumed

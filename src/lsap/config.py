@@ -101,11 +101,14 @@ def _check_source(cfg: dict, m: dict, where: str) -> None:
         raise ConfigError(f"{where}: no registry model '{m['name']}' (smollm2 or gemma3)")
 
 
+# the students.teachers entries each data selection scores with
+SELECTION_ROLES = {"all": [], "miniplm": ["miniplm_reference", "miniplm_teacher"], "salt_ds": ["salt_teacher"]}
+
+
 def teacher_roles(method: dict) -> list[str]:
     """The students.teachers entries a method reads: its objective's teacher, its data selection's models."""
     roles = {"ce": [], "lsap": ["surrogate"], "kd": ["surrogate"], "salt": ["salt_teacher"]}[method["objective"]]
-    roles += {"all": [], "miniplm": ["miniplm_reference", "miniplm_teacher"], "salt_ds": ["salt_teacher"]}[method["data"]]
-    return list(dict.fromkeys(roles))
+    return list(dict.fromkeys(roles + SELECTION_ROLES[method["data"]]))
 
 
 def load(path: str | Path) -> dict:

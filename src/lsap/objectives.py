@@ -17,11 +17,6 @@ from lsap.surrogate import select
 NORMALISERS = ("total_targets", "mean", "literal")
 
 
-def ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy in float32 (bf16 logits are upcast inside the loss)."""
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
-
-
 def cosine_lambda(progress: float) -> float:
     """λ annealed from 1 to 0 over the run (LSAP's "0.05-anneal")."""
     return 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))

@@ -165,15 +165,16 @@ def train(model, data: Shard, objective, out_dir, tcfg: dict, budget_flops: floa
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total_steps, tcfg["warmup_frac"], tcfg["min_lr_frac"]))
     step = 0
     key = f"{run_key}|{objective.name}|{total_steps}|{tokens_per_step}|{seed}|{len(data)}"
-    if _resume_path(out).exists() and torch.load(_resume_path(out), weights_only=False).get("key") != key:
+    state = torch.load(_resume_path(out), map_location=dev, weights_only=False) if _resume_path(out).exists() else None
+    if state is not None and state.get("key") != key:
         stale = out.with_name(f".{out.name}.stale")
         log(f"[train] {out} holds a run of another setup: moved to {stale}, starting from step 0")
         if dist.main:
             shutil.rmtree(stale, ignore_errors=True)
             os.replace(out, stale)
         dist.barrier()
-    if _resume_path(out).exists():
-        state = torch.load(_resume_path(out), map_location=dev, weights_only=False)
+        state = None
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
@@ -181,6 +182,7 @@ def train(model, data: Shard, objective, out_dir, tcfg: dict, budget_flops: floa
         if state["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         step = state["step"]
+        state = None  # the loaded copies are in the model and optimiser now
         log(f"[train] resuming {out} at step {step}/{total_steps}")
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)

@@ -121,9 +121,6 @@ rule student:
         "--out {params.out} > {log} 2>&1"
 
 
-SELECTION_MODELS = {"miniplm": ["miniplm_reference", "miniplm_teacher"], "salt_ds": ["salt_teacher"]}
-
-
 def _selection_method(kind):
     """The first student method selecting data this way: its knobs (ds_top_k, ds_zeros) score."""
     return next(n for n, m in config["methods"].items() if m["data"] == kind)
@@ -135,7 +132,7 @@ rule selection:
     input:
         unpack(lambda w: {"tokenizer": f"{R}/tokenizers/student/tokenizer.json",
                           "shards": f"{R}/shards/student/train.json",
-                          **{role: _trained(role) for role in SELECTION_MODELS[w.kind]}}),
+                          **{role: _trained(role) for role in lsap_config.SELECTION_ROLES[w.kind]}}),
     output:
         f"{R}/selection/{{kind}}/scores.npy",
         f"{R}/selection/{{kind}}/scores.json",
