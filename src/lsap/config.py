@@ -7,8 +7,6 @@ before any job runs, with the key's dotted path in the message. Defaults live in
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from pathlib import Path
 
 import jsonschema
@@ -17,6 +15,7 @@ import yaml
 from lsap import REPO_ROOT
 
 SCHEMA = REPO_ROOT / "config" / "schema.yaml"
+DEFAULT = REPO_ROOT / "config" / "tiny.yaml"  # the embedded default: what `snakemake` alone runs
 
 
 class ConfigError(ValueError):
@@ -30,7 +29,7 @@ def _with_defaults(validator_cls):
     def set_defaults(validator, properties, instance, schema):
         if isinstance(instance, dict):
             for key, sub in properties.items():
-                if "default" in sub and key not in instance:
+                if isinstance(sub, dict) and "default" in sub and key not in instance:
                     instance[key] = copy.deepcopy(sub["default"])
         yield from validate_properties(validator, properties, instance, schema)
 
@@ -59,6 +58,8 @@ def validate(cfg: dict, source: str = "config") -> dict:
 
 def _check_consistency(cfg: dict, source: str) -> None:
     """Cross-field rules a JSON schema cannot say."""
+    from lsap import methods
+
     for dom, spec in cfg["corpus"]["domains"].items():
         for i, src in enumerate(spec["sources"]):
             where = f"corpus.domains.{dom}.sources.{i}"
@@ -79,13 +80,14 @@ def _check_consistency(cfg: dict, source: str) -> None:
         if name not in cfg["methods"]:
             raise ConfigError(f"{source}: students.methods: no method named '{name}' in the methods section "
                               f"(defined: {sorted(cfg['methods'])})")
-        missing = [t for t in teacher_roles(cfg["methods"][name]) if t not in cfg["students"]["teachers"]]
+        missing = [t for t in methods.teacher_roles(cfg["methods"][name]) if t not in cfg["students"]["teachers"]]
         if missing:
             raise ConfigError(f"{source}: method '{name}' needs students.teachers.{missing[0]} "
                               f"(a {{kind: trained|pretrained|hub, ...}} model source)")
     s = cfg["corpus"]["splits"]
     if s["validation"] + s["reference"] >= 1:
         raise ConfigError(f"{source}: corpus.splits: validation + reference must leave a train split")
+    _check_run_shape(cfg, source)
 
 
 REFERENCE_ROLES = ("surrogate", "reference", "salt_teacher", "miniplm_teacher")
@@ -101,14 +103,43 @@ def _check_source(cfg: dict, m: dict, where: str) -> None:
         raise ConfigError(f"{where}: no registry model '{m['name']}' (smollm2 or gemma3)")
 
 
-# the students.teachers entries each data selection scores with
-SELECTION_ROLES = {"all": [], "miniplm": ["miniplm_reference", "miniplm_teacher"], "salt_ds": ["salt_teacher"]}
+def _check_model(spec: dict, where: str) -> None:
+    if spec["hidden"] % spec["heads"]:
+        raise ConfigError(f"{where}: heads ({spec['heads']}) must divide hidden ({spec['hidden']})")
+    if spec["heads"] % spec.get("kv_heads", spec["heads"]):
+        raise ConfigError(f"{where}: kv_heads ({spec['kv_heads']}) must divide heads ({spec['heads']})")
+    if (spec["hidden"] // spec["heads"]) % 2:
+        raise ConfigError(f"{where}: the head size hidden/heads = {spec['hidden'] // spec['heads']} must be even "
+                          f"(rotary embeddings rotate pairs of dimensions)")
 
 
-def teacher_roles(method: dict) -> list[str]:
-    """The students.teachers entries a method reads: its objective's teacher, its data selection's models."""
-    roles = {"ce": [], "lsap": ["surrogate"], "kd": ["surrogate"], "salt": ["salt_teacher"]}[method["objective"]]
-    return list(dict.fromkeys(roles + SELECTION_ROLES[method["data"]]))
+def _check_run_shape(cfg: dict, source: str) -> None:
+    """Sizes that only fail deep inside a job: caught here, before any job runs."""
+    from lsap.assets import load_manifest
+
+    _check_model(cfg["students"]["model"], f"{source}: students.model")
+    for name, ref in cfg["references"].items():
+        _check_model(ref["model"], f"{source}: references.{name}.model")
+    seeds = cfg["students"]["seeds"]
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{source}: students.seeds {seeds} repeats a seed: each seed is one run per method")
+    fr = cfg["training"]["checkpoint_fractions"]
+    if not fr or max(fr) != 1.0 or len(set(fr)) != len(fr):
+        raise ConfigError(f"{source}: training.checkpoint_fractions {fr} must be distinct and end at 1.0 "
+                          f"(the final checkpoint is what teachers and the tables read)")
+    seq, ev = cfg["shards"]["seq_len"], cfg["evaluation"]
+    if ev["bpb_seq_len"] is not None and ev["bpb_seq_len"] > seq:
+        raise ConfigError(f"{source}: evaluation.bpb_seq_len {ev['bpb_seq_len']} exceeds the models' context "
+                          f"(shards.seq_len {seq}): lower it or set null")
+    if cfg["analysis"]["table1"]["seq_len"] > seq and any(
+            m["kind"] == "trained" for m in cfg["analysis"]["table1"]["models"]):
+        raise ConfigError(f"{source}: analysis.table1.seq_len exceeds the trained models' context "
+                          f"(shards.seq_len {seq})")
+    known = load_manifest()
+    for name in corpus_assets(cfg):
+        if name not in known:
+            raise ConfigError(f"{source}: corpus asset '{name}' is not in config/assets.yaml "
+                              f"(known: {', '.join(sorted(known))})")
 
 
 def load(path: str | Path) -> dict:
@@ -122,13 +153,6 @@ def load(path: str | Path) -> dict:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping of config keys")
     return validate(raw, source=str(path))
-
-
-def section_hash(cfg: dict, *keys: str) -> str:
-    """A short stable hash of some config sections (all of it without keys): provenance and
-    Snakemake params, so a rule reruns when, and only when, its own sections change."""
-    part = {k: cfg[k] for k in keys} if keys else cfg
-    return hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def corpus_assets(cfg: dict) -> list[str]:
@@ -172,9 +196,29 @@ def asset_markers(names: list[str]) -> list[str]:
     return [f"resources/{name}/.verified" for name in names]
 
 
+def for_snakemake(config: dict, configfiles) -> tuple[dict, str]:
+    """(the validated config, the name of its file) of a Snakemake invocation. The config is one
+    file: `--configfile X`, else the embedded default (config/tiny.yaml); `--config k=v` overrides
+    apply on top. Nothing of any other file leaks in (the Snakefile has no `configfile:`)."""
+    files = [Path(f) for f in configfiles]
+    if len(files) > 1:
+        raise ConfigError(f"one --configfile per run, got {[str(f) for f in files]}: each config is a "
+                          f"complete experiment (merge them into one file)")
+    if files:
+        return validate(config, source=str(files[0])), files[0].stem
+    base = yaml.safe_load(DEFAULT.read_text())
+    return validate(_merged(base, config), source=f"{DEFAULT.relative_to(REPO_ROOT)} with --config overrides"), DEFAULT.stem
+
+
+def _merged(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
 def write_resolved(cfg: dict, path: str | Path) -> Path:
-    """Write the validated config for the jobs to read; rewrite only when it changed, so the
-    file's mtime does not make Snakemake rerun anything."""
+    """Write the validated config for the jobs to read, atomically; rewrite only when it changed."""
     path = Path(path)
     text = yaml.safe_dump(cfg, sort_keys=False)
     if not path.exists() or path.read_text() != text:

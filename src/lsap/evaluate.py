@@ -194,3 +194,24 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, corpus_dir: str | Path, ecfg
                         out_json: str | Path, log=print) -> dict:
     """evaluate_checkpoints for one checkpoint."""
     return evaluate_checkpoints([checkpoint_dir], corpus_dir, ecfg, [out_json], log)[0]
+
+
+def evaluate_run(run_dir, corpus_dir, ecfg: dict, out, log=print) -> dict:
+    """The evaluate stage: every budget checkpoint of one training run -> one JSON (per-checkpoint
+    files beside it, so a killed evaluation keeps the checkpoints it finished)."""
+    import json
+
+    from lsap.files import write_json
+
+    run = Path(run_dir)
+    ckpts = sorted((run / "checkpoints").glob("frac-*"))
+    if not ckpts:
+        raise FileNotFoundError(f"{run}/checkpoints holds no frac-* checkpoint: run the train stage first")
+    out = Path(out)
+    results = evaluate_checkpoints(ckpts, corpus_dir, ecfg, [out.with_suffix("") / f"{c.name}.json" for c in ckpts], log)
+    steps = json.loads((run / "summary.json").read_text())["steps"]
+    entries = [{"fraction": float(c.name.split("-")[1]), "step": max(1, round(float(c.name.split("-")[1]) * steps)), **r}
+               for c, r in zip(ckpts, results)]
+    result = {"run": str(run), "checkpoints": entries}
+    write_json(out, result)
+    return result

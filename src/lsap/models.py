@@ -37,9 +37,9 @@ def load_pretrained(spec: dict, dev: torch.device | None = None):
 
 def trained_checkpoint(cfg: dict, name: str):
     """The final checkpoint (model + tokenizer) of a model this run's references stage trains."""
-    from lsap import REPO_ROOT
+    from lsap import REPO_ROOT, layout
 
-    return REPO_ROOT / "results" / cfg["run"] / "references" / name / "checkpoints" / "frac-1.00"
+    return REPO_ROOT / layout.checkpoint(layout.reference(cfg["run"], name))
 
 
 def resolve(cfg: dict, spec: dict) -> dict:
@@ -47,6 +47,17 @@ def resolve(cfg: dict, spec: dict) -> dict:
     if spec["kind"] == "trained":
         return {"kind": "hub", "id": str(trained_checkpoint(cfg, spec["name"]))}
     return spec
+
+
+def source_config(cfg: dict, spec: dict):
+    """The HF config of a model source (no weights read): what its FLOPs are counted from."""
+    from transformers import AutoConfig
+
+    spec = resolve(cfg, spec)
+    if spec["kind"] == "pretrained":
+        path = asset_path(*GGUF_MODELS[spec["name"]])
+        return AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+    return AutoConfig.from_pretrained(spec["id"])
 
 
 def n_params(model, embeddings: bool = True) -> int:

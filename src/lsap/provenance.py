@@ -33,13 +33,14 @@ def hardware() -> str:
     return f"{dev}, torch {torch.__version__}"
 
 
-def collect(cfg: dict, asset_names=()) -> dict:
+def collect(cfg: dict, asset_names=(), key: str | None = None) -> dict:
+    """`key`: the job key of what produced the file (lsap.keys); default a hash of the whole config."""
     from lsap.assets import asset_hashes
-    from lsap.config import section_hash
+    from lsap.keys import digest
 
     return {
         "config": cfg["run"],
-        "config_hash": section_hash(cfg),
+        "config_hash": key or digest(cfg),
         "git_commit": git_commit(),
         "assets": asset_hashes(asset_names) if asset_names else {},
         "hardware": hardware(),

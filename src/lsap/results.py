@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lsap import methods
+
 # LSAP Table 2 (matched 232M TFLOPs), the seven tasks with offline data; TruthfulQA kept aside
 TASKS = ["hellaswag", "piqa", "lambada_openai", "arc_easy", "arc_challenge", "winogrande", "openbookqa"]
 SHORT = {"hellaswag": "HeSw", "piqa": "PIQA", "lambada_openai": "LMB", "arc_easy": "ARC-E",
@@ -37,13 +39,6 @@ PAPER_DELTAS = [
 ]
 
 
-def method_label(m: dict) -> str:
-    """What a method is, whatever it is called in the config: 'lsap α=0.05 anneal', 'miniplm', ..."""
-    if m["objective"] == "lsap":
-        return f"lsap α={m['alpha']:g}" + (" anneal" if m["lambda_schedule"] == "cosine" else "")
-    return m["data"] if m["data"] != "all" else m["objective"]
-
-
 def _at_step(log: list[dict], step: int) -> dict:
     return next(r for r in log if r["step"] == step)
 
@@ -60,7 +55,7 @@ def collect(cfg: dict, results_dir: str | Path) -> pd.DataFrame:
             evals = json.loads((root / "eval" / f"{name}-s{seed}.json").read_text())["checkpoints"]
             for e in evals:
                 r = _at_step(log, e["step"])
-                row = {"method": name, "label": method_label(m), "objective": m["objective"], "data": m["data"],
+                row = {"method": name, "label": methods.label(m), "objective": m["objective"], "data": m["data"],
                        "alpha": m["alpha"] if m["objective"] == "lsap" else np.nan, "seed": seed,
                        "fraction": e["fraction"], "step": e["step"], "tokens": r["tokens"], "flops": r["flops"],
                        "wall_s": sum(summary["tokens"] / summary["steps"] / x["tok_s"] for x in log

@@ -220,3 +220,32 @@ def select_top(scores: np.ndarray, keep: int | float) -> np.ndarray:
         m = min(n, max(1, int(keep * n)))
     order = np.lexsort((np.arange(n), -scores.astype(np.float64)))  # score descending, then index
     return np.sort(order[:m])
+
+
+def select_job(cfg: dict, method: str, tokenizer_dir, shards_dir, out, log=print) -> None:
+    """The selection stage: score the training sequences (a pool, or the whole shard) for the data
+    selection of `method` (MiniPLM's difference, SALT_DS's median top-k loss)."""
+    from lsap import methods, plan, shards, vocab
+    from lsap.files import sha256_file
+
+    m, teachers = cfg["methods"][method], cfg["students"]["teachers"]
+    roles = list(methods.DATA[m["data"]].roles)
+    specs = [models.resolve(cfg, teachers[r]) for r in roles]
+    lms = [models.load_pretrained(s) for s in specs]
+    # the models' identity, so a partial scoring by other checkpoints is never resumed
+    ident = [sha256_file(Path(s["id"]) / "model.safetensors") if Path(s.get("id", "")).is_dir() else s for s in specs]
+    if m["data"] == "miniplm":
+        model, score_fn = tuple(lms), miniplm_score
+    else:
+        model, score_fn = lms[0], salt_ds_score(m["ds_top_k"], m["ds_zeros"])
+    n_vocab = len(vocab.load(tokenizer_dir))
+    data = shards.open_shard(Path(shards_dir) / "train.bin", tokenizer=vocab.fingerprint(tokenizer_dir))
+    which = None
+    if m["pool_factor"] is not None:  # score a uniform pool sized by what the run will draw
+        p = plan.student(cfg, method, n_vocab, data.seq_len)
+        drawn = p.steps * p.global_batch if m["data"] == "miniplm" else round(m["kd_steps_frac"] * p.steps) * p.global_batch
+        pool = min(len(data), math.ceil(m["pool_factor"] * drawn))
+        which = np.sort(np.random.default_rng([cfg["seed"], 7]).choice(len(data), pool, replace=False))
+        log(f"[select] pool of {pool} of {len(data)} sequences ({m['pool_factor']} × the {drawn} the run draws)")
+    score_sequences(model, data, Path(out) / "scores.npy", score_fn, cfg["training"]["micro_batch"],
+                    meta={"models": ident, "roles": roles}, which=which, log=log)

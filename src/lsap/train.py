@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lsap import models
+from lsap import models, plan
 from lsap.files import atomic_path, atomic_dir, write_json
 from lsap.shards import Shard
 
@@ -83,19 +83,6 @@ def sample_ids(step: int, micro: int, n_micro: int, dist: Dist, n_data: int, see
     return out
 
 
-def visited_sequences(total_steps: int, micro: int, n_micro: int, world: int, n_data: int, seed: int) -> np.ndarray:
-    """Every dataset position a run of `total_steps` reads, over all ranks (sorted): what a cache
-    of per-sequence teacher outputs must hold."""
-    ids = [np.concatenate(sample_ids(s, micro, n_micro, Dist(r, world), n_data, seed))
-           for s in range(total_steps) for r in range(world)]
-    return np.unique(np.concatenate(ids)) if ids else np.zeros(0, np.int64)
-
-
-def plan_steps(budget_flops: float, flops_per_token: float, tokens_per_step: int) -> int:
-    """Steps of a run: the largest whole number the FLOPs budget pays for."""
-    return int(budget_flops // (flops_per_token * tokens_per_step))
-
-
 def _resume_path(out: Path) -> Path:
     return out / "resume.pt"
 
@@ -132,12 +119,14 @@ def eval_loss(model, val: Shard, n_seq: int, micro: int, dev, autocast) -> float
 
 def train(model, data: Shard, objective, out_dir, tcfg: dict, budget_flops: float, seed: int,
           indices=None, val: Shard | None = None, tokenizer=None, extra: dict | None = None, run_key: str = "",
-          log=print) -> dict:
+          expected_steps: int | None = None, log=print) -> dict:
     """Train `model` on `data` until the FLOPs budget is spent; resumable. `indices`: train only
     on these sequences (an array, or `(step, total_steps, global_batch) -> array` for a method
     whose data changes by phase).
     Returns the summary also written to out_dir/summary.json (plus `extra`). `run_key` names the
-    setup (e.g. a config hash): a resume checkpoint from another setup is set aside, not resumed."""
+    setup (the job key): a resume checkpoint from another setup is set aside, not resumed.
+    `expected_steps`: the run plan's step count (lsap.plan); a loop that would train another
+    number (another world size, another model) refuses to start."""
     out = Path(out_dir)
     dist = Dist.from_env()
     dev = torch.device(f"cuda:{dist.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
@@ -148,7 +137,11 @@ def train(model, data: Shard, objective, out_dir, tcfg: dict, budget_flops: floa
     objective.bind(model)
     train_fpt, teacher_fpt = models.train_flops_per_token(model), objective.teacher_flops_per_token
     flops_per_token = train_fpt + teacher_fpt * objective.teacher_fraction  # average over the run
-    total_steps = plan_steps(budget_flops, flops_per_token, tokens_per_step)
+    total_steps = plan.steps(budget_flops, flops_per_token, tokens_per_step)
+    if expected_steps is not None and total_steps != expected_steps:
+        raise TrainingError(f"{out}: the loop would train {total_steps} steps ({dist.world} processes, "
+                            f"{flops_per_token:.4g} FLOPs/token), the run plan says {expected_steps}: run it with "
+                            f"compute.gpus processes (torchrun --nproc_per_node) as the config says")
     if total_steps < 1:
         raise TrainingError(f"budget {budget_flops:.3g} FLOPs is less than one step "
                             f"({flops_per_token * tokens_per_step:.3g}): raise the budget or shrink the batch")
@@ -184,6 +177,7 @@ def train(model, data: Shard, objective, out_dir, tcfg: dict, budget_flops: floa
         step = state["step"]
         state = None  # the loaded copies are in the model and optimiser now
         log(f"[train] resuming {out} at step {step}/{total_steps}")
+    saved = step  # the step of the last resume.pt written (0: none)
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
         _truncate_log(out / "log.jsonl", step)
@@ -207,13 +201,17 @@ def train(model, data: Shard, objective, out_dir, tcfg: dict, budget_flops: floa
             ctx = net.no_sync() if (dist.world > 1 and not sync) else contextlib.nullcontext()
             with ctx, autocast():
                 loss, parts = objective(net, x, seq_ids, step, total_steps)
-                if not torch.isfinite(loss):
-                    raise TrainingError(f"non-finite loss ({loss.item()}) at step {step} of {out}; the last "
-                                        f"good checkpoint is kept: lower lr ({tcfg['lr']}) or check the data")
                 (loss / n_micro).backward()
             for k, v in parts.items():
                 parts_sum[k] = parts_sum.get(k, 0.0) + float(v) / n_micro
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
+        if not (math.isfinite(parts_sum.get("loss", 0.0)) and torch.isfinite(gnorm)):
+            # checked before the update: a non-finite step is neither applied nor saved
+            last = f"{_resume_path(out)} (step {saved})" if saved else "none (a rerun starts at step 0)"
+            raise TrainingError(f"{out}: non-finite loss ({parts_sum.get('loss')}) or gradient norm ({float(gnorm)}) "
+                                f"at step {step} with lr {sched.get_last_lr()[0]:.3g} (peak training.lr "
+                                f"{tcfg['lr']}); not applied, not saved. Last good checkpoint: {last}. Lower "
+                                f"training.lr or check the data, then rerun the same command.")
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
@@ -239,6 +237,7 @@ def train(model, data: Shard, objective, out_dir, tcfg: dict, budget_flops: floa
                         tokenizer.save_pretrained(tmp)
             if step in ckpt_steps or step % tcfg["save_every_steps"] == 0 or step == total_steps:
                 _save_resume(out, model, opt, sched, step, key)
+                saved = step
         dist.barrier()
     bar.close()
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if line]
@@ -261,3 +260,28 @@ def _means(records: list[dict]) -> dict:
     """Run means of the per-step quantities a method logs (e.g. LSAP's targets per position)."""
     keys = {"targets_per_pos", "aux_nll", "kl"} & {k for r in records for k in r}
     return {f"mean_{k}": float(np.mean([r[k] for r in records if k in r])) for k in sorted(keys)}
+
+
+def run_job(cfg: dict, role: str, tokenizer_dir, shards_dir, out, key: str, method: str | None = None,
+            seed: int = 0, split: str = "train", translation=None, targets=None, scores=None) -> dict:
+    """The train stage: a student (`role` student: one method, one seed) or a model this run
+    trains for a method (a `references` entry), sized by the run plan, resumable under `key`."""
+    from lsap import methods, objectives, shards, vocab
+
+    tok = vocab.load(tokenizer_dir)
+    fp = vocab.fingerprint(tokenizer_dir)
+    data = shards.open_shard(Path(shards_dir) / f"{split}.bin", tokenizer=fp)
+    val = shards.open_shard(Path(shards_dir) / "validation.bin", tokenizer=fp)
+    if role == "student":
+        if method not in cfg["methods"]:
+            raise TrainingError(f"no method '{method}' in the config's methods section "
+                                f"(defined: {', '.join(sorted(cfg['methods']))})")
+        model = models.build(cfg["students"]["model"], len(tok), data.seq_len, seed=seed)
+        objective, indices, extra = methods.build(cfg, method, model, len(data), translation, targets, scores)
+        budget, expected = cfg["students"]["budget_flops"], plan.student(cfg, method, len(tok), data.seq_len).steps
+    else:
+        ref = cfg["references"][role]
+        model = models.build(ref["model"], len(tok), data.seq_len, seed=seed)
+        budget, objective, indices, extra, expected = ref["budget_flops"], objectives.CrossEntropy(), None, {}, None
+    return train(model, data, objective, out, cfg["training"], budget, seed, indices=indices, val=val,
+                 tokenizer=tok, extra=extra, run_key=key, expected_steps=expected)

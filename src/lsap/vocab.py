@@ -90,6 +90,21 @@ def save(tok, out_dir: str | Path) -> Path:
     return Path(out_dir)
 
 
+def build_role(cfg: dict, role: str, corpus_dir, out_dir) -> Path:
+    """The tokenizer stage: one role's tokenizer (a BPE trained on the corpus train split, or a
+    pretrained one), saved in HF format."""
+    from lsap import corpus
+
+    spec = cfg["tokenizers"][role]
+    texts = None
+    if spec["kind"] == "bpe":
+        texts = (t for _, t in corpus.iter_documents(corpus_dir, "train", spec["train_domains"]))
+    tok = build(spec, texts)
+    save(tok, out_dir)
+    print(f"[tokenizer] {role}: {spec} -> {out_dir} ({len(tok)} tokens)")
+    return Path(out_dir)
+
+
 def load(tok_dir: str | Path):
     """A tokenizer saved by this module's `save` (the form every later stage reads)."""
     from transformers import AutoTokenizer

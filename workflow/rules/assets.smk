@@ -1,17 +1,15 @@
-# Pinned registry assets (config/assets.yaml) -> resources/<name>/, verified by sha256.
+# Pinned registry assets (config/assets.yaml) -> resources/<name>/, verified by sha256. Shared by
+# every run: the job reads only the asset's manifest entry, never a run's config.
 
 
 rule asset:
     output:
         "resources/{asset}/.verified",
     params:
-        lsap=LSAP,
-        config=CONFIG,
+        key=lambda w: keys.digest(lsap_assets.manifest_entry(w.asset)),
     log:
-        "results/logs/assets/{asset}.log",
-    benchmark:
-        "results/benchmarks/assets/{asset}.tsv",
+        "resources/.logs/{asset}.log",
     conda:
         ENV
     shell:
-        "{params.lsap} assets --config {params.config} --name {wildcards.asset} > {log} 2>&1"
+        "{LSAP} assets --name {wildcards.asset} > {log} 2>&1"

@@ -8,18 +8,16 @@ rule corpus:
         manifest=f"{R}/corpus/manifest.json",
         domains=expand(f"{R}/corpus/{{domain}}.jsonl", domain=list(config["corpus"]["domains"])),
     params:
-        lsap=LSAP,
-        config=CONFIG,
-        config_hash=lsap_config.section_hash(config, "seed", "corpus"),
+        key=key("corpus"),
         out=lambda w, output: os.path.dirname(output.manifest),
     log:
         f"{R}/logs/corpus.log",
     benchmark:
-        f"{R}/benchmarks/corpus.tsv",
+        f"{R}/benchmarks/corpus.tsv"
     conda:
         ENV
     shell:
-        "{params.lsap} corpus --config {params.config} --out {params.out} > {log} 2>&1"
+        "{LSAP} corpus --config {CONFIG} --key {params.key} --out {params.out} > {log} 2>&1"
 
 
 rule tokenizer:
@@ -29,9 +27,7 @@ rule tokenizer:
     output:
         f"{R}/tokenizers/{{role}}/tokenizer.json",
     params:
-        lsap=LSAP,
-        config=CONFIG,
-        config_hash=lambda w: lsap_config.section_hash(config["tokenizers"], w.role),
+        key=key("tokenizer"),
         corpus=lambda w, input: os.path.dirname(input.corpus),
         out=lambda w, output: os.path.dirname(output[0]),
     wildcard_constraints:
@@ -39,9 +35,9 @@ rule tokenizer:
     log:
         f"{R}/logs/tokenizer_{{role}}.log",
     benchmark:
-        f"{R}/benchmarks/tokenizer_{{role}}.tsv",
+        f"{R}/benchmarks/tokenizer_{{role}}.tsv"
     conda:
         ENV
     shell:
-        "{params.lsap} tokenizer --config {params.config} --role {wildcards.role} "
+        "{LSAP} tokenizer --config {CONFIG} --key {params.key} --role {wildcards.role} "
         "--corpus {params.corpus} --out {params.out} > {log} 2>&1"

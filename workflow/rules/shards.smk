@@ -9,10 +9,7 @@ rule shards:
         bins=expand(f"{R}/shards/{{{{role}}}}/{{split}}.bin", split=SPLITS),
         manifests=expand(f"{R}/shards/{{{{role}}}}/{{split}}.json", split=SPLITS),
     params:
-        lsap=LSAP,
-        config=CONFIG,
-        config_hash=lsap_config.section_hash(config, "shards"),
-        shard_format=SHARD_FORMAT,  # a new on-disk format rebuilds the shards
+        key=key("shards"),
         corpus=lambda w, input: os.path.dirname(input.corpus),
         tokenizer=lambda w, input: os.path.dirname(input.tokenizer),
         out=lambda w, output: os.path.dirname(output.bins[0]),
@@ -21,9 +18,9 @@ rule shards:
     log:
         f"{R}/logs/shards_{{role}}.log",
     benchmark:
-        f"{R}/benchmarks/shards_{{role}}.tsv",
+        f"{R}/benchmarks/shards_{{role}}.tsv"
     conda:
         ENV
     shell:
-        "{params.lsap} shards --config {params.config} --tokenizer {params.tokenizer} "
+        "{LSAP} shards --config {CONFIG} --key {params.key} --tokenizer {params.tokenizer} "
         "--corpus {params.corpus} --out {params.out} > {log} 2>&1"

@@ -1,17 +1,22 @@
-# References stage (surrogate / MiniPLM reference / SALT teacher) and the student runs: all
-# through the one training loop, each resumable from its last checkpoint.
+# The models trained for the methods (surrogate / MiniPLM reference / SALT and MiniPLM teachers),
+# LSAP's targets cache, the data selections, and the student runs: all through the one training
+# loop, each resumable from its last checkpoint. Paths: lsap.layout; keys: lsap.keys.
+STUDENT_TOKENIZER = f"{layout.tokenizer(RUN, 'student')}/tokenizer.json"
+STUDENT_SHARDS = f"{layout.shards(RUN, 'student')}/train.json"
+
+
+def _reference_tokenizer(w):
+    return layout.tokenizer(RUN, config["references"][w.name]["tokenizer"])
 
 
 rule reference_model:
     input:
-        tokenizer=lambda w: f"{R}/tokenizers/{config['references'][w.name]['tokenizer']}/tokenizer.json",
-        shards=lambda w: f"{R}/shards/{config['references'][w.name]['tokenizer']}/train.json",
+        tokenizer=lambda w: f"{_reference_tokenizer(w)}/tokenizer.json",
+        shards=lambda w: f"{layout.shards(RUN, config['references'][w.name]['tokenizer'])}/train.json",
     output:
-        f"{R}/references/{{name}}/summary.json",
+        f"{layout.reference(RUN, '{name}')}/summary.json",
     params:
-        train=TRAIN,
-        config=CONFIG,
-        config_hash=lambda w: lsap_config.section_hash(config["references"], w.name),
+        key=key("reference_model"),
         tokenizer=lambda w, input: os.path.dirname(input.tokenizer),
         shards=lambda w, input: os.path.dirname(input.shards),
         split=lambda w: config["references"][w.name]["split"],
@@ -24,31 +29,33 @@ rule reference_model:
     log:
         f"{R}/logs/references_{{name}}.log",
     benchmark:
-        f"{R}/benchmarks/references_{{name}}.tsv",
+        f"{R}/benchmarks/references_{{name}}.tsv"
     conda:
         ENV
     shell:
-        "{params.train} train --config {params.config} --role {wildcards.name} --tokenizer {params.tokenizer} "
+        "{TRAIN} train --config {CONFIG} --key {params.key} --role {wildcards.name} --tokenizer {params.tokenizer} "
         "--shards {params.shards} --split {params.split} --out {params.out} > {log} 2>&1"
 
 
 def _trained(role):
     """The summary of a model this run trains, when a method's teacher is one (else nothing)."""
     spec = config["students"]["teachers"][role]
-    return [f"{R}/references/{spec['name']}/summary.json"] if spec["kind"] == "trained" else []
+    return [f"{layout.reference(RUN, spec['name'])}/summary.json"] if spec["kind"] == "trained" else []
 
 
 def student_inputs(w):
+    """A student's inputs, from the method registry: its teachers, the Σ∩ tables, its targets
+    cache and its data selection, each only where its method reads it."""
     m = config["methods"][w.method]
-    ins = {"tokenizer": f"{R}/tokenizers/student/tokenizer.json", "shards": f"{R}/shards/student/train.json"}
-    for role in lsap_config.teacher_roles(m):
+    ins = {"tokenizer": STUDENT_TOKENIZER, "shards": STUDENT_SHARDS}
+    for role in methods.teacher_roles(m):
         ins[role] = _trained(role)
-    if m["objective"] in ("lsap", "kd"):
-        ins["translation"] = f"{R}/vocab/translation.npz"
-    if m["objective"] == "lsap" and m["targets"] == "cached":
-        ins["targets"] = f"{R}/targets/k{m['top_k']}-{m['probabilities']}/meta.json"
+    if methods.OBJECTIVES[m["objective"]].translation:
+        ins["translation"] = layout.translation(RUN)
+    if methods.uses_targets_cache(m):
+        ins["targets"] = f"{layout.targets(RUN, keys.targets_id(config, w.method), w.seed)}/meta.json"
     if m["data"] != "all":
-        ins["scores"] = f"{R}/selection/{m['data']}/scores.npy"
+        ins["scores"] = f"{layout.selection(RUN, keys.selection_id(config, w.method))}/scores.npy"
     return ins
 
 
@@ -57,35 +64,32 @@ def _flag(name, path):
 
 
 rule targets:
-    """LSAP's surrogate candidates for every training sequence, once; each α run filters them."""
+    """LSAP's surrogate candidates for the sequences one seed's runs read; each α run filters them."""
     input:
-        unpack(lambda w: {"tokenizer": f"{R}/tokenizers/student/tokenizer.json",
-                          "shards": f"{R}/shards/student/train.json",
-                          "translation": f"{R}/vocab/translation.npz", "surrogate": _trained("surrogate")}),
+        unpack(lambda w: {"tokenizer": STUDENT_TOKENIZER, "shards": STUDENT_SHARDS,
+                          "translation": layout.translation(RUN), "surrogate": _trained("surrogate")}),
     output:
-        f"{R}/targets/k{{k}}-{{probabilities}}/meta.json",
+        f"{layout.targets(RUN, '{spec}', '{seed}')}/meta.json",
     params:
-        lsap=LSAP,
-        config=CONFIG,
-        config_hash=lsap_config.section_hash(config["students"], "teachers"),
+        key=key("targets"),
         tokenizer=lambda w, input: os.path.dirname(input.tokenizer),
         shards=lambda w, input: os.path.dirname(input.shards),
         out=lambda w, output: os.path.dirname(output[0]),
     wildcard_constraints:
-        k=r"\d+",
-        probabilities="surrogate|renormalised",
+        spec=r"k\d+-[a-z]+-[0-9a-f]+",
+        seed=r"\d+",
     threads: 2
     resources:
         gpu=GPUS,
     log:
-        f"{R}/logs/targets_k{{k}}-{{probabilities}}.log",
+        f"{R}/logs/targets_{{spec}}-s{{seed}}.log",
     benchmark:
-        f"{R}/benchmarks/targets_k{{k}}-{{probabilities}}.tsv",
+        f"{R}/benchmarks/targets_{{spec}}-s{{seed}}.tsv"
     conda:
         ENV
     shell:
-        "{params.lsap} targets --config {params.config} --tokenizer {params.tokenizer} --shards {params.shards} "
-        "--translation {input.translation} --top-k {wildcards.k} --probabilities {wildcards.probabilities} "
+        "{LSAP} targets --config {CONFIG} --key {params.key} --tokenizer {params.tokenizer} --shards {params.shards} "
+        "--translation {input.translation} --spec {wildcards.spec} --seed {wildcards.seed} "
         "--out {params.out} > {log} 2>&1"
 
 
@@ -93,12 +97,9 @@ rule student:
     input:
         unpack(student_inputs),
     output:
-        f"{R}/students/{{method}}-s{{seed}}/summary.json",
+        f"{layout.student(RUN, '{method}', '{seed}')}/summary.json",
     params:
-        train=TRAIN,
-        config=CONFIG,
-        config_hash=lambda w: lsap_config.section_hash(config, "students", "training")
-        + lsap_config.section_hash(config["methods"], w.method),
+        key=key("student"),
         tokenizer=lambda w, input: os.path.dirname(input.tokenizer),
         shards=lambda w, input: os.path.dirname(input.shards),
         extra=lambda w, input: " ".join(_flag(k, input.get(k)) for k in ("translation", "targets", "scores")),
@@ -112,50 +113,40 @@ rule student:
     log:
         f"{R}/logs/students/{{method}}-s{{seed}}.log",
     benchmark:
-        f"{R}/benchmarks/students/{{method}}-s{{seed}}.tsv",
+        f"{R}/benchmarks/students/{{method}}-s{{seed}}.tsv"
     conda:
         ENV
     shell:
-        "{params.train} train --config {params.config} --role student --method {wildcards.method} "
+        "{TRAIN} train --config {CONFIG} --key {params.key} --role student --method {wildcards.method} "
         "--seed {wildcards.seed} --tokenizer {params.tokenizer} --shards {params.shards} {params.extra} "
         "--out {params.out} > {log} 2>&1"
 
 
-def _selection_method(kind):
-    """The first student method selecting data this way: its knobs (ds_top_k, ds_zeros) score."""
-    return next(n for n, m in config["methods"].items() if m["data"] == kind)
-
-
 rule selection:
-    """Score every training sequence with frozen LMs (MiniPLM's difference, SALT_DS's median
-    top-k loss); incremental, so a killed job resumes where it stopped."""
+    """Score the training sequences with frozen LMs (MiniPLM's difference, SALT_DS's median top-k
+    loss), once per scoring spec; incremental, so a killed job resumes where it stopped."""
     input:
-        unpack(lambda w: {"tokenizer": f"{R}/tokenizers/student/tokenizer.json",
-                          "shards": f"{R}/shards/student/train.json",
-                          **{role: _trained(role) for role in lsap_config.SELECTION_ROLES[w.kind]}}),
+        unpack(lambda w: {"tokenizer": STUDENT_TOKENIZER, "shards": STUDENT_SHARDS,
+                          **{role: _trained(role) for role in methods.DATA[w.spec.split("-")[0]].roles}}),
     output:
-        f"{R}/selection/{{kind}}/scores.npy",
-        f"{R}/selection/{{kind}}/scores.json",
+        f"{layout.selection(RUN, '{spec}')}/scores.npy",
+        f"{layout.selection(RUN, '{spec}')}/scores.json",
     params:
-        lsap=LSAP,
-        config=CONFIG,
-        config_hash=lambda w: lsap_config.section_hash(config["students"], "teachers")
-        + lsap_config.section_hash(config["methods"], _selection_method(w.kind)),
-        method=lambda w: _selection_method(w.kind),
+        key=key("selection"),
         tokenizer=lambda w, input: os.path.dirname(input.tokenizer),
         shards=lambda w, input: os.path.dirname(input.shards),
         out=lambda w, output: os.path.dirname(output[0]),
     wildcard_constraints:
-        kind="miniplm|salt_ds",
+        spec=r"(miniplm|salt_ds)-[0-9a-f]+",
     threads: 2
     resources:
         gpu=GPUS,
     log:
-        f"{R}/logs/selection_{{kind}}.log",
+        f"{R}/logs/selection_{{spec}}.log",
     benchmark:
-        f"{R}/benchmarks/selection_{{kind}}.tsv",
+        f"{R}/benchmarks/selection_{{spec}}.tsv"
     conda:
         ENV
     shell:
-        "{params.lsap} select --config {params.config} --method {params.method} --tokenizer {params.tokenizer} "
+        "{LSAP} select --config {CONFIG} --key {params.key} --spec {wildcards.spec} --tokenizer {params.tokenizer} "
         "--shards {params.shards} --out {params.out} > {log} 2>&1"

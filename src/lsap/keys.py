@@ -1,0 +1,150 @@
+"""One key per job: a hash of exactly the config values the job reads, and of nothing else.
+
+`reads(cfg, job, **wildcards)` is the single statement of what a job depends on in the config.
+The Snakemake rules use its hash as their only config param (so a rule reruns when, and only
+when, what it reads changes: no interpreter, checkout or config-file path), the CLI recomputes it
+from the resolved config and refuses to run when the two differ, and the training loop uses it
+as its resume key. Input *files* are Snakemake's business (they are the rules' inputs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+
+class KeyMismatch(RuntimeError):
+    """The resolved config on disk is not the one this job was planned with."""
+
+
+def digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _pick(d: dict, *names: str) -> dict:
+    return {k: d[k] for k in names if k in d}
+
+
+def _student_plan(cfg: dict) -> dict:
+    """What sizes a student run: its model, budget, batch and world size."""
+    t = cfg["training"]
+    return {"model": cfg["students"]["model"], "budget_flops": cfg["students"]["budget_flops"],
+            "batch": _pick(t, "micro_batch", "grad_accum"), "gpus": cfg["compute"]["gpus"],
+            "seq_len": cfg["shards"]["seq_len"]}
+
+
+def _teachers(cfg: dict, roles) -> dict:
+    return {r: cfg["students"]["teachers"][r] for r in roles}
+
+
+def targets_spec(cfg: dict, method: str) -> dict:
+    """What LSAP's targets cache holds for a method: the surrogate's candidates (top-k, which
+    probabilities) for the sequences runs of this plan read. α, λ and the normaliser only filter
+    or weigh them, so every α run of one plan shares one cache."""
+    m = cfg["methods"][method]
+    return {"top_k": m["top_k"], "probabilities": m["probabilities"], "plan": _student_plan(cfg),
+            "teachers": _teachers(cfg, ["surrogate"])}
+
+
+def targets_id(cfg: dict, method: str) -> str:
+    m = cfg["methods"][method]
+    return f"k{m['top_k']}-{m['probabilities']}-{digest(targets_spec(cfg, method))[:8]}"
+
+
+def selection_spec(cfg: dict, method: str) -> dict:
+    """What a data selection's scores depend on: its scorers, its score knobs and the pool it
+    scores (sized by the run's plan and, for SALT_DS, its KD phase). MiniPLM's keep_frac is applied
+    by the student, so two keep_frac variants share one scoring."""
+    from lsap import methods
+
+    m = cfg["methods"][method]
+    sel = methods.DATA[m["data"]]
+    knobs = _pick(m, "data", "pool_factor", *sel.score_knobs)
+    if m["pool_factor"] is not None:  # the pool follows the run's plan (its steps, the KD phase)
+        knobs.update(plan=_student_plan(cfg), objective=_objective_knobs(cfg, method), seed=cfg["seed"])
+    return {**knobs, "teachers": _teachers(cfg, sel.roles), "micro_batch": cfg["training"]["micro_batch"]}
+
+
+def selection_id(cfg: dict, method: str) -> str:
+    return f"{cfg['methods'][method]['data']}-{digest(selection_spec(cfg, method))[:8]}"
+
+
+def method_of(cfg: dict, job: str, spec: str) -> str:
+    """The first student method whose targets cache (job `targets`) or data selection (job
+    `selection`) has this spec id: the method the shared job is computed for."""
+    from lsap import methods
+
+    for n in cfg["students"]["methods"]:
+        m = cfg["methods"][n]
+        if job == "targets" and methods.uses_targets_cache(m) and targets_id(cfg, n) == spec:
+            return n
+        if job == "selection" and m["data"] != "all" and selection_id(cfg, n) == spec:
+            return n
+    raise KeyError(f"no student method of this config has the {job} spec '{spec}': the rule and the config disagree")
+
+
+def _objective_knobs(cfg: dict, method: str) -> dict:
+    from lsap import methods
+
+    m = cfg["methods"][method]
+    return _pick(m, "objective", *methods.OBJECTIVES[m["objective"]].knobs)
+
+
+def reads(cfg: dict, job: str, **wc) -> dict:
+    """The config values job `job` (a rule name) with wildcards `wc` reads."""
+    from lsap import methods
+
+    domains = cfg["corpus"]["domains"]
+    if job == "corpus":
+        return {"seed": cfg["seed"], "corpus": cfg["corpus"]}
+    if job == "tokenizer":
+        return {"tokenizer": cfg["tokenizers"][wc["role"]]}
+    if job == "shards":
+        from lsap.shards import FORMAT  # a new on-disk format rebuilds the shards
+
+        return {"seq_len": cfg["shards"]["seq_len"], "format": FORMAT}
+    if job == "translation":
+        return {}
+    if job == "overlap":
+        return {"overlap": cfg["analysis"]["overlap"], "domains": list(domains), "run": cfg["run"]}
+    if job == "table1":
+        return {"table1": cfg["analysis"]["table1"], "columns": {d: s.get("table1") for d, s in domains.items()}}
+    if job == "reference_model":
+        ref = cfg["references"][wc["name"]]
+        return {"reference": ref, "training": cfg["training"], "gpus": cfg["compute"]["gpus"]}
+    if job == "targets":
+        return {"targets": targets_spec(cfg, method_of(cfg, job, wc["spec"])), "seed": int(wc["seed"])}
+    if job == "selection":
+        return {"selection": selection_spec(cfg, method_of(cfg, job, wc["spec"]))}
+    if job == "student":
+        m = cfg["methods"][wc["method"]]
+        return {"method": _objective_knobs(cfg, wc["method"]),
+                "data": selection_spec(cfg, wc["method"]) if m["data"] != "all" else "all",
+                "keep_frac": m.get("keep_frac"), "plan": _student_plan(cfg), "training": cfg["training"],
+                "teachers": _teachers(cfg, methods.teacher_roles(m)), "seed": int(wc["seed"])}
+    if job == "evaluate":
+        return {"evaluation": cfg["evaluation"]}
+    if job == "report":
+        from lsap.config import required_assets
+
+        s = cfg["students"]
+        return {"run": cfg["run"], "methods": {n: cfg["methods"][n] for n in s["methods"]}, "seeds": s["seeds"],
+                "budget_flops": s["budget_flops"], "evaluation": cfg["evaluation"], "domains": list(domains),
+                "analysis": cfg["analysis"], "assets": required_assets(cfg)}
+    raise KeyError(f"no job '{job}' (keys.reads knows: corpus, tokenizer, shards, translation, overlap, table1, "
+                   f"reference_model, targets, selection, student, evaluate, report)")
+
+
+def key(cfg: dict, job: str, **wc) -> str:
+    return digest(reads(cfg, job, **wc))
+
+
+def check(cfg: dict, expected: str, job: str, source: str, **wc) -> str:
+    """The job's key from `cfg`; raises KeyMismatch (naming the file and the fix) if it is not
+    the key the job was planned with."""
+    got = key(cfg, job, **wc)
+    if expected and got != expected:
+        raise KeyMismatch(f"{source} is not the config this {job} job was planned with (key {got}, planned "
+                          f"{expected}): another snakemake invocation changed it. Rerun the same snakemake "
+                          f"command; the job then runs with the config that is on disk.")
+    return got

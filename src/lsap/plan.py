@@ -1,0 +1,94 @@
+"""The run plan, computed once from the config: how many steps a FLOPs budget buys, how many
+sequences a step reads, which sequences a run visits, and what each token costs — without
+building or loading a model (shapes come from configs; parameters are counted on the meta device).
+
+The training loop, the targets cache, the selection pool and the job keys all read this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    steps: int
+    global_batch: int                # sequences per optimiser step, all ranks
+    seq_len: int
+    train_flops_per_token: int       # 6·N of the trained model
+    teacher_flops_per_token: int     # 2·N_teacher on a step its teacher runs
+    teacher_fraction: float          # share of the steps on which it runs
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.global_batch * self.seq_len
+
+    @property
+    def tokens(self) -> int:
+        return self.steps * self.tokens_per_step
+
+
+def steps(budget_flops: float, flops_per_token: float, tokens_per_step: int) -> int:
+    """Steps of a run: the largest whole number the FLOPs budget pays for."""
+    return int(budget_flops // (flops_per_token * tokens_per_step))
+
+
+def world_size(cfg: dict) -> int:
+    return max(1, cfg["compute"]["gpus"])
+
+
+def global_batch(cfg: dict) -> int:
+    t = cfg["training"]
+    return t["micro_batch"] * t["grad_accum"] * world_size(cfg)
+
+
+def make(cfg: dict, budget_flops: float, train_fpt: int, teacher_fpt: int, teacher_fraction: float,
+         seq_len: int) -> RunPlan:
+    batch = global_batch(cfg)
+    n = steps(budget_flops, train_fpt + teacher_fpt * teacher_fraction, batch * seq_len)
+    return RunPlan(n, batch, seq_len, train_fpt, teacher_fpt, teacher_fraction)
+
+
+def model_flops_per_token(spec: dict, vocab_size: int, seq_len: int) -> int:
+    """6·N of a model built from a size spec (lsap.models.build), counted on the meta device."""
+    import torch
+
+    from lsap import models
+
+    with torch.device("meta"):
+        return models.train_flops_per_token(models.build(spec, vocab_size, seq_len, seed=0))
+
+
+def source_flops_per_token(cfg: dict, source: dict) -> int:
+    """2·N per token of a frozen teacher (a students.teachers source), from its HF config alone."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from lsap import models
+
+    with torch.device("meta"):
+        return models.forward_flops_per_token(AutoModelForCausalLM.from_config(models.source_config(cfg, source)))
+
+
+def student(cfg: dict, method: str, vocab_size: int, seq_len: int) -> RunPlan:
+    """The plan of a student run of `method`: its teacher's FLOPs are charged on its active steps."""
+    from lsap import methods
+
+    m = cfg["methods"][method]
+    kind = methods.OBJECTIVES[m["objective"]]
+    teacher = source_flops_per_token(cfg, cfg["students"]["teachers"][kind.teachers[0]]) if kind.teachers else 0
+    return make(cfg, cfg["students"]["budget_flops"], model_flops_per_token(cfg["students"]["model"], vocab_size, seq_len),
+                teacher, kind.teacher_fraction(m) if teacher else 0.0, seq_len)
+
+
+def visited(plan: RunPlan, cfg: dict, n_data: int, seed: int) -> np.ndarray:
+    """Every dataset position a run of this plan reads, over all ranks (sorted): what a cache of
+    per-sequence teacher outputs must hold."""
+    from lsap.train import Dist, sample_ids
+
+    t, world = cfg["training"], world_size(cfg)
+    ids = [np.concatenate(sample_ids(s, t["micro_batch"], t["grad_accum"], Dist(r, world), n_data, seed))
+           for s in range(plan.steps) for r in range(world)]
+    return np.unique(np.concatenate(ids)) if ids else np.zeros(0, np.int64)
