@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install dryrun clean-results
+.PHONY: run tables test lint install dryrun clean-results
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,9 +27,19 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
+	$(BIN)/python -m lsap report --config $(CONFIG)
+
+# paper_tables/<run>/ and figures/<run>/ from results/<run>/ alone (e.g. results copied from a
+# cluster): renders, trains nothing, loads no model.
+tables: $(STAMP)
+	$(BIN)/python -m lsap report --config $(CONFIG)
 
 dryrun: $(STAMP)
 	$(BIN)/snakemake -n --configfile $(CONFIG)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/snakemake --lint --configfile $(CONFIG)
 
 # Unit tests, then the end-to-end DAG (slow) and the Slurm test where Slurm can be brought up.
 test: $(STAMP)

@@ -1,3 +1,8 @@
+import re
+import shutil
+import subprocess
+import sys
+
 import pytest
 
 from lsap import REPO_ROOT, assets, config
@@ -28,3 +33,41 @@ def small_corpus(tmp_path_factory, tiny_cfg, fetched):
     out = tmp_path_factory.mktemp("corpus")
     corpus.build(cfg, out, log=lambda *_: None)
     return out
+
+
+# ---- the DAG as Snakemake plans it ----------------------------------------------------------
+E2E_RUN = "e2e-test"
+JOB_HEADER = re.compile(r"^(?:local)?rule (\w+):$")
+
+
+def planned_jobs(*args, cwd=REPO_ROOT, python=sys.executable, env=None) -> list[tuple[str, tuple]]:
+    """`snakemake -n <args>` -> [(rule, sorted wildcard items)] of every job it would run ('all' left out)."""
+    proc = subprocess.run([python, "-m", "snakemake", "-n", "--cores", "2", *args], cwd=cwd,
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    jobs, rule, wc = [], None, {}
+    for line in proc.stdout.splitlines():
+        if m := JOB_HEADER.match(line):
+            if rule not in (None, "all"):
+                jobs.append((rule, tuple(sorted(wc.items()))))
+            rule, wc = m.group(1), {}
+        elif rule and line.strip().startswith("wildcards:"):
+            wc = dict(kv.split("=", 1) for kv in line.split(":", 1)[1].strip().split(", "))
+    if rule not in (None, "all"):
+        jobs.append((rule, tuple(sorted(wc.items()))))
+    return jobs
+
+
+@pytest.fixture(scope="session")
+def dag_run(fetched):
+    """The whole tiny DAG, run once for every slow test that needs a finished run (its own run name)."""
+    out = REPO_ROOT / "results" / E2E_RUN
+    made = [out, REPO_ROOT / "paper_tables" / E2E_RUN, REPO_ROOT / "figures" / E2E_RUN]
+    for d in made:
+        shutil.rmtree(d, ignore_errors=True)
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--config", f"run={E2E_RUN}"]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    yield out, cmd
+    for d in made:
+        shutil.rmtree(d, ignore_errors=True)

@@ -56,7 +56,7 @@ def test_table1_and_overlap_on_real_models(small_corpus, tiny_cfg, tmp_path):
     for d in cfg["corpus"]["domains"]:
         means = [np.mean(list(m["means"][d][str(a)].values())) for a in ALPHAS]
         assert means[0] >= means[1] >= means[2] > 0
-        assert all(mu <= analysis.max_count(a) for mu, a in zip(means, ALPHAS))
+        assert all(mu <= analysis.max_count(a) for mu, a in zip(means, ALPHAS, strict=True))
         assert sum(m["histograms"][d]["0.05"]) == 2 * 2 * 16  # seeds × examples × positions
     df = analysis.table1_frame(result, cfg)
     assert len(df) == 3 + 9 and df.iloc[3]["model"] == "paper: Qwen3-0.6B"

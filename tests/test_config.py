@@ -8,7 +8,6 @@ import yaml
 from lsap import REPO_ROOT, config, methods
 from lsap.cli import main
 
-
 SHIPPED = sorted(p for p in (REPO_ROOT / "config").glob("*.yaml") if p.name not in ("schema.yaml", "assets.yaml"))
 
 

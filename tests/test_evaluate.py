@@ -109,7 +109,7 @@ def test_accuracy_equals_hand_loglikelihoods(olmo_eval, lm):
         samples = sorted(raw["samples"][name], key=lambda s: s["doc_id"])
         for doc, sample in zip(docs, samples, strict=True):
             ctxs, conts, choices, gold = _by_hand(name, doc)
-            ll = np.array([_loglik(model, tok, c, x) for c, x in zip(ctxs, conts)])
+            ll = np.array([_loglik(model, tok, c, x) for c, x in zip(ctxs, conts, strict=True)])
             np.testing.assert_allclose(ll, [r[0][0] for r in sample["resps"]], rtol=0, atol=1e-4)
             acc.append(float(np.argmax(ll) == gold))
             acc_norm.append(float(np.argmax(ll / np.array([len(c) for c in choices])) == gold))

@@ -53,7 +53,7 @@ def _naive(model, seqs, top_k):
 def _np_salt(nll, in_top, zeros):
     if zeros == "keep":
         return np.median(np.where(in_top, nll, 0.0), axis=1)
-    return np.array([np.median(r[t]) if t.any() else -np.inf for r, t in zip(nll, in_top)])
+    return np.array([np.median(r[t]) if t.any() else -np.inf for r, t in zip(nll, in_top, strict=True)])
 
 
 @pytest.mark.parametrize("top_k", [10, 40])

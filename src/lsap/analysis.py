@@ -107,7 +107,7 @@ def table1(cfg: dict, corpus_dir, log=print) -> dict:
                     t_fwd, t_count = t_fwd + t1_ - t0, t_count + time.perf_counter() - t1_
                     n_tok += x.numel()
                 counts = torch.cat(batch_counts, dim=1).numpy()
-                for a, c in zip(alphas, counts):
+                for a, c in zip(alphas, counts, strict=True):
                     means[domain][a][str(seed)] = float(c.mean())
                     hist[domain][a] += np.bincount(c, minlength=len(hist[domain][a]))[: len(hist[domain][a])]
             log(f"[table1] {label} {domain}: " + "  ".join(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -35,9 +36,26 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        _raise_if_disk_full(path, e)
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _raise_if_disk_full(path: Path, error: Exception) -> None:
+    """A full disk surfaces as ENOSPC, or inside torch.save as 'basic_ios::clear: iostream error':
+    say which file and what to do."""
+    full = getattr(error, "errno", None) == errno.ENOSPC
+    try:
+        full = full or shutil.disk_usage(path.parent).free < (64 << 20)
+    except OSError:
+        pass
+    if full:
+        raise OSError(errno.ENOSPC, f"no space left to write {path} ({shutil.disk_usage(path.parent).free >> 20} MiB "
+                      f"free on its filesystem): free space there (or point results/ elsewhere), then rerun "
+                      f"the same command; finished outputs are kept") from error
 
 
 @contextlib.contextmanager

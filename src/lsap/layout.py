@@ -76,11 +76,21 @@ def evaluation(run: str, student_run: str) -> str:
 
 
 def tables(run: str) -> str:
+    """The published tables (committed for runs that really ran): `make tables` renders them."""
     return f"paper_tables/{run}"
 
 
 def figures(run: str) -> str:
     return f"figures/{run}"
+
+
+def report_tables(run: str) -> str:
+    """The report rule's own rendering, inside the results (so copied results are complete)."""
+    return f"{run_dir(run)}/report/tables"
+
+
+def report_figures(run: str) -> str:
+    return f"{run_dir(run)}/report/figures"
 
 
 def logs(run: str) -> str:

@@ -19,9 +19,7 @@ This module imports torch only inside the builders: the Snakefile reads the tabl
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -155,8 +153,8 @@ def build(cfg: dict, name: str, model, n_sequences: int, translation=None, targe
     if m["data"] != "all":
         if scores is None:
             raise ValueError(f"method '{name}' (data: {m['data']}) needs the selection scores (--scores)")
-        score_arr, pool = np.load(scores), np.load(Path(scores).with_name("sequences.npy"))
-        extra["selection_flops"] = json.loads(Path(scores).with_suffix(".json").read_text())["flops"]
+        score_arr, pool, info = selection.load_scores(scores)
+        extra["selection_flops"] = info["flops"]
         if len(score_arr) != len(pool) or (len(pool) and pool.max() >= n_sequences):
             raise ValueError(f"{scores} does not score this shard's sequences: rerun the selection rule")
         extra["selection_pool"] = len(pool)

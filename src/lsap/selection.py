@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from lsap import models
-from lsap.files import atomic_path, read_json, write_json
+from lsap.files import atomic_path, read_json, sha256_file, write_json
 from lsap.fused_nll import CHUNK_ELEMENTS
 from lsap.shards import Shard
 
@@ -191,10 +191,14 @@ def score_sequences(model, shard: Shard, out_path, score_fn: ScoreFn, batch_size
     tokens = n * shard.seq_len
     write_json(info_path, {"sequences": n, "tokens_scored": tokens, "flops": scoring_flops(model, tokens),
                            "seconds": seconds, "tokens_per_s": tokens / max(seconds, 1e-9), "key": key})
+    sha = {}
     for path, arr in ((out_path.with_name("sequences.npy"), which), (out_path, scores)):
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, arr)
+            sha[path.name] = sha256_file(tmp)
+    info = read_json(info_path)
+    write_json(info_path, {**info, "sha256": sha})
     partial.unlink()
     progress.unlink()
     return scores
@@ -249,3 +253,15 @@ def select_job(cfg: dict, method: str, tokenizer_dir, shards_dir, out, log=print
         log(f"[select] pool of {pool} of {len(data)} sequences ({m['pool_factor']} × the {drawn} the run draws)")
     score_sequences(model, data, Path(out) / "scores.npy", score_fn, cfg["training"]["micro_batch"],
                     meta={"models": ident, "roles": roles}, which=which, log=log)
+
+
+def load_scores(scores_path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(scores, the dataset positions they score, the scoring info), verified against the hashes
+    the selection job recorded: damaged or edited scores are refused, naming the file."""
+    scores_path = Path(scores_path)
+    info = read_json(scores_path.with_suffix(".json"))
+    for f in (scores_path.name, "sequences.npy"):
+        if sha256_file(scores_path.with_name(f)) != info.get("sha256", {}).get(f):
+            raise ValueError(f"{scores_path.with_name(f)} does not match the hash its selection recorded (damaged "
+                             f"or edited): delete {scores_path.parent} and rerun the same command")
+    return np.load(scores_path), np.load(scores_path.with_name("sequences.npy")), info

@@ -41,7 +41,7 @@ def write_split(tok_dir: str | Path, corpus_dir: str | Path, split: str, out_dir
     def flush(f, batch):
         nonlocal n_tokens
         ids = tok([t for _, t in batch], add_special_tokens=False)["input_ids"]
-        for (domain, text), doc in zip(batch, ids):
+        for (domain, text), doc in zip(batch, ids, strict=True):
             stats.setdefault(domain, Counter()).update(documents=1, tokens=len(doc) + 1,
                                                        bytes=len(text.encode("utf-8")))
         flat = np.fromiter((t for doc in ids for t in (*doc, eos)), dtype=np.int64)

@@ -24,10 +24,11 @@ import numpy as np
 import torch
 
 from lsap import models, vocab
-from lsap.files import atomic_dir
+from lsap.files import atomic_dir, sha256_file
 from lsap.fused_nll import CHUNK_ELEMENTS
 
 PROBABILITIES = ("surrogate", "renormalised")
+CACHE_FILES = ("sequences.npy", "ids.npy", "logp.npy")
 
 
 class Surrogate:
@@ -122,8 +123,10 @@ def write_cache(sur: Surrogate, sequences: np.ndarray, out_dir, batch_size: int,
             if a // batch_size % 50 == 0:
                 log(f"[targets] {a + len(x)}/{n} sequences")
         ids.flush(), logp.flush()
+        del ids, logp
+        sha = {f: sha256_file(tmp / f) for f in CACHE_FILES}  # checked on every read
         (tmp / "meta.json").write_text(json.dumps({**meta, "sequences": n, "shard_sequences": len(sequences),
-                                                   "seq_len": t, "top_k": sur.top_k,
+                                                   "seq_len": t, "top_k": sur.top_k, "sha256": sha,
                                                    "probabilities": sur.probabilities}, indent=2))
     return Path(out_dir)
 
@@ -139,6 +142,11 @@ class CachedCandidates:
                              f"{meta['probabilities']} for a shard of {meta['shard_sequences']} sequences; this run "
                              f"wants {top_k}, {probabilities}, {n_sequences}: delete it and rerun the targets rule")
         self.dir = cache_dir
+        for f in CACHE_FILES:
+            if sha256_file(cache_dir / f) != meta.get("sha256", {}).get(f):
+                raise ValueError(f"{cache_dir / f} does not match the hash its cache recorded (damaged or "
+                                 f"edited): delete {cache_dir} and rerun the same command (the targets rule "
+                                 f"rebuilds it)")
         self.which = np.load(cache_dir / "sequences.npy")
         self.ids = np.load(cache_dir / "ids.npy", mmap_mode="r")
         self.logp = np.load(cache_dir / "logp.npy", mmap_mode="r")

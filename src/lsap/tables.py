@@ -50,7 +50,7 @@ def render_students(cfg: dict, results_dir: Path, tables: Path, figures: Path, p
     import matplotlib.pyplot as plt
 
     df = results.collect(cfg, results_dir)
-    write_text(results_dir / "students.csv", df.to_csv(index=False))
+    write_text(tables / "students.csv", df.to_csv(index=False))  # the rows behind every table below
     ev = cfg["evaluation"]
     n = f"first {ev['limit']} items per task" if ev["limit"] else "full sets"
     domains = sorted(c[4:] for c in df.columns if c.startswith("bpb_") and c != "bpb_mean")

@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from lsap import models, plan
-from lsap.files import atomic_path, atomic_dir, write_json
+from lsap.files import atomic_dir, atomic_path, write_json
 from lsap.shards import Shard
 
 
@@ -94,6 +94,14 @@ def _save_resume(out, model, opt, sched, step, key):
         torch.save(state, tmp)
 
 
+def _load_resume(path: Path, dev) -> dict:
+    try:
+        return torch.load(path, map_location=dev, weights_only=False)
+    except Exception as e:  # a truncated or overwritten file: pickle, zip and EOF errors alike
+        raise TrainingError(f"{path} is damaged and cannot be resumed ({type(e).__name__}: {e}). Delete it to "
+                            f"restart this run from step 0, then rerun the same command.") from e
+
+
 def _truncate_log(path: Path, step: int) -> None:
     """Drop log lines past the resumed step, so the log reads as one uninterrupted run."""
     if path.exists():
@@ -158,7 +166,7 @@ def train(model, data: Shard, objective, out_dir, tcfg: dict, budget_flops: floa
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total_steps, tcfg["warmup_frac"], tcfg["min_lr_frac"]))
     step = 0
     key = f"{run_key}|{objective.name}|{total_steps}|{tokens_per_step}|{seed}|{len(data)}"
-    state = torch.load(_resume_path(out), map_location=dev, weights_only=False) if _resume_path(out).exists() else None
+    state = _load_resume(_resume_path(out), dev) if _resume_path(out).exists() else None
     if state is not None and state.get("key") != key:
         stale = out.with_name(f".{out.name}.stale")
         log(f"[train] {out} holds a run of another setup: moved to {stale}, starting from step 0")

@@ -9,6 +9,8 @@ rule translation:
     output:
         f"{R}/vocab/translation.npz",
     params:
+        lsap=LSAP,
+        config=CONFIG,
         key=key("translation"),
         student=lambda w, input: os.path.dirname(input.student),
         surrogate=lambda w, input: os.path.dirname(input.surrogate),
@@ -19,7 +21,7 @@ rule translation:
     conda:
         ENV
     shell:
-        "{LSAP} translation --config {CONFIG} --key {params.key} --student {params.student} "
+        "{params.lsap} translation --config {params.config} --key {params.key} --student {params.student} "
         "--surrogate {params.surrogate} --out {output} > {log} 2>&1"
 
 
@@ -32,6 +34,8 @@ rule overlap:
     output:
         f"{R}/analysis/overlap.csv",
     params:
+        lsap=LSAP,
+        config=CONFIG,
         key=key("overlap"),
         corpus=lambda w, input: os.path.dirname(input.corpus),
         student=lambda w, input: os.path.dirname(input.student),
@@ -43,7 +47,7 @@ rule overlap:
     conda:
         ENV
     shell:
-        "{LSAP} overlap --config {CONFIG} --key {params.key} --corpus {params.corpus} "
+        "{params.lsap} overlap --config {params.config} --key {params.key} --corpus {params.corpus} "
         "--student {params.student} --surrogate {params.surrogate} --out {output} > {log} 2>&1"
 
 
@@ -56,6 +60,8 @@ rule table1:
     output:
         f"{R}/analysis/table1.json",
     params:
+        lsap=LSAP,
+        config=CONFIG,
         key=key("table1"),
         corpus=lambda w, input: os.path.dirname(input.corpus),
     resources:
@@ -67,4 +73,4 @@ rule table1:
     conda:
         ENV
     shell:
-        "{LSAP} table1 --config {CONFIG} --key {params.key} --corpus {params.corpus} --out {output} > {log} 2>&1"
+        "{params.lsap} table1 --config {params.config} --key {params.key} --corpus {params.corpus} --out {output} > {log} 2>&1"

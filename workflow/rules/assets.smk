@@ -6,10 +6,12 @@ rule asset:
     output:
         "resources/{asset}/.verified",
     params:
+        lsap=LSAP,
+        config=CONFIG,
         key=lambda w: keys.digest(lsap_assets.manifest_entry(w.asset)),
     log:
         "resources/.logs/{asset}.log",
     conda:
         ENV
     shell:
-        "{LSAP} assets --name {wildcards.asset} > {log} 2>&1"
+        "{params.lsap} assets --name {wildcards.asset} > {log} 2>&1"

@@ -8,6 +8,8 @@ rule corpus:
         manifest=f"{R}/corpus/manifest.json",
         domains=expand(f"{R}/corpus/{{domain}}.jsonl", domain=list(config["corpus"]["domains"])),
     params:
+        lsap=LSAP,
+        config=CONFIG,
         key=key("corpus"),
         out=lambda w, output: os.path.dirname(output.manifest),
     log:
@@ -17,7 +19,7 @@ rule corpus:
     conda:
         ENV
     shell:
-        "{LSAP} corpus --config {CONFIG} --key {params.key} --out {params.out} > {log} 2>&1"
+        "{params.lsap} corpus --config {params.config} --key {params.key} --out {params.out} > {log} 2>&1"
 
 
 rule tokenizer:
@@ -27,6 +29,8 @@ rule tokenizer:
     output:
         f"{R}/tokenizers/{{role}}/tokenizer.json",
     params:
+        lsap=LSAP,
+        config=CONFIG,
         key=key("tokenizer"),
         corpus=lambda w, input: os.path.dirname(input.corpus),
         out=lambda w, output: os.path.dirname(output[0]),
@@ -39,5 +43,5 @@ rule tokenizer:
     conda:
         ENV
     shell:
-        "{LSAP} tokenizer --config {CONFIG} --key {params.key} --role {wildcards.role} "
+        "{params.lsap} tokenizer --config {params.config} --key {params.key} --role {wildcards.role} "
         "--corpus {params.corpus} --out {params.out} > {log} 2>&1"

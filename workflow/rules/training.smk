@@ -1,12 +1,6 @@
 # The models trained for the methods (surrogate / MiniPLM reference / SALT and MiniPLM teachers),
 # LSAP's targets cache, the data selections, and the student runs: all through the one training
 # loop, each resumable from its last checkpoint. Paths: lsap.layout; keys: lsap.keys.
-STUDENT_TOKENIZER = f"{layout.tokenizer(RUN, 'student')}/tokenizer.json"
-STUDENT_SHARDS = f"{layout.shards(RUN, 'student')}/train.json"
-
-
-def _reference_tokenizer(w):
-    return layout.tokenizer(RUN, config["references"][w.name]["tokenizer"])
 
 
 rule reference_model:
@@ -16,6 +10,8 @@ rule reference_model:
     output:
         f"{layout.reference(RUN, '{name}')}/summary.json",
     params:
+        lsap=TRAIN,
+        config=CONFIG,
         key=key("reference_model"),
         tokenizer=lambda w, input: os.path.dirname(input.tokenizer),
         shards=lambda w, input: os.path.dirname(input.shards),
@@ -23,7 +19,7 @@ rule reference_model:
         out=lambda w, output: os.path.dirname(output[0]),
     wildcard_constraints:
         name="|".join(lsap_config.REFERENCE_ROLES),
-    threads: 2  # torch uses every core it is given; two runs side by side would only thrash
+    threads: THREADS
     resources:
         gpu=GPUS,
     log:
@@ -33,34 +29,8 @@ rule reference_model:
     conda:
         ENV
     shell:
-        "{TRAIN} train --config {CONFIG} --key {params.key} --role {wildcards.name} --tokenizer {params.tokenizer} "
+        "{params.lsap} train --config {params.config} --key {params.key} --role {wildcards.name} --tokenizer {params.tokenizer} "
         "--shards {params.shards} --split {params.split} --out {params.out} > {log} 2>&1"
-
-
-def _trained(role):
-    """The summary of a model this run trains, when a method's teacher is one (else nothing)."""
-    spec = config["students"]["teachers"][role]
-    return [f"{layout.reference(RUN, spec['name'])}/summary.json"] if spec["kind"] == "trained" else []
-
-
-def student_inputs(w):
-    """A student's inputs, from the method registry: its teachers, the Σ∩ tables, its targets
-    cache and its data selection, each only where its method reads it."""
-    m = config["methods"][w.method]
-    ins = {"tokenizer": STUDENT_TOKENIZER, "shards": STUDENT_SHARDS}
-    for role in methods.teacher_roles(m):
-        ins[role] = _trained(role)
-    if methods.OBJECTIVES[m["objective"]].translation:
-        ins["translation"] = layout.translation(RUN)
-    if methods.uses_targets_cache(m):
-        ins["targets"] = f"{layout.targets(RUN, keys.targets_id(config, w.method), w.seed)}/meta.json"
-    if m["data"] != "all":
-        ins["scores"] = f"{layout.selection(RUN, keys.selection_id(config, w.method))}/scores.npy"
-    return ins
-
-
-def _flag(name, path):
-    return f"--{name} {os.path.dirname(path) if name == 'targets' else path}" if path else ""
 
 
 rule targets:
@@ -71,6 +41,8 @@ rule targets:
     output:
         f"{layout.targets(RUN, '{spec}', '{seed}')}/meta.json",
     params:
+        lsap=LSAP,
+        config=CONFIG,
         key=key("targets"),
         tokenizer=lambda w, input: os.path.dirname(input.tokenizer),
         shards=lambda w, input: os.path.dirname(input.shards),
@@ -78,7 +50,7 @@ rule targets:
     wildcard_constraints:
         spec=r"k\d+-[a-z]+-[0-9a-f]+",
         seed=r"\d+",
-    threads: 2
+    threads: THREADS
     resources:
         gpu=GPUS,
     log:
@@ -88,7 +60,7 @@ rule targets:
     conda:
         ENV
     shell:
-        "{LSAP} targets --config {CONFIG} --key {params.key} --tokenizer {params.tokenizer} --shards {params.shards} "
+        "{params.lsap} targets --config {params.config} --key {params.key} --tokenizer {params.tokenizer} --shards {params.shards} "
         "--translation {input.translation} --spec {wildcards.spec} --seed {wildcards.seed} "
         "--out {params.out} > {log} 2>&1"
 
@@ -99,6 +71,8 @@ rule student:
     output:
         f"{layout.student(RUN, '{method}', '{seed}')}/summary.json",
     params:
+        lsap=TRAIN,
+        config=CONFIG,
         key=key("student"),
         tokenizer=lambda w, input: os.path.dirname(input.tokenizer),
         shards=lambda w, input: os.path.dirname(input.shards),
@@ -107,7 +81,7 @@ rule student:
     wildcard_constraints:
         seed=r"\d+",
         method="|".join(re.escape(m) for m in config["methods"]),
-    threads: 2  # torch uses every core it is given; two runs side by side would only thrash
+    threads: THREADS
     resources:
         gpu=GPUS,
     log:
@@ -117,7 +91,7 @@ rule student:
     conda:
         ENV
     shell:
-        "{TRAIN} train --config {CONFIG} --key {params.key} --role student --method {wildcards.method} "
+        "{params.lsap} train --config {params.config} --key {params.key} --role student --method {wildcards.method} "
         "--seed {wildcards.seed} --tokenizer {params.tokenizer} --shards {params.shards} {params.extra} "
         "--out {params.out} > {log} 2>&1"
 
@@ -132,13 +106,15 @@ rule selection:
         f"{layout.selection(RUN, '{spec}')}/scores.npy",
         f"{layout.selection(RUN, '{spec}')}/scores.json",
     params:
+        lsap=LSAP,
+        config=CONFIG,
         key=key("selection"),
         tokenizer=lambda w, input: os.path.dirname(input.tokenizer),
         shards=lambda w, input: os.path.dirname(input.shards),
         out=lambda w, output: os.path.dirname(output[0]),
     wildcard_constraints:
         spec=r"(miniplm|salt_ds)-[0-9a-f]+",
-    threads: 2
+    threads: THREADS
     resources:
         gpu=GPUS,
     log:
@@ -148,5 +124,5 @@ rule selection:
     conda:
         ENV
     shell:
-        "{LSAP} select --config {CONFIG} --key {params.key} --spec {wildcards.spec} --tokenizer {params.tokenizer} "
+        "{params.lsap} select --config {params.config} --key {params.key} --spec {wildcards.spec} --tokenizer {params.tokenizer} "
         "--shards {params.shards} --out {params.out} > {log} 2>&1"

@@ -1,0 +1,129 @@
+"""On a finished tiny run: a config edit plans exactly the jobs that read what changed, and the
+results move to another checkout (another path, another venv) with nothing to redo."""
+
+import copy
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from collections import Counter
+
+import pytest
+import yaml
+from conftest import E2E_RUN, planned_jobs
+
+from lsap import REPO_ROOT, config, keys
+from lsap.report import read_table
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def finished(dag_run, tiny_cfg):
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg["run"] = E2E_RUN
+    return config.validate(cfg)
+
+
+def _plan_with(cfg, tmp_path):
+    # named like the file that made the run (config/tiny.yaml): results/<run>/ belongs to one config
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return Counter(rule for rule, _ in planned_jobs("--configfile", str(path)))
+
+
+def _edit(cfg, fn):
+    cfg = copy.deepcopy(cfg)
+    fn(cfg)
+    return config.validate(cfg)
+
+
+N = 9  # student runs of the tiny config (9 methods × 1 seed)
+REST = {"report": 1, "notebook": 1}
+EDITS = {
+    "budget": (lambda c: c["students"].update(budget_flops=2.5e12),
+               {"student": N, "targets": 1, "selection": 2, "evaluate": N, **REST}),
+    "eval-limit": (lambda c: c["evaluation"].update(limit=5), {"evaluate": N, **REST}),
+    "alpha": (lambda c: c["methods"]["lsap_a0.05"].update(alpha=0.07), {"student": 1, "evaluate": 1, **REST}),
+    "seed": (lambda c: c["students"].update(seeds=[0, 1]), {"student": N, "targets": 1, "evaluate": N, **REST}),
+    "lr": (lambda c: c["training"].update(lr=5e-3),
+           {"reference_model": 4, "student": N, "targets": 1, "selection": 2, "table1": 1, "evaluate": N, **REST}),
+    "splits": (lambda c: c["corpus"].update(splits={"validation": 0.06, "reference": 0.10}),
+               {"corpus": 1, "tokenizer": 2, "shards": 2, "translation": 1, "overlap": 1, "table1": 1,
+                "reference_model": 4, "student": N, "targets": 1, "selection": 2, "evaluate": N, **REST}),
+}
+
+
+def test_a_finished_run_plans_nothing(dag_run):
+    assert planned_jobs("--config", f"run={E2E_RUN}") == []
+
+
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_an_edit_plans_exactly_the_jobs_that_read_it(finished, edit, tmp_path):
+    fn, expected = EDITS[edit]
+    assert _plan_with(_edit(finished, fn), tmp_path) == Counter(expected)
+
+
+def test_an_edit_plans_the_right_instances(finished, tmp_path):
+    """The alpha edit reruns that method's student only; the new seed's jobs are all seed 1."""
+    alpha = _edit(finished, EDITS["alpha"][0])
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(alpha))
+    assert ("student", (("method", "lsap_a0.05"), ("seed", "0"))) in planned_jobs("--configfile", str(path))
+    assert keys.targets_id(alpha, "lsap_a0.05") == keys.targets_id(finished, "lsap_a0.05")  # α only filters
+    seed = _edit(finished, EDITS["seed"][0])
+    path.write_text(yaml.safe_dump(seed))
+    assert all(dict(wc).get("seed", "1") == "1" for r, wc in planned_jobs("--configfile", str(path))
+               if r in ("student", "targets"))
+
+
+def test_a_deleted_student_is_rebuilt_by_the_plain_rerun(dag_run):
+    out, _ = dag_run
+    run, aside = out / "students" / "ce-s0", out / "students" / ".ce-s0.aside"
+    os.replace(run, aside)
+    try:
+        jobs = Counter(rule for rule, _ in planned_jobs("--config", f"run={E2E_RUN}"))
+    finally:
+        os.replace(aside, run)
+    assert jobs == Counter({"student": 1, "evaluate": 1, **REST})
+
+
+def test_results_move_to_another_checkout(dag_run, tmp_path):
+    """results/ + resources/ copied into a checkout elsewhere, run by another interpreter path:
+    nothing to redo, and `make tables` rebuilds paper_tables/<run>/ and figures/<run>/ from them."""
+    other = tmp_path / "elsewhere" / "checkout"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO_ROOT, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for f in files:
+        if (REPO_ROOT / f).is_file() and not f.startswith(("paper_tables/", "figures/")):
+            (other / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / f, other / f, follow_symlinks=False)
+    for d in (f"results/{E2E_RUN}", "resources"):  # hard links: a copy that keeps the mtimes, instantly
+        (other / d).parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["cp", "-al", str(REPO_ROOT / d), str(other / d)], check=True)
+    venv = tmp_path / "another-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    # this environment's packages, but not its editable lsap: the checkout's own src/ comes first
+    with open(os.path.join(site, "parent-env.pth"), "w") as f:
+        f.write(sysconfig.get_paths()["purelib"] + "\n")
+    env = {**os.environ, "PYTHONPATH": str(other / "src")}
+    python = str(venv / "bin" / "python")
+    where = subprocess.run([python, "-c", "import lsap; print(lsap.REPO_ROOT)"], env=env, capture_output=True,
+                           text=True, check=True).stdout.strip()
+    assert where == str(other)
+    assert planned_jobs("--config", f"run={E2E_RUN}", cwd=other, python=python, env=env) == []
+    cfg_path = other / "tiny-e2e.yaml"
+    cfg_path.write_text(yaml.safe_dump({**config.load(REPO_ROOT / "config" / "tiny.yaml"), "run": E2E_RUN}))
+    (venv / ".installed").touch()  # the Makefile's install stamp: this venv is set up
+    proc = subprocess.run(["make", "tables", f"VENV={venv}", f"CONFIG={cfg_path}"], cwd=other, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    for t in ("table2", "head_to_head", "paper_vs_replication", "table1", "tokenizer_overlap"):
+        ours = read_table(other / "paper_tables" / E2E_RUN / f"{t}.csv")
+        assert ours.equals(read_table(dag_run[0] / "report" / "tables" / f"{t}.csv")), t
+    for f in ("figure2_score_vs_flops", "bpb_vs_flops", "targets_vs_alpha", "table1_counts"):
+        assert (other / "figures" / E2E_RUN / f"{f}.png").stat().st_size > 10_000
+    assert planned_jobs("--config", f"run={E2E_RUN}", cwd=other, python=python, env=env) == []

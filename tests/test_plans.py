@@ -1,0 +1,65 @@
+"""Every shipped config plans exactly its own experiment: the DAG Snakemake plans for config/X.yaml
+holds X's domains, references, methods, seeds and caches and nothing of any other config."""
+
+import itertools
+
+import pytest
+from conftest import planned_jobs
+
+from lsap import REPO_ROOT, config, keys, methods
+
+SHIPPED = sorted(p for p in (REPO_ROOT / "config").glob("*.yaml") if p.name not in ("schema.yaml", "assets.yaml"))
+
+
+def _expected(cfg: dict) -> dict:
+    s = cfg["students"]
+    lsap_cached = [m for m in s["methods"] if methods.uses_targets_cache(cfg["methods"][m])]
+    return {
+        "corpus": {()},
+        "tokenizer": {(("role", r),) for r in ("student", "surrogate")},
+        "shards": {(("role", r),) for r in cfg["shards"]["roles"]},
+        "reference_model": {(("name", n),) for n in cfg["references"]},
+        "student": {(("method", m), ("seed", str(seed))) for m, seed in itertools.product(s["methods"], s["seeds"])},
+        "evaluate": {(("run", f"{m}-s{seed}"),) for m, seed in itertools.product(s["methods"], s["seeds"])},
+        "targets": {(("seed", str(seed)), ("spec", keys.targets_id(cfg, m)))
+                    for m, seed in itertools.product(lsap_cached, s["seeds"])},
+        "selection": {(("spec", keys.selection_id(cfg, m)),) for m in s["methods"] if cfg["methods"][m]["data"] != "all"},
+        "translation": {()}, "overlap": {()}, "table1": {()}, "report": {()}, "notebook": {()},
+    }
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_config_plans_exactly_its_own_experiment(path, tmp_path):
+    cfg = config.load(path)
+    jobs = planned_jobs("--forceall", "--configfile", str(path))
+    got = {}
+    for rule, wc in jobs:
+        got.setdefault(rule, set()).add(wc)
+    got.pop("asset", None)  # shared by every run: which ones are fetched depends on resources/
+    assert got == {k: v for k, v in _expected(cfg).items() if v}
+    assert not (REPO_ROOT / "results" / cfg["run"] / "config.yaml").exists() or \
+        config.load(REPO_ROOT / "results" / cfg["run"] / "config.yaml") == cfg  # a dry run writes nothing
+
+
+def test_paper_config_plans_the_paper_not_the_default():
+    """The regression: Snakemake merged the Snakefile's config/tiny.yaml under --configfile."""
+    paper = config.load(REPO_ROOT / "config" / "paper.yaml")
+    assert "surrogate" not in paper["references"] and not any(
+        methods.uses_targets_cache(paper["methods"][m]) for m in paper["students"]["methods"])
+    jobs = planned_jobs("--forceall", "--configfile", "config/paper.yaml")
+    assert ("reference_model", (("name", "surrogate"),)) not in jobs and not [j for j in jobs if j[0] == "targets"]
+
+
+def test_the_slurm_profile_plans_the_same_dag():
+    local = planned_jobs("--forceall", "--configfile", "config/paper.yaml")
+    slurm = planned_jobs("--forceall", "--profile", "slurm", "--configfile", "config/paper.yaml")
+    assert sorted(local) == sorted(slurm)
+
+
+def test_two_configfiles_are_refused():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "config/tiny.yaml",
+                           "config/paper.yaml"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert proc.returncode != 0 and "one --configfile per run" in proc.stdout + proc.stderr

@@ -1,0 +1,39 @@
+# Input functions of the rules (Snakemake wants them apart from the rules): what each job reads,
+# from the method registry (lsap.methods), the layout (lsap.layout) and the job keys (lsap.keys).
+STUDENT_TOKENIZER = f"{layout.tokenizer(RUN, 'student')}/tokenizer.json"
+STUDENT_SHARDS = f"{layout.shards(RUN, 'student')}/train.json"
+
+
+def key(job):
+    """The rule's one config param: the hash of exactly what the job reads (lsap.keys)."""
+    return lambda w: keys.key(config, job, **dict(w.items()))
+
+
+def _reference_tokenizer(w):
+    return layout.tokenizer(RUN, config["references"][w.name]["tokenizer"])
+
+
+def _trained(role):
+    """The summary of a model this run trains, when a method's teacher is one (else nothing)."""
+    spec = config["students"]["teachers"][role]
+    return [f"{layout.reference(RUN, spec['name'])}/summary.json"] if spec["kind"] == "trained" else []
+
+
+def student_inputs(w):
+    """A student's inputs, from the method registry: its teachers, the Σ∩ tables, its targets
+    cache and its data selection, each only where its method reads it."""
+    m = config["methods"][w.method]
+    ins = {"tokenizer": STUDENT_TOKENIZER, "shards": STUDENT_SHARDS}
+    for role in methods.teacher_roles(m):
+        ins[role] = _trained(role)
+    if methods.OBJECTIVES[m["objective"]].translation:
+        ins["translation"] = layout.translation(RUN)
+    if methods.uses_targets_cache(m):
+        ins["targets"] = f"{layout.targets(RUN, keys.targets_id(config, w.method), w.seed)}/meta.json"
+    if m["data"] != "all":
+        ins["scores"] = f"{layout.selection(RUN, keys.selection_id(config, w.method))}/scores.npy"
+    return ins
+
+
+def _flag(name, path):
+    return f"--{name} {os.path.dirname(path) if name == 'targets' else path}" if path else ""
