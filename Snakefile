@@ -29,7 +29,7 @@ SPLITS = ["train", "validation", "reference"]
 # Threads of a model job (Snakemake sets OMP_NUM_THREADS to it). On CPU, models this small barely
 # use a second core: two one-thread jobs side by side finish 1.26x sooner than the same two jobs
 # one after the other on two threads (tiny CE student: 95 s vs 2 x 60 s, 2 cores).
-THREADS = 1 if GPUS == 0 else 8
+THREADS = 1 if GPUS == 0 else 2
 ENV = "../../environment.yml"  # relative to workflow/rules/
 
 
@@ -66,7 +66,7 @@ localrules:
 
 rule all:
     input:
-        expand(f"{R}/shards/{{role}}/{{split}}.json", role=config["shards"]["roles"], split=SPLITS),
-        expand(f"{R}/references/{{name}}/summary.json", name=list(config["references"])),
+        expand(f"{layout.shards(RUN, '{role}')}/{{split}}.json", role=config["shards"]["roles"], split=SPLITS),
+        expand(f"{layout.reference(RUN, '{name}')}/summary.json", name=list(config["references"])),
         rules.report.output,
         rules.notebook.output,

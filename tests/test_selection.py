@@ -194,3 +194,14 @@ def test_scoring_flops_count_both_miniplm_models(ref, teacher):
     per_token = models.forward_flops_per_token(ref) + models.forward_flops_per_token(teacher)
     assert selection.scoring_flops((ref, teacher), 1000) == 1000 * per_token
     assert models.forward_flops_per_token(ref) == 2 * models.n_params(ref)  # untied head: 2·N
+
+
+def test_damaged_scores_are_refused_naming_the_file(ref, teacher, tmp_path):
+    shard = _shard()
+    selection.score_sequences((ref, teacher), shard, tmp_path / "scores.npy", selection.miniplm_score, 8,
+                              log=lambda *_: None)
+    scores, pool, info = selection.load_scores(tmp_path / "scores.npy")
+    assert len(scores) == len(pool) == len(shard) and info["sha256"]
+    np.save(tmp_path / "scores.npy", scores[::-1].copy())  # same size, other order: a silent wrong selection
+    with pytest.raises(ValueError, match=r"scores.npy does not match the hash its selection recorded"):
+        selection.load_scores(tmp_path / "scores.npy")

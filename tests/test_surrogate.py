@@ -90,3 +90,14 @@ def test_a_cache_of_some_sequences_serves_those_and_names_the_missing(pair, tmp_
     assert torch.equal(ids_c, _cands(sur, seqs[[9, 1]])[0])
     with pytest.raises(ValueError, match=r"sequences \[2\] are not in the target cache"):
         cache(np.array([1, 2]), torch.device("cpu"))
+
+
+def test_a_damaged_cache_is_refused_naming_the_file(pair, tmp_path):
+    """A zeroed logp.npy of the right size would give every position 15 targets: refused on open."""
+    sur, _, _, seqs = pair
+    write_cache(sur, seqs, tmp_path / "cache", batch_size=5, meta={}, log=lambda *_: None)
+    logp = tmp_path / "cache" / "logp.npy"
+    arr = np.load(logp)
+    np.save(logp, np.zeros_like(arr))
+    with pytest.raises(ValueError, match=r"logp.npy does not match the hash .* delete .*cache and rerun"):
+        CachedCandidates(tmp_path / "cache", sur.top_k, "surrogate", len(seqs))

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from lsap import REPO_ROOT
-from lsap.files import atomic_dir, sha256_file
+from lsap.files import atomic_dir, atomic_path, sha256_file
 
 MANIFEST = REPO_ROOT / "config" / "assets.yaml"
 MARKER = ".verified"
@@ -77,7 +77,41 @@ def asset_paths(name: str, key: str, root: Path | None = None, manifest: dict | 
     if not found:
         raise AssetError(f"asset '{name}' has no file matching '{entry['paths'][key]}'; "
                          f"delete {root / name} and fetch it again")
+    _verify_files(name, root, found)
     return found
+
+
+_VERIFIED: dict[tuple, bool] = {}  # (file, size, mtime) -> hashed once per process
+
+
+def _used_file_hashes(root: Path, name: str, entry: dict) -> dict[str, str]:
+    """sha256 of every file a declared path matches: what the code reads of the asset."""
+    files = {Path(p) for pattern in entry["paths"].values()
+             for p in glob.glob(str(root / name / pattern), recursive=True) if Path(p).is_file()}
+    return {str(f.relative_to(root / name)): sha256_file(f) for f in sorted(files)}
+
+
+def _verify_files(name: str, root: Path, files: list[Path]) -> None:
+    """Every file read from an asset matches the hash recorded when it was fetched: one flipped
+    byte stops the job, naming the file, instead of flowing into the corpus."""
+    marker = root / name / MARKER
+    info = json.loads(marker.read_text())
+    if "used_files" not in info:  # a marker of an older version: record the hashes once, from now on
+        info["used_files"] = _used_file_hashes(root, name, _entry(name))
+        with atomic_path(marker) as tmp:
+            tmp.write_text(json.dumps(info, indent=2))
+    for f in files:
+        if not f.is_file():
+            continue
+        st = f.stat()
+        ident = (str(f), st.st_size, st.st_mtime_ns)
+        if ident in _VERIFIED:
+            continue
+        rel = str(f.relative_to(root / name))
+        if sha256_file(f) != info["used_files"].get(rel):
+            raise AssetError(f"{f} does not match the sha256 recorded when asset '{name}' was fetched (changed or "
+                             f"damaged since): delete {root / name} and rerun (the asset is fetched and verified again)")
+        _VERIFIED[ident] = True
 
 
 def asset_path(name: str, key: str, root: Path | None = None, manifest: dict | None = None) -> Path:
@@ -170,8 +204,8 @@ def fetch(name: str, root: Path | None = None, manifest: dict | None = None, log
             if not glob.glob(str(tmp / pattern), recursive=True):
                 raise AssetError(f"asset '{name}': path '{key}' ({pattern}) is missing from the "
                                  f"unpacked archive; the pin in {MANIFEST} is wrong")
-        (tmp / MARKER).write_text(json.dumps(
-            {"asset": name, "entry_sha256": _entry_hash(entry), "files": hashes}, indent=2))
+        (tmp / MARKER).write_text(json.dumps({"asset": name, "entry_sha256": _entry_hash(entry), "files": hashes,
+                                              "used_files": _used_file_hashes(tmp.parent, tmp.name, entry)}, indent=2))
     log(f"[assets] {name}: verified -> {target}")
     return target
 

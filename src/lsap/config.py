@@ -13,6 +13,7 @@ import jsonschema
 import yaml
 
 from lsap import REPO_ROOT
+from lsap.config_types import RunConfig
 
 SCHEMA = REPO_ROOT / "config" / "schema.yaml"
 DEFAULT = REPO_ROOT / "config" / "tiny.yaml"  # the embedded default: what `snakemake` alone runs
@@ -43,7 +44,7 @@ def _where(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "<top level>"
 
 
-def validate(cfg: dict, source: str = "config") -> dict:
+def validate(cfg: dict, source: str = "config") -> RunConfig:
     """Return a validated deep copy of `cfg` with defaults filled in; raise ConfigError otherwise."""
     cfg = copy.deepcopy(dict(cfg))
     schema = yaml.safe_load(SCHEMA.read_text())
@@ -142,7 +143,7 @@ def _check_run_shape(cfg: dict, source: str) -> None:
                               f"(known: {', '.join(sorted(known))})")
 
 
-def load(path: str | Path) -> dict:
+def load(path: str | Path) -> RunConfig:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist (try config/tiny.yaml)")

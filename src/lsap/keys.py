@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+from lsap.config_types import RunConfig
+
 
 class KeyMismatch(RuntimeError):
     """The resolved config on disk is not the one this job was planned with."""
@@ -33,11 +35,11 @@ def _student_plan(cfg: dict) -> dict:
             "seq_len": cfg["shards"]["seq_len"]}
 
 
-def _teachers(cfg: dict, roles) -> dict:
+def _teachers(cfg: RunConfig, roles) -> dict:
     return {r: cfg["students"]["teachers"][r] for r in roles}
 
 
-def targets_spec(cfg: dict, method: str) -> dict:
+def targets_spec(cfg: RunConfig, method: str) -> dict:
     """What LSAP's targets cache holds for a method: the surrogate's candidates (top-k, which
     probabilities) for the sequences runs of this plan read. α, λ and the normaliser only filter
     or weigh them, so every α run of one plan shares one cache."""
@@ -46,12 +48,12 @@ def targets_spec(cfg: dict, method: str) -> dict:
             "teachers": _teachers(cfg, ["surrogate"])}
 
 
-def targets_id(cfg: dict, method: str) -> str:
+def targets_id(cfg: RunConfig, method: str) -> str:
     m = cfg["methods"][method]
     return f"k{m['top_k']}-{m['probabilities']}-{digest(targets_spec(cfg, method))[:8]}"
 
 
-def selection_spec(cfg: dict, method: str) -> dict:
+def selection_spec(cfg: RunConfig, method: str) -> dict:
     """What a data selection's scores depend on: its scorers, its score knobs and the pool it
     scores (sized by the run's plan and, for SALT_DS, its KD phase). MiniPLM's keep_frac is applied
     by the student, so two keep_frac variants share one scoring."""
@@ -65,11 +67,11 @@ def selection_spec(cfg: dict, method: str) -> dict:
     return {**knobs, "teachers": _teachers(cfg, sel.roles), "micro_batch": cfg["training"]["micro_batch"]}
 
 
-def selection_id(cfg: dict, method: str) -> str:
+def selection_id(cfg: RunConfig, method: str) -> str:
     return f"{cfg['methods'][method]['data']}-{digest(selection_spec(cfg, method))[:8]}"
 
 
-def method_of(cfg: dict, job: str, spec: str) -> str:
+def method_of(cfg: RunConfig, job: str, spec: str) -> str:
     """The first student method whose targets cache (job `targets`) or data selection (job
     `selection`) has this spec id: the method the shared job is computed for."""
     from lsap import methods
@@ -83,14 +85,14 @@ def method_of(cfg: dict, job: str, spec: str) -> str:
     raise KeyError(f"no student method of this config has the {job} spec '{spec}': the rule and the config disagree")
 
 
-def _objective_knobs(cfg: dict, method: str) -> dict:
+def _objective_knobs(cfg: RunConfig, method: str) -> dict:
     from lsap import methods
 
     m = cfg["methods"][method]
     return _pick(m, "objective", *methods.OBJECTIVES[m["objective"]].knobs)
 
 
-def reads(cfg: dict, job: str, **wc) -> dict:
+def reads(cfg: RunConfig, job: str, **wc) -> dict:
     """The config values job `job` (a rule name) with wildcards `wc` reads."""
     from lsap import methods
 
@@ -135,11 +137,11 @@ def reads(cfg: dict, job: str, **wc) -> dict:
                    f"reference_model, targets, selection, student, evaluate, report)")
 
 
-def key(cfg: dict, job: str, **wc) -> str:
+def key(cfg: RunConfig, job: str, **wc) -> str:
     return digest(reads(cfg, job, **wc))
 
 
-def check(cfg: dict, expected: str, job: str, source: str, **wc) -> str:
+def check(cfg: RunConfig, expected: str, job: str, source: str, **wc) -> str:
     """The job's key from `cfg`; raises KeyMismatch (naming the file and the fix) if it is not
     the key the job was planned with."""
     got = key(cfg, job, **wc)

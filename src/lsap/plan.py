@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lsap.config_types import RunConfig
+
 
 @dataclass(frozen=True)
 class RunPlan:
@@ -44,7 +46,7 @@ def global_batch(cfg: dict) -> int:
     return t["micro_batch"] * t["grad_accum"] * world_size(cfg)
 
 
-def make(cfg: dict, budget_flops: float, train_fpt: int, teacher_fpt: int, teacher_fraction: float,
+def make(cfg: RunConfig, budget_flops: float, train_fpt: int, teacher_fpt: int, teacher_fraction: float,
          seq_len: int) -> RunPlan:
     batch = global_batch(cfg)
     n = steps(budget_flops, train_fpt + teacher_fpt * teacher_fraction, batch * seq_len)
@@ -61,7 +63,7 @@ def model_flops_per_token(spec: dict, vocab_size: int, seq_len: int) -> int:
         return models.train_flops_per_token(models.build(spec, vocab_size, seq_len, seed=0))
 
 
-def source_flops_per_token(cfg: dict, source: dict) -> int:
+def source_flops_per_token(cfg: RunConfig, source: dict) -> int:
     """2·N per token of a frozen teacher (a students.teachers source), from its HF config alone."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -72,7 +74,7 @@ def source_flops_per_token(cfg: dict, source: dict) -> int:
         return models.forward_flops_per_token(AutoModelForCausalLM.from_config(models.source_config(cfg, source)))
 
 
-def student(cfg: dict, method: str, vocab_size: int, seq_len: int) -> RunPlan:
+def student(cfg: RunConfig, method: str, vocab_size: int, seq_len: int) -> RunPlan:
     """The plan of a student run of `method`: its teacher's FLOPs are charged on its active steps."""
     from lsap import methods
 

@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from lsap import models, plan
+from lsap.config_types import RunConfig, Training
 from lsap.files import atomic_dir, atomic_path, write_json
 from lsap.shards import Shard
 
@@ -125,7 +126,7 @@ def eval_loss(model, val: Shard, n_seq: int, micro: int, dev, autocast) -> float
     return total / max(count, 1)
 
 
-def train(model, data: Shard, objective, out_dir, tcfg: dict, budget_flops: float, seed: int,
+def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: float, seed: int,
           indices=None, val: Shard | None = None, tokenizer=None, extra: dict | None = None, run_key: str = "",
           expected_steps: int | None = None, log=print) -> dict:
     """Train `model` on `data` until the FLOPs budget is spent; resumable. `indices`: train only
@@ -266,11 +267,13 @@ def _last_val(records: list[dict]):
 
 def _means(records: list[dict]) -> dict:
     """Run means of the per-step quantities a method logs (e.g. LSAP's targets per position)."""
-    keys = {"targets_per_pos", "aux_nll", "kl"} & {k for r in records for k in r}
+    from lsap.methods import OBJECTIVES
+
+    keys = {k for kind in OBJECTIVES.values() for k in kind.summary_keys} & {k for r in records for k in r}
     return {f"mean_{k}": float(np.mean([r[k] for r in records if k in r])) for k in sorted(keys)}
 
 
-def run_job(cfg: dict, role: str, tokenizer_dir, shards_dir, out, key: str, method: str | None = None,
+def run_job(cfg: RunConfig, role: str, tokenizer_dir, shards_dir, out, key: str, method: str | None = None,
             seed: int = 0, split: str = "train", translation=None, targets=None, scores=None) -> dict:
     """The train stage: a student (`role` student: one method, one seed) or a model this run
     trains for a method (a `references` entry), sized by the run plan, resumable under `key`."""

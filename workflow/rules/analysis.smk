@@ -4,10 +4,10 @@
 
 rule translation:
     input:
-        student=f"{R}/tokenizers/student/tokenizer.json",
-        surrogate=f"{R}/tokenizers/surrogate/tokenizer.json",
+        student=f"{layout.tokenizer(RUN, 'student')}/tokenizer.json",
+        surrogate=f"{layout.tokenizer(RUN, 'surrogate')}/tokenizer.json",
     output:
-        f"{R}/vocab/translation.npz",
+        layout.translation(RUN),
     params:
         lsap=LSAP,
         config=CONFIG,
@@ -27,12 +27,12 @@ rule translation:
 
 rule overlap:
     input:
-        corpus=f"{R}/corpus/manifest.json",
-        student=f"{R}/tokenizers/student/tokenizer.json",
-        surrogate=f"{R}/tokenizers/surrogate/tokenizer.json",
+        corpus=f"{layout.corpus(RUN)}/manifest.json",
+        student=f"{layout.tokenizer(RUN, 'student')}/tokenizer.json",
+        surrogate=f"{layout.tokenizer(RUN, 'surrogate')}/tokenizer.json",
         assets=lsap_config.asset_markers(lsap_config.analysis_assets(config)),
     output:
-        f"{R}/analysis/overlap.csv",
+        layout.analysis(RUN, "overlap.csv"),
     params:
         lsap=LSAP,
         config=CONFIG,
@@ -53,12 +53,12 @@ rule overlap:
 
 rule table1:
     input:
-        corpus=f"{R}/corpus/manifest.json",
+        corpus=f"{layout.corpus(RUN)}/manifest.json",
         assets=lsap_config.asset_markers(lsap_config.analysis_assets(config)),
-        trained=[f"{R}/references/{m['name']}/summary.json" for m in config["analysis"]["table1"]["models"]
+        trained=[f"{layout.reference(RUN, m['name'])}/summary.json" for m in config["analysis"]["table1"]["models"]
                  if m["kind"] == "trained"],
     output:
-        f"{R}/analysis/table1.json",
+        layout.analysis(RUN, "table1.json"),
     params:
         lsap=LSAP,
         config=CONFIG,

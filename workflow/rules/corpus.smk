@@ -5,8 +5,8 @@ rule corpus:
     input:
         lsap_config.asset_markers(lsap_config.corpus_assets(config)),
     output:
-        manifest=f"{R}/corpus/manifest.json",
-        domains=expand(f"{R}/corpus/{{domain}}.jsonl", domain=list(config["corpus"]["domains"])),
+        manifest=f"{layout.corpus(RUN)}/manifest.json",
+        domains=expand(f"{layout.corpus(RUN)}/{{domain}}.jsonl", domain=list(config["corpus"]["domains"])),
     params:
         lsap=LSAP,
         config=CONFIG,
@@ -24,10 +24,10 @@ rule corpus:
 
 rule tokenizer:
     input:
-        corpus=f"{R}/corpus/manifest.json",
+        corpus=f"{layout.corpus(RUN)}/manifest.json",
         assets=lambda w: lsap_config.asset_markers(lsap_config.tokenizer_assets(config, w.role)),
     output:
-        f"{R}/tokenizers/{{role}}/tokenizer.json",
+        f"{layout.tokenizer(RUN, '{role}')}/tokenizer.json",
     params:
         lsap=LSAP,
         config=CONFIG,

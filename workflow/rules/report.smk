@@ -10,7 +10,7 @@ rule evaluate:
     """lm-eval benchmarks and per-domain bits per byte at every budget checkpoint of one run
     (one process per run: the imports cost more than a tiny checkpoint's evaluation)."""
     input:
-        run=f"{R}/students/{{run}}/summary.json",
+        run=f"{layout.run_dir(RUN)}/students/{{run}}/summary.json",
         corpus=f"{layout.corpus(RUN)}/manifest.json",
         assets=EVAL_ASSETS,
     output:
@@ -40,7 +40,7 @@ rule report:
     `make tables` reruns just this rule on copied results."""
     input:
         evals=[layout.evaluation(RUN, r) for r in STUDENT_RUNS],
-        summaries=expand(f"{R}/students/{{run}}/summary.json", run=STUDENT_RUNS),
+        summaries=expand(f"{layout.run_dir(RUN)}/students/{{run}}/summary.json", run=STUDENT_RUNS),
         overlap=layout.analysis(RUN, "overlap.csv"),
         table1=layout.analysis(RUN, "table1.json"),
     output:

@@ -3,11 +3,11 @@
 
 rule shards:
     input:
-        corpus=f"{R}/corpus/manifest.json",
-        tokenizer=f"{R}/tokenizers/{{role}}/tokenizer.json",
+        corpus=f"{layout.corpus(RUN)}/manifest.json",
+        tokenizer=f"{layout.tokenizer(RUN, '{role}')}/tokenizer.json",
     output:
-        bins=expand(f"{R}/shards/{{{{role}}}}/{{split}}.bin", split=SPLITS),
-        manifests=expand(f"{R}/shards/{{{{role}}}}/{{split}}.json", split=SPLITS),
+        bins=expand(f"{layout.shards(RUN, '{{role}}')}/{{split}}.bin", split=SPLITS),
+        manifests=expand(f"{layout.shards(RUN, '{{role}}')}/{{split}}.json", split=SPLITS),
     params:
         lsap=LSAP,
         config=CONFIG,

@@ -1,0 +1,101 @@
+"""Static types of the validated config (config/schema.yaml is the source of truth; these mirror
+the sections the code reads, so editors and type checkers see the keys). After
+`lsap.config.validate` every key below is present: the schema fills in the defaults."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+
+class ModelSpec(TypedDict, total=False):
+    arch: str               # olmo2 | qwen3
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    intermediate: int
+    tie_embeddings: bool
+
+
+class Source(TypedDict, total=False):
+    kind: str               # trained | pretrained | hub
+    name: str
+    id: str
+
+
+class Training(TypedDict):
+    micro_batch: int
+    grad_accum: int
+    lr: float
+    betas: list[float]
+    weight_decay: float
+    warmup_frac: float
+    min_lr_frac: float
+    grad_clip: float
+    checkpoint_fractions: list[float]
+    save_every_steps: int
+    eval_sequences: int
+    compile: bool
+
+
+class Method(TypedDict, total=False):
+    """One objective's knobs (config/schema.yaml, $defs/method_<objective>) plus its data choice."""
+    objective: str          # ce | lsap | kd | salt
+    data: str               # all | miniplm | salt_ds
+    alpha: float
+    top_k: int
+    probabilities: str
+    normaliser: str
+    lambda_schedule: str
+    targets: str
+    kd_ratio: float
+    kd_outside_sigma: str
+    omega: float
+    rho: float
+    kd_steps_frac: float
+    transition: str
+    ds_top_k: int
+    ds_zeros: str
+    keep_frac: float
+    pool_factor: float | None
+
+
+class Students(TypedDict):
+    model: ModelSpec
+    budget_flops: float
+    methods: list[str]
+    seeds: list[int]
+    teachers: dict[str, Source]
+
+
+class Reference(TypedDict):
+    model: ModelSpec
+    budget_flops: float
+    tokenizer: str
+    split: str
+
+
+class Evaluation(TypedDict):
+    source: str
+    tasks: list[str]
+    limit: int | None
+    metric: str
+    batch_size: int
+    bootstrap_iters: int
+    bpb_max_bytes: int | None
+    bpb_seq_len: int | None
+
+
+class RunConfig(TypedDict):
+    run: str
+    seed: int
+    corpus: dict
+    tokenizers: dict
+    shards: dict
+    analysis: dict
+    evaluation: Evaluation
+    training: Training
+    students: Students
+    methods: dict[str, Method]
+    references: dict[str, Reference]
+    compute: dict
