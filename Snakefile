@@ -68,5 +68,8 @@ rule all:
     input:
         expand(f"{layout.shards(RUN, '{role}')}/{{split}}.json", role=config["shards"]["roles"], split=SPLITS),
         expand(f"{layout.reference(RUN, '{name}')}/summary.json", name=list(config["references"])),
+        # every output the report shows, requested itself: Snakemake skips a missing intermediate
+        # file when what it feeds is up to date, so a deleted run would otherwise stay deleted
+        rules.report.input,
         rules.report.output,
         rules.notebook.output,

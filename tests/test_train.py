@@ -106,7 +106,7 @@ def test_killed_run_resumes_to_identical_weights(setup):
 def test_two_gloo_processes_match_one_with_double_accumulation(setup):
     root, cfg, _ = setup
     one = dict(cfg, training={**cfg["training"], "grad_accum": 2})
-    two = dict(cfg, training={**cfg["training"], "grad_accum": 1})
+    two = dict(cfg, training={**cfg["training"], "grad_accum": 1}, compute={**cfg["compute"], "gpus": 2})  # 2 processes
     (root / "cfg.yaml").write_text(yaml.safe_dump(one))
     _run(_cli(root, root / "one"))
     (root / "cfg.yaml").write_text(yaml.safe_dump(two))
@@ -167,3 +167,12 @@ def test_a_checkpoint_of_another_setup_is_set_aside_not_resumed(setup, tmp_path)
     assert second["steps"] == first["steps"] // 2 and (tmp_path / ".run.stale").is_dir()
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(1, second["steps"] + 1))
+
+
+def test_a_damaged_resume_checkpoint_names_the_file_and_the_fix(setup, tmp_path):
+    root, cfg, _ = setup
+    data = shards.open_shard(root / "shards" / "train.bin")
+    (tmp_path / "resume.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(train.TrainingError, match=r"resume.pt is damaged and cannot be resumed .* Delete it"):
+        train.train(models.build(SMALL, 400, 32, 0), data, objectives.CrossEntropy(), tmp_path, cfg["training"],
+                    cfg["students"]["budget_flops"], 0, log=lambda *_: None)

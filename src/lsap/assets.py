@@ -26,6 +26,7 @@ from lsap.files import atomic_dir, atomic_path, sha256_file
 
 MANIFEST = REPO_ROOT / "config" / "assets.yaml"
 MARKER = ".verified"
+FILE_HASHES = ".files.sha256.json"  # sha256 of each file the declared paths match
 
 
 class AssetError(RuntimeError):
@@ -93,13 +94,14 @@ def _used_file_hashes(root: Path, name: str, entry: dict) -> dict[str, str]:
 
 def _verify_files(name: str, root: Path, files: list[Path]) -> None:
     """Every file read from an asset matches the hash recorded when it was fetched: one flipped
-    byte stops the job, naming the file, instead of flowing into the corpus."""
-    marker = root / name / MARKER
-    info = json.loads(marker.read_text())
-    if "used_files" not in info:  # a marker of an older version: record the hashes once, from now on
-        info["used_files"] = _used_file_hashes(root, name, _entry(name))
-        with atomic_path(marker) as tmp:
-            tmp.write_text(json.dumps(info, indent=2))
+    byte stops the job, naming the file, instead of flowing into the corpus. The hashes live in
+    their own file (FILE_HASHES), never in the marker: the marker is a Snakemake output, and
+    rewriting it would make every job downstream of the asset rerun."""
+    sums = root / name / FILE_HASHES
+    if not sums.exists():  # fetched by an older version: record the hashes once, from now on
+        with atomic_path(sums) as tmp:
+            tmp.write_text(json.dumps(_used_file_hashes(root, name, _entry(name)), indent=2))
+    recorded = json.loads(sums.read_text())
     for f in files:
         if not f.is_file():
             continue
@@ -108,7 +110,7 @@ def _verify_files(name: str, root: Path, files: list[Path]) -> None:
         if ident in _VERIFIED:
             continue
         rel = str(f.relative_to(root / name))
-        if sha256_file(f) != info["used_files"].get(rel):
+        if sha256_file(f) != recorded.get(rel):
             raise AssetError(f"{f} does not match the sha256 recorded when asset '{name}' was fetched (changed or "
                              f"damaged since): delete {root / name} and rerun (the asset is fetched and verified again)")
         _VERIFIED[ident] = True
@@ -204,8 +206,9 @@ def fetch(name: str, root: Path | None = None, manifest: dict | None = None, log
             if not glob.glob(str(tmp / pattern), recursive=True):
                 raise AssetError(f"asset '{name}': path '{key}' ({pattern}) is missing from the "
                                  f"unpacked archive; the pin in {MANIFEST} is wrong")
-        (tmp / MARKER).write_text(json.dumps({"asset": name, "entry_sha256": _entry_hash(entry), "files": hashes,
-                                              "used_files": _used_file_hashes(tmp.parent, tmp.name, entry)}, indent=2))
+        (tmp / FILE_HASHES).write_text(json.dumps(_used_file_hashes(tmp.parent, tmp.name, entry), indent=2))
+        (tmp / MARKER).write_text(json.dumps(
+            {"asset": name, "entry_sha256": _entry_hash(entry), "files": hashes}, indent=2))
     log(f"[assets] {name}: verified -> {target}")
     return target
 
