@@ -93,14 +93,6 @@ def report_figures(run: str) -> str:
     return f"{run_dir(run)}/report/figures"
 
 
-def logs(run: str) -> str:
-    return f"{run_dir(run)}/logs"
-
-
-def benchmarks(run: str) -> str:
-    return f"{run_dir(run)}/benchmarks"
-
-
 class LayoutError(RuntimeError):
     """A results folder this code cannot read as its own."""
 
