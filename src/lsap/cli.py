@@ -101,19 +101,20 @@ def _bench(args, cfg):
     bench.run(args.shapes, device, args.compile, args.iters, args.out)
 
 
-# stage -> (the job whose key it checks, the wildcards of that job from the arguments)
+# stage -> (the job whose key it checks, its wildcards), from the parsed arguments
 JOBS = {
-    "corpus": ("corpus", lambda a: {}),
-    "tokenizer": ("tokenizer", lambda a: {"role": a.role}),
-    "shards": ("shards", lambda a: {}),
-    "translation": ("translation", lambda a: {}),
-    "overlap": ("overlap", lambda a: {}),
-    "table1": ("table1", lambda a: {}),
-    "train": (None, lambda a: {"method": a.method, "seed": a.seed} if a.role == "student" else {"name": a.role}),
-    "targets": ("targets", lambda a: {"spec": a.spec, "seed": a.seed}),
-    "select": ("selection", lambda a: {"spec": a.spec}),
-    "evaluate": ("evaluate", lambda a: {}),
-    "report": ("report", lambda a: {}),
+    "corpus": lambda a: ("corpus", {}),
+    "tokenizer": lambda a: ("tokenizer", {"role": a.role}),
+    "shards": lambda a: ("shards", {}),
+    "translation": lambda a: ("translation", {}),
+    "overlap": lambda a: ("overlap", {}),
+    "table1": lambda a: ("table1", {}),
+    "train": lambda a: ("student", {"method": a.method, "seed": a.seed}) if a.role == "student"
+    else ("reference_model", {"name": a.role}),
+    "targets": lambda a: ("targets", {"spec": a.spec, "seed": a.seed}),
+    "select": lambda a: ("selection", {"spec": a.spec}),
+    "evaluate": lambda a: ("evaluate", {}),
+    "report": lambda a: ("report", {}),
 }
 
 
@@ -209,11 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = config_mod.load(args.config)
-        job, wildcards = JOBS.get(args.stage, (None, None))
-        if args.stage == "train":
-            job = "student" if args.role == "student" else "reference_model"
-        if job and args.key:
-            keys.check(cfg, args.key, job, args.config, **wildcards(args))
+        if args.key and args.stage in JOBS:
+            job, wildcards = JOBS[args.stage](args)
+            keys.check(cfg, args.key, job, args.config, **wildcards)
     except (config_mod.ConfigError, keys.KeyMismatch) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

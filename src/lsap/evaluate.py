@@ -210,8 +210,8 @@ def evaluate_run(run_dir, corpus_dir, ecfg: dict, out, log=print) -> dict:
     out = Path(out)
     results = evaluate_checkpoints(ckpts, corpus_dir, ecfg, [out.with_suffix("") / f"{c.name}.json" for c in ckpts], log)
     steps = json.loads((run / "summary.json").read_text())["steps"]
-    entries = [{"fraction": float(c.name.split("-")[1]), "step": max(1, round(float(c.name.split("-")[1]) * steps)), **r}
-               for c, r in zip(ckpts, results, strict=True)]
+    fractions = [float(c.name.split("-")[1]) for c in ckpts]
+    entries = [{"fraction": f, "step": max(1, round(f * steps)), **r} for f, r in zip(fractions, results, strict=True)]
     result = {"run": str(run), "checkpoints": entries}
     write_json(out, result)
     return result

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from lsap import methods  # import-light: torch only inside its builders
 from lsap.config_types import RunConfig
 
 
@@ -57,8 +58,6 @@ def selection_spec(cfg: RunConfig, method: str) -> dict:
     """What a data selection's scores depend on: its scorers, its score knobs and the pool it
     scores (sized by the run's plan and, for SALT_DS, its KD phase). MiniPLM's keep_frac is applied
     by the student, so two keep_frac variants share one scoring."""
-    from lsap import methods
-
     m = cfg["methods"][method]
     sel = methods.DATA[m["data"]]
     knobs = _pick(m, "data", "pool_factor", *sel.score_knobs)
@@ -74,8 +73,6 @@ def selection_id(cfg: RunConfig, method: str) -> str:
 def method_of(cfg: RunConfig, job: str, spec: str) -> str:
     """The first student method whose targets cache (job `targets`) or data selection (job
     `selection`) has this spec id: the method the shared job is computed for."""
-    from lsap import methods
-
     for n in cfg["students"]["methods"]:
         m = cfg["methods"][n]
         if job == "targets" and methods.uses_targets_cache(m) and targets_id(cfg, n) == spec:
@@ -86,16 +83,12 @@ def method_of(cfg: RunConfig, job: str, spec: str) -> str:
 
 
 def _objective_knobs(cfg: RunConfig, method: str) -> dict:
-    from lsap import methods
-
     m = cfg["methods"][method]
     return _pick(m, "objective", *methods.OBJECTIVES[m["objective"]].knobs)
 
 
 def reads(cfg: RunConfig, job: str, **wc) -> dict:
     """The config values job `job` (a rule name) with wildcards `wc` reads."""
-    from lsap import methods
-
     domains = cfg["corpus"]["domains"]
     if job == "corpus":
         return {"seed": cfg["seed"], "corpus": cfg["corpus"]}
