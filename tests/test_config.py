@@ -108,6 +108,10 @@ def test_a_method_lacking_a_knob_its_objective_needs(tiny_cfg):
     (lambda c: c["students"].update(seeds=[0, 0]), r"students.seeds \[0, 0\] repeats a seed"),
     (lambda c: c["training"].update(checkpoint_fractions=[0.5, 0.75]), r"must be distinct and end at 1.0"),
     (lambda c: c["evaluation"].update(bpb_seq_len=4096), r"bpb_seq_len 4096 exceeds the models' context"),
+    (lambda c: c["shards"].update(seq_len=100000), r"shards.seq_len: 100000 is greater than the maximum of 32768"),
+    (lambda c: (c["shards"].update(seq_len=16384),
+                c["students"]["teachers"].update(surrogate={"kind": "pretrained", "name": "smollm2"})),
+     r"shards.seq_len 16384 exceeds the context of the surrogate teacher smollm2 \(8192 positions\)"),
     (lambda c: c["corpus"]["domains"]["wiki"]["sources"][0].update(asset="no-such-asset"),
      r"corpus asset 'no-such-asset' is not in config/assets.yaml"),
 ])

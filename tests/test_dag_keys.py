@@ -78,15 +78,41 @@ def test_an_edit_plans_the_right_instances(finished, tmp_path):
                if r in ("student", "targets"))
 
 
-def test_a_deleted_student_is_rebuilt_by_the_plain_rerun(dag_run):
+def test_a_deleted_student_is_rebuilt_by_make_run_while_a_second_invocation_changes_nothing(dag_run, finished,
+                                                                                           tmp_path):
+    """Delete one student's outputs and rerun `make run`; while it runs, a second snakemake with
+    another evaluation limit is refused by the lock and leaves the resolved config untouched."""
+    import json
+    import time
+
     out, _ = dag_run
-    run, aside = out / "students" / "ce-s0", out / "students" / ".ce-s0.aside"
-    os.replace(run, aside)
+    shutil.rmtree(out / "students" / "ce-s0")
+    resolved = (out / "config.yaml").read_bytes()
+    path = tmp_path / "tiny.yaml"  # results/<run>/ belongs to config/tiny.yaml's stem
+    path.write_text(yaml.safe_dump(finished, sort_keys=False))
+    assert Counter(rule for rule, _ in planned_jobs("--configfile", str(path))) == \
+        Counter({"student": 1, "evaluate": 1, **REST})
+    make = subprocess.Popen(["make", "run", f"CONFIG={path}", f"VENV={os.path.dirname(os.path.dirname(sys.executable))}"],
+                            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        jobs = Counter(rule for rule, _ in planned_jobs("--config", f"run={E2E_RUN}"))
+        locks = REPO_ROOT / ".snakemake" / "locks"
+        deadline = time.monotonic() + 120
+        while not (locks.is_dir() and any(locks.iterdir())) and make.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert make.poll() is None, "make run ended before the second invocation"
+        second = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--config", f"run={E2E_RUN}",
+                                 "evaluation.limit=3"], cwd=REPO_ROOT, capture_output=True, text=True)
+        assert second.returncode != 0 and "lock" in (second.stdout + second.stderr).lower()
+        assert (out / "config.yaml").read_bytes() == resolved
     finally:
-        os.replace(aside, run)
-    assert jobs == Counter({"student": 1, "evaluate": 1, **REST})
+        log, _ = make.communicate(timeout=1800)
+    assert make.returncode == 0, log[-4000:]
+    assert (out / "config.yaml").read_bytes() == resolved
+    rebuilt = json.loads((out / "students" / "ce-s0" / "summary.json").read_text())
+    assert rebuilt["steps"] > 0 and rebuilt["final_val_loss"] < rebuilt["unigram_entropy"]
+    evaluated = json.loads((out / "eval" / "ce-s0" / "frac-1.00.json").read_text())
+    assert {b["n"] for b in evaluated["benchmarks"].values() if "n" in b} == {finished["evaluation"]["limit"]}
+    assert planned_jobs("--configfile", str(path)) == []
 
 
 def test_results_move_to_another_checkout(dag_run, tmp_path):

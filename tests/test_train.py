@@ -176,3 +176,29 @@ def test_a_damaged_resume_checkpoint_names_the_file_and_the_fix(setup, tmp_path)
     with pytest.raises(train.TrainingError, match=r"resume.pt is damaged and cannot be resumed .* Delete it"):
         train.train(models.build(SMALL, 400, 32, 0), data, objectives.CrossEntropy(), tmp_path, cfg["training"],
                     cfg["students"]["budget_flops"], 0, log=lambda *_: None)
+
+
+def test_a_damaged_checkpoint_names_the_folder_and_the_fix(setup, tmp_path):
+    """A teacher or an evaluation reads a final checkpoint whose weights were truncated."""
+    from lsap import evaluate
+
+    root, cfg, tok_dir = setup
+    ckpt = tmp_path / "salt_teacher" / "checkpoints" / "frac-1.00"
+    models.build(SMALL, 400, 32, 0).save_pretrained(ckpt)
+    vocab.load(tok_dir).save_pretrained(ckpt)
+    weights = ckpt / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    for load in (lambda: evaluate.load_checkpoint(ckpt), lambda: models.load_pretrained({"kind": "hub", "id": str(ckpt)})):
+        with pytest.raises(RuntimeError, match=rf"checkpoint {ckpt} is damaged .* Delete the run folder"):
+            load()
+
+
+def test_a_shard_shorter_than_a_micro_batch_is_refused_by_name(setup, small_corpus, tmp_path):
+    root, cfg, tok_dir = setup
+    n_tokens = shards.open_shard(root / "shards" / "validation.bin").manifest["n_tokens"]
+    long = n_tokens // 3 - 1  # sequences so long that the split holds 3 of them, micro_batch is 4
+    shards.write_split(tok_dir, small_corpus, "validation", tmp_path, seq_len=long, log=lambda *_: None)
+    data = shards.open_shard(tmp_path / "validation.bin")
+    with pytest.raises(train.TrainingError, match=rf"validation.bin holds 3 sequences of {long + 1} tokens, fewer"):
+        train.train(models.build(SMALL, 400, long, 0), data, objectives.CrossEntropy(), tmp_path / "run",
+                    cfg["training"], cfg["students"]["budget_flops"], 0, val=None, log=lambda *_: None)

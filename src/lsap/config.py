@@ -117,6 +117,7 @@ def _check_model(spec: dict, where: str) -> None:
 def _check_run_shape(cfg: dict, source: str) -> None:
     """Sizes that only fail deep inside a job: caught here, before any job runs."""
     from lsap.assets import load_manifest
+    from lsap.models import GGUF_CONTEXT
 
     _check_model(cfg["students"]["model"], f"{source}: students.model")
     for name, ref in cfg["references"].items():
@@ -129,6 +130,10 @@ def _check_run_shape(cfg: dict, source: str) -> None:
         raise ConfigError(f"{source}: training.checkpoint_fractions {fr} must be distinct and end at 1.0 "
                           f"(the final checkpoint is what teachers and the tables read)")
     seq, ev = cfg["shards"]["seq_len"], cfg["evaluation"]
+    for role, m in cfg["students"]["teachers"].items():
+        if m["kind"] == "pretrained" and seq > GGUF_CONTEXT[m["name"]]:
+            raise ConfigError(f"{source}: shards.seq_len {seq} exceeds the context of the {role} teacher "
+                              f"{m['name']} ({GGUF_CONTEXT[m['name']]} positions): lower shards.seq_len")
     if ev["bpb_seq_len"] is not None and ev["bpb_seq_len"] > seq:
         raise ConfigError(f"{source}: evaluation.bpb_seq_len {ev['bpb_seq_len']} exceeds the models' context "
                           f"(shards.seq_len {seq}): lower it or set null")

@@ -34,7 +34,7 @@ def load_checkpoint(checkpoint_dir: str | Path, dev: torch.device | None = None)
     from transformers import AutoModelForCausalLM
 
     dev = dev or models.device()
-    model = AutoModelForCausalLM.from_pretrained(str(checkpoint_dir), dtype="auto")
+    model = models.from_pretrained(AutoModelForCausalLM, str(checkpoint_dir), dtype="auto")
     return model.to(dev).eval().requires_grad_(False), vocab.load(checkpoint_dir)
 
 

@@ -65,7 +65,11 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
-        yield tmp
+        try:
+            yield tmp
+        except (OSError, RuntimeError) as e:
+            _raise_if_disk_full(path, e)
+            raise
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)

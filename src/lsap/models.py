@@ -9,6 +9,9 @@ from lsap.assets import asset_path
 
 # registry GGUF models: name -> (asset, path key). transformers de-quantises GGUF on load.
 GGUF_MODELS = {"smollm2": ("smollm2", "gguf"), "gemma3": ("gemma3", "gguf")}
+# positions each registry model was trained on (their GGUF `context_length`): a teacher reads the
+# students' sequences, so shards.seq_len must fit
+GGUF_CONTEXT = {"smollm2": 8192, "gemma3": 32768}
 
 
 def device() -> torch.device:
@@ -29,10 +32,25 @@ def load_pretrained(spec: dict, dev: torch.device | None = None):
         path = asset_path(*GGUF_MODELS[spec["name"]])
         model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, **kw)
     elif spec["kind"] == "hub":
-        model = AutoModelForCausalLM.from_pretrained(spec["id"], **kw)
+        model = from_pretrained(AutoModelForCausalLM, spec["id"], **kw)
     else:
         raise ValueError(f"cannot load a pretrained model of kind '{spec['kind']}'")
     return model.to(dev).eval().requires_grad_(False)
+
+
+def from_pretrained(cls, name_or_dir: str, **kw):
+    """`cls.from_pretrained`, but a damaged local checkpoint folder (truncated or overwritten
+    weights, a broken config) stops with the folder's name and how to rebuild it."""
+    from pathlib import Path
+
+    if not Path(name_or_dir).is_dir():
+        return cls.from_pretrained(name_or_dir, **kw)
+    try:
+        return cls.from_pretrained(name_or_dir, **kw)
+    except Exception as e:  # safetensors, JSON and shape errors alike
+        raise RuntimeError(f"checkpoint {name_or_dir} is damaged ({type(e).__name__}: {e}). Delete the run folder "
+                           f"that holds it (the folder above checkpoints/) and rerun snakemake: it retrains "
+                           f"that model and everything that read it") from e
 
 
 def trained_checkpoint(cfg: dict, name: str):
