@@ -10,6 +10,7 @@ from lsap import REPO_ROOT, keys, layout, methods
 from lsap import tables as lsap_tables
 from lsap import assets as lsap_assets
 from lsap import config as lsap_config
+from lsap import corpus as lsap_corpus
 
 
 # Validate before any job runs: a misspelt key or bad value stops here, naming the key.
@@ -57,11 +58,12 @@ localrules:
     all,
     asset,
     corpus,
+    shards,
     tokenizer,
     translation,
     overlap,
     report,
-    notebook,  # not cluster jobs: downloads, light CPU work
+    notebook,  # not cluster jobs: downloads, light CPU work, gathers of the scattered data jobs
 
 
 rule all:

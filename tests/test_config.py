@@ -40,7 +40,7 @@ def test_reader_needs_its_keys(tiny_cfg):
 def test_cli_reports_bad_config(tmp_path, capsys, tiny_cfg):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({**tiny_cfg, "seed": "forty-two"}))
-    assert main(["corpus", "--config", str(path), "--out", str(tmp_path / "c")]) == 2
+    assert main(["corpus", "--config", str(path), "--part", "0", "--out", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert "seed: 'forty-two' is not of type 'integer'" in err
     assert not (tmp_path / "c").exists()

@@ -50,7 +50,8 @@ EDITS = {
     "lr": (lambda c: c["training"].update(lr=5e-3),
            {"reference_model": 4, "student": N, "targets": 1, "selection": 2, "table1": 1, "evaluate": N, **REST}),
     "splits": (lambda c: c["corpus"].update(splits={"validation": 0.06, "reference": 0.10}),
-               {"corpus": 1, "tokenizer": 2, "shards": 2, "translation": 1, "overlap": 1, "table1": 1,
+               {"corpus_part": 1, "corpus": 1, "tokenizer": 2, "shards_part": 2, "shards": 2, "translation": 1,
+                "overlap": 1, "table1": 1,
                 "reference_model": 4, "student": N, "targets": 1, "selection": 2, "evaluate": N, **REST}),
 }
 

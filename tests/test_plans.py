@@ -14,9 +14,12 @@ SHIPPED = sorted(p for p in (REPO_ROOT / "config").glob("*.yaml") if p.name not 
 def _expected(cfg: dict) -> dict:
     s = cfg["students"]
     lsap_cached = [m for m in s["methods"] if methods.uses_targets_cache(cfg["methods"][m])]
+    parts = [f"part-{p:03d}" for p in range(cfg["corpus"]["parts"])]
     return {
+        "corpus_part": {(("part", p),) for p in parts},
         "corpus": {()},
         "tokenizer": {(("role", r),) for r in ("student", "surrogate")},
+        "shards_part": {(("part", p), ("role", r)) for p in parts for r in cfg["shards"]["roles"]},
         "shards": {(("role", r),) for r in cfg["shards"]["roles"]},
         "reference_model": {(("name", n),) for n in cfg["references"]},
         "student": {(("method", m), ("seed", str(seed))) for m, seed in itertools.product(s["methods"], s["seeds"])},

@@ -23,7 +23,7 @@ def _model(seed):
 
 def _shard(seed=0, n=N_SEQ):
     tokens = np.random.default_rng(seed).integers(0, VOCAB, n * (SEQ_LEN + 1) + 5).astype(np.uint16)
-    return Shard(None, {"seq_len": SEQ_LEN, "n_sequences": n, "sha256": f"random-{seed}"}, tokens)
+    return Shard(None, {"seq_len": SEQ_LEN, "n_sequences": n, "sha256": f"random-{seed}"}, [tokens])
 
 
 @pytest.fixture(scope="module")

@@ -22,18 +22,18 @@ def shard_dir(student_dir, small_corpus, tmp_path_factory):
 
 
 def test_manifest_matches_contents(shard_dir, student_dir, small_corpus):
-    s = shards.open_shard(shard_dir / "train.bin", tokenizer=vocab.fingerprint(student_dir))
+    s = shards.open_shard(shard_dir, "train", tokenizer=vocab.fingerprint(student_dir))
     m = s.manifest
     docs = list(iter_documents(small_corpus, "train"))
     assert m["dtype"] == "uint16" and m["documents"] == len(docs)
-    assert int((s.tokens == m["eos_id"]).sum()) == len(docs)  # one EOS after every document
-    assert sum(d["tokens"] for d in m["domains"].values()) == m["n_tokens"] == len(s.tokens)
+    assert int((s.parts[0] == m["eos_id"]).sum()) == len(docs)  # one EOS after every document
+    assert sum(d["tokens"] for d in m["domains"].values()) == m["n_tokens"] == len(s.parts[0])
     assert s.sequences.shape == (m["n_tokens"] // 33, 33)
-    p = np.bincount(s.tokens) / len(s.tokens)
+    p = np.bincount(s.parts[0]) / len(s.parts[0])
     assert m["unigram_entropy"] == pytest.approx(-(p[p > 0] * np.log(p[p > 0])).sum())
-    assert np.array_equal(s.sequences[1], s.tokens[33:66])
+    assert np.array_equal(s.sequences[1], s.parts[0][33:66])
     tok = vocab.load(student_dir)
-    first_doc = s.tokens[: int(np.argmax(s.tokens == m["eos_id"]))]
+    first_doc = s.parts[0][: int(np.argmax(s.parts[0] == m["eos_id"]))]
     assert tok.decode(first_doc.tolist()) == docs[0][1]
 
 
@@ -48,7 +48,7 @@ def _tampered(shard_dir, tmp_path, edit_bin=None, edit_manifest=None):
         m = json.loads((tmp_path / "train.json").read_text())
         edit_manifest(m)
         (tmp_path / "train.json").write_text(json.dumps(m))
-    return tmp_path / "train.bin"
+    return tmp_path
 
 
 @pytest.mark.parametrize("case, match", [
@@ -65,17 +65,17 @@ def test_disagreeing_shard_is_refused(shard_dir, tmp_path, case, match):
         "vocab": dict(edit_manifest=lambda m: m.update(vocab_size=10)),
     }[case]
     with pytest.raises(shards.ShardError, match=match):
-        shards.open_shard(_tampered(shard_dir, tmp_path, **edits))
+        shards.open_shard(_tampered(shard_dir, tmp_path, **edits), "train")
 
 
 def test_wrong_tokenizer_is_refused(shard_dir):
     with pytest.raises(shards.ShardError, match="made with tokenizer"):
-        shards.open_shard(shard_dir / "train.bin", tokenizer="f" * 64)
+        shards.open_shard(shard_dir, "train", tokenizer="f" * 64)
 
 
 def test_missing_shard_names_the_fix(tmp_path):
     with pytest.raises(shards.ShardError, match="rerun the shards stage"):
-        shards.open_shard(tmp_path / "train.bin")
+        shards.open_shard(tmp_path, "train")
 
 
 def test_large_vocabularies_get_uint32():
@@ -87,5 +87,74 @@ def test_large_vocabularies_get_uint32():
 def test_shards_in_a_large_real_vocabulary(small_corpus, tmp_path, fetched):
     d = vocab.save(vocab.load_pretrained("qwen3"), tmp_path / "qwen3")
     m = shards.write_split(d, small_corpus, "validation", tmp_path / "s", seq_len=64, log=lambda *_: None)
-    s = shards.open_shard(tmp_path / "s" / "validation.bin", tokenizer=vocab.fingerprint(d))
-    assert m["dtype"] == "uint32" and int(s.tokens.max()) > 65535
+    s = shards.open_shard(tmp_path / "s", "validation", tokenizer=vocab.fingerprint(d))
+    assert m["dtype"] == "uint32" and int(s.parts[0].max()) > 65535
+
+
+@pytest.fixture(scope="module")
+def three_parts(tiny_cfg, fetched, student_dir, tmp_path_factory):
+    """The capped tiny corpus in one part and in three, each tokenised, the three gathered."""
+    from lsap import config, corpus
+
+    out = {}
+    for n in (1, 3):
+        cfg = config.validate({**tiny_cfg, "corpus": {**tiny_cfg["corpus"], "max_docs_per_domain": 40, "parts": n}})
+        root = tmp_path_factory.mktemp(f"parts{n}")
+        for p in range(n):
+            corpus.build(cfg, root / "corpus" / corpus.part_name(p), part=p, log=lambda *_: None)
+            for split in shards.SPLITS:
+                shards.write_split(student_dir, root / "corpus" / corpus.part_name(p), split,
+                                   root / "shards" / corpus.part_name(p), seq_len=32, log=lambda *_: None)
+        corpus.gather(cfg, root / "corpus", log=lambda *_: None)
+        shards.gather(root / "shards", n, log=lambda *_: None)
+        out[n] = root
+    return out
+
+
+def test_parts_partition_the_one_job_corpus_exactly(three_parts):
+    one, three = (sorted(iter_documents(three_parts[n] / "corpus", split)) for n in (1, 3) for split in ["train"])
+    assert one == three and len(one) > 100
+    for split in ("validation", "reference"):
+        assert sorted(iter_documents(three_parts[1] / "corpus", split)) == \
+            sorted(iter_documents(three_parts[3] / "corpus", split))
+    sizes = [sum(1 for _ in iter_documents(three_parts[3] / "corpus" / f"part-00{p}", "train")) for p in range(3)]
+    assert sum(sizes) == len(one) and min(sizes) > len(one) / 5  # every part gets its share
+
+
+def test_gathered_parts_read_as_one_dataset(three_parts, student_dir):
+    s = shards.open_shard(three_parts[3] / "shards", "train", tokenizer=vocab.fingerprint(student_dir))
+    rows = np.concatenate([shards.open_shard(three_parts[3] / "shards" / f"part-00{p}", "train").sequences
+                           for p in range(3)])
+    assert len(s) == len(rows) == s.manifest["n_sequences"] and len(s.parts) == 3
+    assert s.manifest["documents"] == sum(1 for _ in iter_documents(three_parts[3] / "corpus", "train"))
+    pick = np.random.default_rng(0).choice(len(s), 50)
+    assert np.array_equal(s.sequences[pick], rows[pick]) and np.array_equal(s.sequences[5:9], rows[5:9])
+    assert np.array_equal(s.sequences[len(s) - 1], rows[-1])
+    with pytest.raises(IndexError):
+        s.sequences[[len(s)]]
+    one = shards.open_shard(three_parts[1] / "shards", "train")
+    assert s.manifest["unigram_entropy"] == pytest.approx(one.manifest["unigram_entropy"], abs=1e-9)
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda d: (d / "part-001" / "train.bin").unlink(), r"part-001/train.bin: the file is missing"),
+    (lambda d: (d / "part-002" / "train.bin").write_bytes(b"\0" * (d / "part-002" / "train.bin").stat().st_size),
+     r"part-002/train.bin: its sha256 differs"),
+])
+def test_a_missing_or_damaged_part_is_refused_by_name(three_parts, tmp_path, damage, match):
+    import shutil
+
+    copy = tmp_path / "shards"
+    shutil.copytree(three_parts[3] / "shards", copy)
+    damage(copy)
+    with pytest.raises(shards.ShardError, match=match + r".* Delete .* and rerun the shards stage"):
+        shards.open_shard(copy, "train")
+
+
+def test_more_parts_than_documents_is_a_clear_error(tiny_cfg, fetched, tmp_path):
+    from lsap import config, corpus
+
+    cfg = config.validate({**tiny_cfg, "corpus": {**tiny_cfg["corpus"], "max_docs_per_domain": 2, "parts": 64}})
+    with pytest.raises(RuntimeError, match=r"corpus part \d+ of 64 holds no document.*lower corpus.parts"):
+        for p in range(64):
+            corpus.build(cfg, tmp_path / corpus.part_name(p), part=p, log=lambda *_: None)

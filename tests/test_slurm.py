@@ -61,6 +61,7 @@ def configfile(tmp_path_factory, tiny_cfg):
     cfg["run"] = RUN
     cfg.setdefault("compute", {})["gpus"] = 1
     cfg["corpus"]["max_docs_per_domain"] = 400
+    cfg["corpus"]["parts"] = 2  # the data prep scattered over cluster jobs, gathered locally
     cfg["training"]["save_every_steps"] = 5
     refs = cfg["references"]
     a = "surrogate" if "surrogate" in refs else next(iter(refs))
@@ -129,10 +130,13 @@ def test_dag_runs_through_sbatch(cluster, configfile, fetched, tmp_path):
         # the profile keeps successful jobs' logs (job ids restart with each fresh cluster: this run's)
         assert slurm_log.is_file() and slurm_log.stat().st_mtime >= started - 1, slurm_log
         assert f"{jobid}.log" == slurm_log.name
-    # the GPU rule and the heavy CPU rule went through sbatch; the localrules did not
-    assert len(by_rule.get("reference_model", [])) == 1 and len(by_rule.get("shards", [])) == 2, by_rule
-    assert not {"asset", "corpus", "tokenizer", "translation"} & set(by_rule), by_rule
-    for rule, partition, gres in (("reference_model", "gpu", "gpu:1"), ("shards", "cpu", None)):
+    # the GPU rule and the data parts went through sbatch (2 corpus parts, 2 parts x 2 tokenizer
+    # roles); the localrules (downloads, gathers) did not
+    assert len(by_rule.get("reference_model", [])) == 1, by_rule
+    assert len(by_rule.get("corpus_part", [])) == 2 and len(by_rule.get("shards_part", [])) == 4, by_rule
+    assert not {"asset", "corpus", "shards", "tokenizer", "translation"} & set(by_rule), by_rule
+    for rule, partition, gres in (("reference_model", "gpu", "gpu:1"), ("corpus_part", "cpu", None),
+                                  ("shards_part", "cpu", None)):
         for jobid in by_rule[rule]:
             job = _scontrol(jobid)  # completed jobs stay visible for MinJobAge (300 s)
             assert job.get("JobState") == "COMPLETED" and job.get("Partition") == partition, job

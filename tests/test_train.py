@@ -131,7 +131,7 @@ class _NanAt(objectives.CrossEntropy):
 
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint(setup, tmp_path):
     root, cfg, _ = setup
-    data = shards.open_shard(root / "shards" / "train.bin")
+    data = shards.open_shard(root / "shards", "train")
     model = models.build(SMALL, 400, 32, 0)
     with pytest.raises(train.TrainingError, match="non-finite loss .* at step 4 "):
         train.train(model, data, _NanAt(4), tmp_path, cfg["training"], cfg["students"]["budget_flops"], 0,
@@ -157,7 +157,7 @@ def test_data_order_is_a_function_of_the_step():
 
 def test_a_checkpoint_of_another_setup_is_set_aside_not_resumed(setup, tmp_path):
     root, cfg, _ = setup
-    data = shards.open_shard(root / "shards" / "train.bin")
+    data = shards.open_shard(root / "shards", "train")
     kw = dict(val=None, log=lambda *_: None)
     budget = cfg["students"]["budget_flops"]
     first = train.train(models.build(SMALL, 400, 32, 0), data, objectives.CrossEntropy(), tmp_path / "run",
@@ -171,7 +171,7 @@ def test_a_checkpoint_of_another_setup_is_set_aside_not_resumed(setup, tmp_path)
 
 def test_a_damaged_resume_checkpoint_names_the_file_and_the_fix(setup, tmp_path):
     root, cfg, _ = setup
-    data = shards.open_shard(root / "shards" / "train.bin")
+    data = shards.open_shard(root / "shards", "train")
     (tmp_path / "resume.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(train.TrainingError, match=r"resume.pt is damaged and cannot be resumed .* Delete it"):
         train.train(models.build(SMALL, 400, 32, 0), data, objectives.CrossEntropy(), tmp_path, cfg["training"],
@@ -195,10 +195,10 @@ def test_a_damaged_checkpoint_names_the_folder_and_the_fix(setup, tmp_path):
 
 def test_a_shard_shorter_than_a_micro_batch_is_refused_by_name(setup, small_corpus, tmp_path):
     root, cfg, tok_dir = setup
-    n_tokens = shards.open_shard(root / "shards" / "validation.bin").manifest["n_tokens"]
+    n_tokens = shards.open_shard(root / "shards", "validation").manifest["n_tokens"]
     long = n_tokens // 3 - 1  # sequences so long that the split holds 3 of them, micro_batch is 4
     shards.write_split(tok_dir, small_corpus, "validation", tmp_path, seq_len=long, log=lambda *_: None)
-    data = shards.open_shard(tmp_path / "validation.bin")
-    with pytest.raises(train.TrainingError, match=rf"validation.bin holds 3 sequences of {long + 1} tokens, fewer"):
+    data = shards.open_shard(tmp_path, "validation")
+    with pytest.raises(train.TrainingError, match=rf"validation.json holds 3 sequences of {long + 1} tokens, fewer"):
         train.train(models.build(SMALL, 400, long, 0), data, objectives.CrossEntropy(), tmp_path / "run",
                     cfg["training"], cfg["students"]["budget_flops"], 0, val=None, log=lambda *_: None)

@@ -22,7 +22,7 @@ def _assets(args, cfg):
 def _corpus(args, cfg):
     from lsap import corpus
 
-    corpus.build(cfg, args.out)
+    corpus.gather(cfg, args.out) if args.gather else corpus.build(cfg, args.out, part=args.part)
 
 
 def _tokenizer(args, cfg):
@@ -34,6 +34,11 @@ def _tokenizer(args, cfg):
 def _shards(args, cfg):
     from lsap import shards
 
+    if args.gather:
+        shards.gather(args.out, cfg["corpus"]["parts"])
+        return
+    if not (args.tokenizer and args.corpus):
+        raise SystemExit("lsap shards: --tokenizer and --corpus are needed (or --gather)")
     for split in args.splits:
         shards.write_split(args.tokenizer, args.corpus, split, args.out, cfg["shards"]["seq_len"])
 
@@ -133,18 +138,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name", help="fetch only this asset")
     s.add_argument("--all", action="store_true", help="fetch every asset of config/assets.yaml")
 
-    s = stage("corpus", _corpus, "build the cleaned, split, per-domain corpus")
-    s.add_argument("--out", required=True)
+    s = stage("corpus", _corpus, "build one part of the cleaned, split, per-domain corpus (or gather the parts)")
+    s.add_argument("--out", required=True, help="the part's folder (corpus/part-PPP), or corpus/ with --gather")
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--part", type=int, help="which of corpus.parts slices to build")
+    g.add_argument("--gather", action="store_true", help="write the manifest of all the parts")
 
     s = stage("tokenizer", _tokenizer, "train or load one role's tokenizer, save it in HF format")
     s.add_argument("--role", required=True, choices=["student", "surrogate"])
     s.add_argument("--corpus", required=True)
     s.add_argument("--out", required=True)
 
-    s = stage("shards", _shards, "tokenize the corpus splits into packed token shards")
-    s.add_argument("--tokenizer", required=True)
-    s.add_argument("--corpus", required=True)
+    s = stage("shards", _shards, "tokenize one corpus part into packed token shards (or gather the parts)")
+    s.add_argument("--tokenizer")
+    s.add_argument("--corpus", help="one part of the corpus (corpus/part-PPP)")
     s.add_argument("--out", required=True)
+    s.add_argument("--gather", action="store_true", help="write the split manifests that list the parts in --out")
     s.add_argument("--splits", nargs="+", default=["train", "validation", "reference"])
     s = stage("translation", _translation, "Σ∩ translation tables of the student/surrogate pair")
     s.add_argument("--student", required=True)

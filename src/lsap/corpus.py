@@ -3,12 +3,23 @@ splits, and a manifest of document, character and byte counts.
 
 Splits are decided per document by a hash of its text, so they do not depend on the order in
 which sources are read, and adding a document never moves another one between splits.
+
+Scatter/gather: `corpus.parts` jobs each build one slice (`part-PPP/`), a gather writes the
+manifest that lists them, and readers see the parts as one corpus, in part order.
+  - file sources (the registry assets, small): every part reads them whole, cleans and
+    deduplicates exactly as one job would, and keeps the documents whose dedup hash falls in its
+    slice; the parts are an exact partition of the one-job corpus, caps included.
+  - hub datasets (`hf_dataset`): each part streams only its slice (datasets'
+    `split_dataset_by_node`: whole data files per part when they divide evenly), `max_docs` and
+    `max_docs_per_domain` are split evenly between the parts, and exact duplicates are removed
+    within a part (SlimPajama is already deduplicated across the whole dataset).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections import Counter
 from pathlib import Path
@@ -36,35 +47,50 @@ def assign_split(text: str, splits: dict, seed: int, train: bool = True) -> str:
     return "train"
 
 
-def domain_documents(spec: dict, min_chars: int, max_docs: int | None, seen: set) -> Iterator[str]:
-    """Cleaned documents of one domain, minus short ones and exact (normalised) duplicates,
-    including duplicates of documents already kept by an earlier domain."""
+def part_name(part: int) -> str:
+    return f"part-{part:03d}"
+
+
+def _streams_its_slice(src: dict) -> bool:
+    return src["reader"] == "hf_dataset"
+
+
+def domain_documents(spec: dict, min_chars: int, max_docs: int | None, seen: set, part: int = 0,
+                     parts: int = 1) -> Iterator[str]:
+    """Cleaned documents of one domain in slice `part` of `parts`, minus short ones and exact
+    (normalised) duplicates, including duplicates of documents already kept by an earlier domain."""
+    if max_docs and parts > 1 and any(_streams_its_slice(s) for s in spec["sources"]):
+        max_docs = math.ceil(max_docs / parts)
     kept = 0
     for src in spec["sources"]:
-        for text in read_source(src):
+        sliced = _streams_its_slice(src)
+        for text in read_source(src, part, parts):
             if len(text) < min_chars:
                 continue
             key = _dedup_key(text)
             if key in seen:
                 continue
             seen.add(key)
-            yield text
             kept += 1
+            if sliced or int(key[:8], 16) % parts == part:
+                yield text
             if max_docs and kept >= max_docs:
                 return
 
 
-def build(cfg: dict, out_dir: str | Path, log=print) -> dict:
+def build(cfg: dict, out_dir: str | Path, part: int = 0, log=print) -> dict:
+    """Slice `part` of the corpus (of cfg corpus.parts) into `out_dir`."""
     out_dir = Path(out_dir)
     c = cfg["corpus"]
     seen: set[str] = set()
-    manifest = {"splits": c["splits"], "seed": cfg["seed"], "domains": {}}
+    manifest = {"splits": c["splits"], "seed": cfg["seed"], "part": part, "parts": c["parts"], "domains": {}}
     for domain, spec in c["domains"].items():
         counts = {s: Counter() for s in SPLITS}
+        docs = domain_documents(spec, c["min_chars"], c["max_docs_per_domain"], seen, part, c["parts"])
         with atomic_path(out_dir / f"{domain}.jsonl") as tmp, open(tmp, "w", encoding="utf-8") as f:
-            for i, text in enumerate(domain_documents(spec, c["min_chars"], c["max_docs_per_domain"], seen)):
+            for i, text in enumerate(docs):
                 split = assign_split(text, c["splits"], cfg["seed"], spec["train"])
-                f.write(json.dumps({"id": f"{domain}-{i:07d}", "split": split, "text": text},
+                f.write(json.dumps({"id": f"{domain}-{part:03d}-{i:08d}", "split": split, "text": text},
                                    ensure_ascii=False) + "\n")
                 counts[split].update(documents=1, chars=len(text), bytes=len(text.encode("utf-8")))
         manifest["domains"][domain] = {
@@ -73,22 +99,47 @@ def build(cfg: dict, out_dir: str | Path, log=print) -> dict:
             **{s: dict(counts[s]) for s in SPLITS},
         }
         total = sum(counts[s]["documents"] for s in SPLITS)
-        log(f"[corpus] {domain:10s} {total:7d} docs  " + "  ".join(
+        log(f"[corpus] {part_name(part)} {domain:10s} {total:7d} docs  " + "  ".join(
             f"{s}={counts[s]['documents']}/{counts[s]['bytes'] / 1e6:.2f}MB" for s in SPLITS))
-        if total == 0:
-            raise RuntimeError(f"corpus domain '{domain}' produced no documents: check its sources "
-                               f"and corpus.min_chars ({c['min_chars']})")
+    if not any(d[s].get("documents") for d in manifest["domains"].values() for s in SPLITS):
+        raise RuntimeError(f"corpus part {part} of {c['parts']} holds no document after corpus.min_chars "
+                           f"({c['min_chars']}) and deduplication: check the sources and min_chars, or lower "
+                           f"corpus.parts if the corpus has fewer documents than parts")
     write_json(out_dir / "manifest.json", manifest)
     return manifest
 
 
+def gather(cfg: dict, corpus_dir: str | Path, log=print) -> dict:
+    """The corpus manifest: its parts, in order, and the documents, characters and bytes of every
+    domain and split summed over them. A domain with no document anywhere is an error."""
+    corpus_dir, c = Path(corpus_dir), cfg["corpus"]
+    names = [part_name(p) for p in range(c["parts"])]
+    manifest = {"splits": c["splits"], "seed": cfg["seed"], "parts": names, "domains": {}}
+    for name in names:
+        m = json.loads((corpus_dir / name / "manifest.json").read_text())
+        for domain, d in m["domains"].items():
+            into = manifest["domains"].setdefault(domain, {**d, **{s: {} for s in SPLITS}})
+            for s in SPLITS:
+                into[s] = dict(Counter(into[s]) + Counter(d[s]))
+    for domain, d in manifest["domains"].items():
+        total = sum(d[s].get("documents", 0) for s in SPLITS)
+        log(f"[corpus] {domain:10s} {total:9d} docs in {len(names)} parts")
+        if total == 0:
+            raise RuntimeError(f"corpus domain '{domain}' produced no documents: check its sources "
+                               f"and corpus.min_chars ({c['min_chars']})")
+    write_json(corpus_dir / "manifest.json", manifest)
+    return manifest
+
+
 def iter_documents(corpus_dir: str | Path, split: str, domains=None) -> Iterator[tuple[str, str]]:
-    """(domain, text) for every document of a split, in corpus order."""
+    """(domain, text) for every document of a split, in corpus order (part by part); `corpus_dir`
+    is the gathered corpus or one part of it."""
     corpus_dir = Path(corpus_dir)
     manifest = json.loads((corpus_dir / "manifest.json").read_text())
-    for domain in domains or manifest["domains"]:
-        with open(corpus_dir / f"{domain}.jsonl", encoding="utf-8") as f:
-            for line in f:
-                rec = json.loads(line)
-                if rec["split"] == split:
-                    yield domain, rec["text"]
+    for part in manifest.get("parts") if isinstance(manifest.get("parts"), list) else ["."]:
+        for domain in domains or manifest["domains"]:
+            with open(corpus_dir / part / f"{domain}.jsonl", encoding="utf-8") as f:
+                for line in f:
+                    rec = json.loads(line)
+                    if rec["split"] == split:
+                        yield domain, rec["text"]

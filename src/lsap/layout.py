@@ -11,7 +11,7 @@ from pathlib import Path
 
 # Bumped whenever a path below changes meaning: a results folder written under another layout is
 # refused (results/<run>/LAYOUT), never read as if it were this one.
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3  # 3: corpus and shards in parts
 
 
 def run_dir(run: str) -> str:

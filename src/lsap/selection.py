@@ -243,7 +243,7 @@ def select_job(cfg: dict, method: str, tokenizer_dir, shards_dir, out, log=print
     else:
         model, score_fn = lms[0], salt_ds_score(m["ds_top_k"], m["ds_zeros"])
     n_vocab = len(vocab.load(tokenizer_dir))
-    data = shards.open_shard(Path(shards_dir) / "train.bin", tokenizer=vocab.fingerprint(tokenizer_dir))
+    data = shards.open_shard(shards_dir, "train", tokenizer=vocab.fingerprint(tokenizer_dir))
     which = None
     if m["pool_factor"] is not None:  # score a uniform pool sized by what the run will draw
         p = plan.student(cfg, method, n_vocab, data.seq_len)

@@ -1,12 +1,19 @@
-"""Token shards: each split as one flat memory-mapped token array (EOS after every document),
-read as packed fixed-length sequences, with a manifest that must agree with the bytes on disk.
+"""Token shards: each split as flat memory-mapped token arrays (EOS after every document), read
+as packed fixed-length sequences, with manifests that must agree with the bytes on disk.
 
 A sequence is seq_len + 1 tokens (inputs and shifted targets), chunks do not overlap, and the
 order is corpus order: selection methods (MiniPLM, SALT_DS) index sequences by position.
+
+Scatter/gather: one job per corpus part writes `part-PPP/<split>.bin` (+ its manifest and its
+unigram counts); the gather writes `<split>.json`, which lists the parts, and `open_shard` reads
+them as one dataset. Each part packs its own sequences (at most one partial sequence per part is
+dropped).
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +23,9 @@ import numpy as np
 from lsap import corpus, vocab
 from lsap.files import atomic_path, read_json, sha256_file, write_json
 
-FORMAT = 2  # 2: the manifest carries the unigram entropy
-_BATCH_DOCS = 256
+FORMAT = 3  # 2: the manifest carries the unigram entropy; 3: parts, listed by the gathered manifest
+_BATCH_DOCS = 1024
+SPLITS = corpus.SPLITS
 
 
 class ShardError(RuntimeError):
@@ -44,8 +52,10 @@ def write_split(tok_dir: str | Path, corpus_dir: str | Path, split: str, out_dir
         for (domain, text), doc in zip(batch, ids, strict=True):
             stats.setdefault(domain, Counter()).update(documents=1, tokens=len(doc) + 1,
                                                        bytes=len(text.encode("utf-8")))
-        flat = np.fromiter((t for doc in ids for t in (*doc, eos)), dtype=np.int64)
-        np.asarray(flat, dtype=dtype).tofile(f)
+        for doc in ids:
+            doc.append(eos)
+        flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=sum(map(len, ids)))
+        flat.tofile(f)
         unigram[:] += np.bincount(flat, minlength=n_vocab)
         n_tokens += len(flat)
 
@@ -60,6 +70,8 @@ def write_split(tok_dir: str | Path, corpus_dir: str | Path, split: str, out_dir
             if batch:
                 flush(f, batch)
         digest = sha256_file(tmp)
+    with atomic_path(out_dir / f"{split}.unigram.npy") as tmp, open(tmp, "wb") as f:
+        np.save(f, unigram)
     manifest = {
         "format": FORMAT, "split": split, "dtype": dtype.name, "n_tokens": n_tokens,
         "seq_len": seq_len, "n_sequences": n_tokens // (seq_len + 1), "eos_id": eos,
@@ -81,48 +93,124 @@ def _entropy(counts: np.ndarray) -> float:
     return float(-(p * np.log(p)).sum())
 
 
+def gather(shards_dir: str | Path, n_parts: int, log=print) -> dict[str, dict]:
+    """`<split>.json` for every split: the parts in order, their sizes and hashes, and the split's
+    totals (documents and tokens per domain, the unigram entropy of all parts together)."""
+    shards_dir, out = Path(shards_dir), {}
+    names = [corpus.part_name(p) for p in range(n_parts)]
+    for split in SPLITS:
+        parts = [read_json(shards_dir / n / f"{split}.json") for n in names]
+        for key in ("format", "seq_len", "dtype", "eos_id", "vocab_size", "tokenizer"):
+            if len({str(p[key]) for p in parts}) != 1:
+                raise ShardError(f"the parts of {shards_dir}/{split} disagree on {key}: rerun their shards jobs")
+        unigram = sum(np.load(shards_dir / n / f"{split}.unigram.npy") for n in names)
+        domains: dict[str, Counter] = {}
+        for p in parts:
+            for d, c in p["domains"].items():
+                domains[d] = domains.get(d, Counter()) + Counter(c)
+        first = parts[0]
+        manifest = {k: first[k] for k in ("format", "seq_len", "dtype", "eos_id", "vocab_size", "tokenizer")}
+        manifest.update(
+            split=split, n_tokens=sum(p["n_tokens"] for p in parts), n_sequences=sum(p["n_sequences"] for p in parts),
+            documents=sum(p["documents"] for p in parts), domains={d: dict(c) for d, c in domains.items()},
+            unigram_entropy=_entropy(unigram),
+            parts=[{"bin": f"{n}/{split}.bin", **{k: p[k] for k in ("n_tokens", "n_sequences", "sha256")}}
+                   for n, p in zip(names, parts, strict=True)],
+            # one hash of the whole split: what caches and selections keyed on this data record
+            sha256=hashlib.sha256("".join(p["sha256"] for p in parts).encode()).hexdigest())
+        write_json(shards_dir / f"{split}.json", manifest)
+        log(f"[shards] {split:10s} {manifest['documents']:9d} docs {manifest['n_tokens']:14,d} tokens "
+            f"{manifest['n_sequences']:9d} sequences in {n_parts} parts")
+        out[split] = manifest
+    return out
+
+
+class PackedSequences:
+    """(n_sequences, seq_len + 1) sequences of several parts, indexed as one array (ints, slices,
+    index arrays); each lookup copies only the rows it returns."""
+
+    def __init__(self, parts: list[np.ndarray]):
+        self.parts = parts
+        self.offsets = np.cumsum([0] + [len(p) for p in parts])
+        self.shape = (int(self.offsets[-1]), parts[0].shape[1])
+        self.dtype = parts[0].dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            index = np.arange(*index.indices(len(self)))
+        index = np.asarray(index, dtype=np.int64)
+        flat = np.atleast_1d(index)
+        if flat.size and (flat.min() < 0 or flat.max() >= len(self)):
+            raise IndexError(f"sequence index out of range 0..{len(self) - 1}")
+        part = np.searchsorted(self.offsets, flat, side="right") - 1
+        rows = np.empty((len(flat), self.shape[1]), dtype=self.dtype)
+        for p in np.unique(part):
+            at = part == p
+            rows[at] = self.parts[p][flat[at] - self.offsets[p]]
+        return rows[0] if index.ndim == 0 else rows
+
+
 @dataclass
 class Shard:
-    path: Path
+    path: Path                  # the split's manifest
     manifest: dict
-    tokens: np.ndarray  # flat memmap
+    parts: list[np.ndarray]     # flat token memmaps, one per part
 
     @property
     def seq_len(self) -> int:
         return self.manifest["seq_len"]
 
     @property
-    def sequences(self) -> np.ndarray:
-        """(n_sequences, seq_len + 1) view of the packed token stream (the tail is dropped)."""
-        n, width = self.manifest["n_sequences"], self.seq_len + 1
-        return self.tokens[: n * width].reshape(n, width)
+    def sequences(self):
+        """(n_sequences, seq_len + 1) view of the packed token streams (each part's tail dropped)."""
+        width = self.seq_len + 1
+        views = [t[: (len(t) // width) * width].reshape(-1, width) for t in self.parts]
+        return views[0] if len(views) == 1 else PackedSequences(views)
 
     def __len__(self) -> int:
         return self.manifest["n_sequences"]
 
 
-def open_shard(bin_path: str | Path, tokenizer: str | None = None, verify: bool = True) -> Shard:
-    """Open a shard, refusing it if the manifest and the file disagree. `tokenizer`: the
-    fingerprint the caller expects; `verify`: also check the content hash and the id range."""
-    bin_path = Path(bin_path)
-    man_path = bin_path.with_suffix(".json")
-    if not bin_path.exists() or not man_path.exists():
-        raise ShardError(f"shard {bin_path} or its manifest {man_path.name} is missing: rerun the shards stage")
+def open_shard(shards_dir: str | Path, split: str, tokenizer: str | None = None, verify: bool = True) -> Shard:
+    """Split `split` of a shards folder (gathered parts, or the files of one part), refusing it if a
+    manifest and its file disagree. `tokenizer`: the fingerprint the caller expects; `verify`: also
+    check every part's content hash and id range."""
+    shards_dir = Path(shards_dir)
+    man_path = shards_dir / f"{split}.json"
+    if not man_path.exists():
+        raise ShardError(f"shard manifest {man_path} is missing: rerun the shards stage")
     m = read_json(man_path)
+    parts = m.get("parts") or [{"bin": f"{split}.bin", **{k: m.get(k) for k in ("n_tokens", "n_sequences", "sha256")}}]
     problem = None
     if m.get("format") != FORMAT:
         problem = f"format {m.get('format')} != {FORMAT}"
-    elif bin_path.stat().st_size != m["n_tokens"] * np.dtype(m["dtype"]).itemsize:
-        problem = (f"file holds {bin_path.stat().st_size} bytes, manifest says {m['n_tokens']} "
-                   f"{m['dtype']} tokens")
     elif tokenizer is not None and tokenizer != m["tokenizer"]:
         problem = f"it was made with tokenizer {m['tokenizer'][:12]}, expected {tokenizer[:12]}"
-    elif verify and sha256_file(bin_path) != m["sha256"]:
-        problem = "its sha256 differs from the manifest's (the file was changed or truncated)"
+    tokens = []
+    for p in parts if problem is None else []:
+        bin_path = shards_dir / p["bin"]
+        problem = _part_problem(bin_path, p, m, verify)
+        if problem:
+            problem = f"{bin_path}: {problem}"
+            break
+        tokens.append(np.memmap(bin_path, dtype=m["dtype"], mode="r") if p["n_tokens"] else np.zeros(0, m["dtype"]))
     if problem is None:
-        tokens = np.memmap(bin_path, dtype=m["dtype"], mode="r") if m["n_tokens"] else np.zeros(0, m["dtype"])
-        if verify and m["n_tokens"] and int(tokens.max()) >= m["vocab_size"]:
-            problem = f"it holds token ids >= its vocabulary size {m['vocab_size']}"
-        else:
-            return Shard(bin_path, m, tokens)
-    raise ShardError(f"refusing shard {bin_path}: {problem}. Delete it and rerun the shards stage.")
+        return Shard(man_path, m, tokens)
+    raise ShardError(f"refusing shard {man_path}: {problem}. Delete {shards_dir} and rerun the shards stage "
+                     f"(snakemake rebuilds it).")
+
+
+def _part_problem(bin_path: Path, part: dict, m: dict, verify: bool) -> str | None:
+    if not bin_path.exists():
+        return "the file is missing"
+    if bin_path.stat().st_size != part["n_tokens"] * np.dtype(m["dtype"]).itemsize:
+        return f"file holds {bin_path.stat().st_size} bytes, manifest says {part['n_tokens']} {m['dtype']} tokens"
+    if verify and sha256_file(bin_path) != part["sha256"]:
+        return "its sha256 differs from the manifest's (the file was changed or truncated)"
+    if verify and part["n_tokens"]:
+        if int(np.memmap(bin_path, dtype=m["dtype"], mode="r").max()) >= m["vocab_size"]:
+            return f"it holds token ids >= its vocabulary size {m['vocab_size']}"
+    return None

@@ -12,6 +12,7 @@ import gzip
 import html
 import itertools
 import json
+import math
 import re
 import unicodedata
 import xml.etree.ElementTree as ET
@@ -170,21 +171,29 @@ _FILE_READERS: dict[str, Callable[[Path], Iterator[str]]] = {
 }
 
 
-def read_hf_dataset(src: dict) -> Iterator[str]:
-    """A hub dataset (paper config) or a local dataset directory, streamed: never all in memory."""
+def read_hf_dataset(src: dict, part: int = 0, parts: int = 1) -> Iterator[str]:
+    """Slice `part` of `parts` of a hub dataset (paper config) or a local dataset directory,
+    streamed: never all in memory. With as many data files as a multiple of `parts`, each part
+    reads only its own files; otherwise every part reads the stream and keeps every parts-th row."""
     import datasets
+    from datasets.distributed import split_dataset_by_node
 
     ds = datasets.load_dataset(src["dataset"], src.get("name"), split=src["split"], streaming=True)
+    if parts > 1:
+        ds = split_dataset_by_node(ds, rank=part, world_size=parts)
     for row in ds:
         yield row[src["text_field"]]
 
 
-def read_source(src: dict) -> Iterator[str]:
-    """Cleaned documents of one configured source."""
+def read_source(src: dict, part: int = 0, parts: int = 1) -> Iterator[str]:
+    """Cleaned documents of one configured source. A hub dataset yields only slice `part` of
+    `parts` (and its share of `max_docs`); a file source yields everything (lsap.corpus slices it)."""
+    cap = src.get("max_docs")
     if src["reader"] == "hf_dataset":
-        raw = read_hf_dataset(src)
+        raw = read_hf_dataset(src, part, parts)
+        cap = math.ceil(cap / parts) if cap else cap
     else:
         reader = _FILE_READERS[src["reader"]]
         raw = (doc for p in asset_paths(src["asset"], src["path"]) for doc in reader(p))
-    for doc in itertools.islice(raw, src.get("max_docs")):  # streams stop reading at the cap
+    for doc in itertools.islice(raw, cap):  # streams stop reading at the cap
         yield clean_text(doc)

@@ -284,8 +284,8 @@ def run_job(cfg: RunConfig, role: str, tokenizer_dir, shards_dir, out, key: str,
 
     tok = vocab.load(tokenizer_dir)
     fp = vocab.fingerprint(tokenizer_dir)
-    data = shards.open_shard(Path(shards_dir) / f"{split}.bin", tokenizer=fp)
-    val = shards.open_shard(Path(shards_dir) / "validation.bin", tokenizer=fp)
+    data = shards.open_shard(shards_dir, split, tokenizer=fp)
+    val = shards.open_shard(shards_dir, "validation", tokenizer=fp)
     if role == "student":
         if method not in cfg["methods"]:
             raise TrainingError(f"no method '{method}' in the config's methods section "
