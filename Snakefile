@@ -11,6 +11,7 @@ from lsap import tables as lsap_tables
 from lsap import assets as lsap_assets
 from lsap import config as lsap_config
 from lsap import corpus as lsap_corpus
+from lsap import hub as lsap_hub
 
 
 # Validate before any job runs: a misspelt key or bad value stops here, naming the key.
@@ -41,6 +42,7 @@ envvars:
 onstart:
     # Runs only when this invocation holds the lock and has jobs to run: a dry run, or a second
     # snakemake refused by the lock, never rewrites what a running run's jobs read.
+    lsap_hub.check(config, CONFIG_NAME)  # every hub id a local folder, or the hub reachable
     layout.claim_run_dir(REPO_ROOT, RUN, CONFIG_NAME)
     lsap_config.write_resolved(config, CONFIG)
 

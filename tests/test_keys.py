@@ -55,7 +55,8 @@ def test_keys_hold_no_path_or_interpreter(tiny_cfg):
 def test_the_cli_refuses_a_config_that_is_not_the_planned_one(tmp_path, capsys, tiny_cfg):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(tiny_cfg))
-    assert main(["corpus", "--config", str(path), "--key", "0123456789abcdef", "--part", "0", "--out", str(tmp_path / "c")]) == 2
+    args = ["--key", "0123456789abcdef", "--part", "0", "--out", str(tmp_path / "c")]
+    assert main(["corpus", "--config", str(path), *args]) == 2
     assert "is not the config this corpus job was planned with" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
 

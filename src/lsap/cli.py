@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import time
 
@@ -95,6 +97,15 @@ def _report(args, cfg):
     from lsap import tables
 
     tables.render(cfg, args.results, args.tables, args.figures)
+
+
+def _plan(args, cfg):
+    from lsap import forecast, hub
+
+    if not hub.reachable():
+        os.environ["HF_HUB_OFFLINE"] = "1"  # no 30 s of retries per hub id: shapes from config/hub_models.yaml
+    priced = forecast.price(cfg)
+    print(json.dumps(priced, indent=1) if args.json else forecast.render(priced))
 
 
 def _bench(args, cfg):
@@ -204,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--results", help="default results/<run>")
     s.add_argument("--tables", help="default paper_tables/<run>")
     s.add_argument("--figures", help="default figures/<run>")
+
+    s = stage("plan", _plan, "price every job of the config's DAG before launch (FLOPs, tokens, epochs, hours)")
+    s.add_argument("--json", action="store_true", help='{"jobs": [{"job", "method", "tokens", "flops", ...}]}')
 
     s = stage("bench", _bench, "throughput of ce / lsap (online, cached) steps and of the loss alone")
     s.add_argument("--shapes", choices=["paper", "cpu"], default="cpu")

@@ -32,6 +32,7 @@ def _student_plan(cfg: dict) -> dict:
     """What sizes a student run: its model, budget, batch and world size."""
     t = cfg["training"]
     return {"model": cfg["students"]["model"], "budget_flops": cfg["students"]["budget_flops"],
+            "budget_counts": cfg["students"]["budget_counts"],
             "batch": _pick(t, "micro_batch", "grad_accum"), "gpus": cfg["compute"]["gpus"],
             "seq_len": cfg["shards"]["seq_len"]}
 

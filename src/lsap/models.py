@@ -67,15 +67,36 @@ def resolve(cfg: dict, spec: dict) -> dict:
     return spec
 
 
+FROM_TABLE: set[str] = set()  # hub ids whose config came from config/hub_models.yaml (lsap plan says so)
+
+
+def hub_table() -> dict:
+    import yaml
+
+    from lsap import REPO_ROOT
+
+    return yaml.safe_load((REPO_ROOT / "config" / "hub_models.yaml").read_text())
+
+
 def source_config(cfg: dict, spec: dict):
-    """The HF config of a model source (no weights read): what its FLOPs are counted from."""
+    """The HF config of a model source (no weights read): what its FLOPs are counted from. A hub
+    id out of reach falls back to config/hub_models.yaml (the architectures the hub states)."""
+    from pathlib import Path
+
     from transformers import AutoConfig
 
     spec = resolve(cfg, spec)
     if spec["kind"] == "pretrained":
         path = asset_path(*GGUF_MODELS[spec["name"]])
         return AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
-    return AutoConfig.from_pretrained(spec["id"])
+    try:
+        return AutoConfig.from_pretrained(spec["id"])
+    except OSError:
+        known = hub_table()
+        if Path(spec["id"]).is_absolute() or spec["id"] not in known:
+            raise
+    FROM_TABLE.add(spec["id"])
+    return AutoConfig.for_model(**{k: v for k, v in known[spec["id"]].items() if k != "tokenizer_vocab"})
 
 
 def n_params(model, embeddings: bool = True) -> int:

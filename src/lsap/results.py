@@ -61,6 +61,9 @@ def collect(cfg: dict, results_dir: str | Path) -> pd.DataFrame:
                        "wall_s": sum(summary["tokens"] / summary["steps"] / x["tok_s"] for x in log
                                      if x["step"] <= e["step"]),
                        "val_loss": r.get("val_loss", np.nan),
+                       # the compute ledger of the whole run (lsap.train summary)
+                       **{f"ledger_{k}": summary.get(f"{k}_flops", np.nan)
+                          for k in ("training", "teacher", "selection", "trained_models")},
                        "targets_per_pos": summary.get("mean_targets_per_pos", np.nan)}
                 scored = [t for t in TASKS if (e["benchmarks"].get(t) or {}).get("value") is not None]
                 for t, b in e["benchmarks"].items():
@@ -114,6 +117,10 @@ def best_lsap(df: pd.DataFrame) -> str | None:
     return None if lsap.empty else lsap.sort_values(["bpb", "avg"], ascending=[True, False]).index[0]
 
 
+LEDGER = {"training": "training FLOPs", "teacher": "teacher inference FLOPs", "selection": "data scoring FLOPs",
+          "trained_models": "FLOPs of models trained for it"}
+
+
 def head_to_head(df: pd.DataFrame, domains: list[str]) -> pd.DataFrame:
     fin, best = final(df), best_lsap(df)
     order = ["ce"] + ([best] if best else []) + [m for m in fin.method.unique()
@@ -126,8 +133,10 @@ def head_to_head(df: pd.DataFrame, domains: list[str]) -> pd.DataFrame:
         row = {"Method": name + (" (best LSAP)" if name == best else ""), "Avg score": _pm(*_seed_mean(g, "avg"))}
         for dom in domains:
             row[f"bpb {dom}"] = g[f"bpb_{dom}"].mean()
-        row.update({"bpb mean": g.bpb_mean.mean(), "tokens (M)": g.tokens.mean() / 1e6,
-                    "FLOPs": f"{g.flops.mean():.3g}", "wall (s)": g.wall_s.mean()})
+        row.update({"bpb mean": g.bpb_mean.mean(), "tokens (M)": g.tokens.mean() / 1e6})
+        for k, col in LEDGER.items():
+            row[col] = f"{g[f'ledger_{k}'].mean():.3g}"
+        row["wall (s)"] = g.wall_s.mean()
         out.append(row)
     return pd.DataFrame(out)
 

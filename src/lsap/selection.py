@@ -245,14 +245,22 @@ def select_job(cfg: dict, method: str, tokenizer_dir, shards_dir, out, log=print
     n_vocab = len(vocab.load(tokenizer_dir))
     data = shards.open_shard(shards_dir, "train", tokenizer=vocab.fingerprint(tokenizer_dir))
     which = None
-    if m["pool_factor"] is not None:  # score a uniform pool sized by what the run will draw
-        p = plan.student(cfg, method, n_vocab, data.seq_len)
-        drawn = p.steps * p.global_batch if m["data"] == "miniplm" else round(m["kd_steps_frac"] * p.steps) * p.global_batch
-        pool = min(len(data), math.ceil(m["pool_factor"] * drawn))
+    pool = pool_size(cfg, method, len(data), plan.student(cfg, method, n_vocab, data.seq_len))
+    if pool < len(data):  # score a uniform pool sized by what the run will draw
         which = np.sort(np.random.default_rng([cfg["seed"], 7]).choice(len(data), pool, replace=False))
-        log(f"[select] pool of {pool} of {len(data)} sequences ({m['pool_factor']} × the {drawn} the run draws)")
+        log(f"[select] pool of {pool} of {len(data)} sequences (pool_factor {m['pool_factor']})")
     score_sequences(model, data, Path(out) / "scores.npy", score_fn, cfg["training"]["micro_batch"],
                     meta={"models": ident, "roles": roles}, which=which, log=log)
+
+
+def pool_size(cfg: dict, method: str, n_data: int, p) -> int:
+    """Sequences a selection scores: all of them, or pool_factor × what the run draws (MiniPLM:
+    every step's batch; SALT_DS: its KD phase's), `p` being the student's RunPlan."""
+    m = cfg["methods"][method]
+    if m["pool_factor"] is None:
+        return n_data
+    steps = p.steps if m["data"] == "miniplm" else round(m["kd_steps_frac"] * p.steps)
+    return min(n_data, math.ceil(m["pool_factor"] * steps * p.global_batch))
 
 
 def load_scores(scores_path) -> tuple[np.ndarray, np.ndarray, dict]:

@@ -254,6 +254,8 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
     bar.close()
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if line]
     summary = {"steps": total_steps, "tokens": total_steps * tokens_per_step, "flops": flops,
+               "training_flops": total_steps * tokens_per_step * train_fpt, "teacher_flops": flops - total_steps
+               * tokens_per_step * train_fpt,
                "flops_per_token": flops_per_token, "teacher_flops_per_token": teacher_fpt,
                "params": models.n_params(model), "budget_flops": budget_flops, "objective": objective.name,
                "final_val_loss": _last_val(records), "tok_s_median": float(np.median([r["tok_s"] for r in records])),
@@ -292,7 +294,13 @@ def run_job(cfg: RunConfig, role: str, tokenizer_dir, shards_dir, out, key: str,
                                 f"(defined: {', '.join(sorted(cfg['methods']))})")
         model = models.build(cfg["students"]["model"], len(tok), data.seq_len, seed=seed)
         objective, indices, extra = methods.build(cfg, method, model, len(data), translation, targets, scores)
-        budget, expected = cfg["students"]["budget_flops"], plan.student(cfg, method, len(tok), data.seq_len).steps
+        p = plan.student(cfg, method, len(tok), data.seq_len, extra.get("selection_flops", 0.0))
+        fixed = plan.fixed_flops(cfg, method, extra.get("selection_flops", 0.0))
+        budget, expected = cfg["students"]["budget_flops"] - fixed, p.steps
+        # the compute ledger: every cost of this run, charged to the matched budget or not
+        extra.update(matched_budget_flops=cfg["students"]["budget_flops"], budget_counts=cfg["students"]["budget_counts"],
+                     trained_models_flops=plan.trained_models_flops(cfg, method),
+                     selection_flops=extra.get("selection_flops", 0.0))
     else:
         ref = cfg["references"][role]
         model = models.build(ref["model"], len(tok), data.seq_len, seed=seed)

@@ -1,0 +1,110 @@
+"""Data-prep throughput: the shards stage (lsap.shards.write_split, the code every config runs)
+tokenising real text from the embedded corpus with the embedded cl100k tokenizer (the stand-in for
+OLMo2's dolma2, a BPE of the same family and size), one CPU core per job.
+
+    python bench/data_prep.py --out bench/data_prep-cpu.json [--repeat 3]
+
+Prints and writes: tokens/s per core of the whole stage (read JSONL, batch-encode, write the
+memmap, count unigrams) and of the tokenizer alone; the wall-clock of both corpus parts as 1 job
+(one after the other) and as 2 jobs side by side; and what that rate means for the paper's
+training tokens on N jobs (`--paper-tokens`, from `python -m lsap plan --config config/paper.yaml`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# one core per job: the Rust tokenizer would otherwise use every core for a batch
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ["RAYON_NUM_THREADS"] = "1"
+
+from lsap import REPO_ROOT, config, corpus, vocab  # noqa: E402
+
+JOB = """
+import json, sys, time
+from lsap import shards
+t = time.perf_counter(); n = 0
+for part in sys.argv[3:]:
+    n += shards.write_split(sys.argv[1], part, "train", part + "/" + sys.argv[2], 1024, log=lambda *_: None)["n_tokens"]
+print(json.dumps({"tokens": n, "seconds": time.perf_counter() - t}))
+"""
+
+
+def _job(tok_dir: Path, tag: str, parts: list[Path]) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-c", JOB, str(tok_dir), tag, *map(str, parts)], env=env,
+                            stdout=subprocess.PIPE, text=True)
+
+
+def _wait(*procs) -> list[dict]:
+    out = []
+    for p in procs:
+        stdout, _ = p.communicate()
+        if p.returncode:
+            raise SystemExit(f"a tokenising job failed (exit {p.returncode})")
+        out.append(json.loads(stdout))
+    return out
+
+
+def tokenizer_alone(tok, texts: list[str], batch: int = 1024) -> tuple[int, float]:
+    t, n = time.perf_counter(), 0
+    for i in range(0, len(texts), batch):
+        n += sum(map(len, tok(texts[i:i + batch], add_special_tokens=False)["input_ids"]))
+    return n, time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--repeat", type=int, default=3, help="timed repetitions of each measurement (best is kept)")
+    ap.add_argument("--paper-tokens", type=float, default=51.9e9, help="tokens the paper's data prep tokenises")
+    args = ap.parse_args()
+    cfg = config.load(REPO_ROOT / "config" / "tiny.yaml")
+    cfg = config.validate({**cfg, "corpus": {**cfg["corpus"], "parts": 2}})
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        parts = [tmp / corpus.part_name(p) for p in range(2)]
+        for p, d in enumerate(parts):
+            corpus.build(cfg, d, part=p, log=lambda *_: None)
+        tok_dir = vocab.save(vocab.load_pretrained("cl100k"), tmp / "cl100k")
+        texts = [t for d in parts for _, t in corpus.iter_documents(d, "train")]
+        n_bytes = sum(len(t.encode()) for t in texts)
+        tok = vocab.load(tok_dir)
+        alone = min((tokenizer_alone(tok, texts) for _ in range(args.repeat)), key=lambda r: r[1])
+        one = min((_wait(_job(tok_dir, f"one{r}", parts))[0] for r in range(args.repeat)), key=lambda r: r["seconds"])
+        two = []
+        for r in range(args.repeat):
+            t = time.perf_counter()
+            jobs = _wait(*(_job(tok_dir, f"two{r}", [d]) for d in parts))
+            two.append({"wall": time.perf_counter() - t, "tokens": sum(j["tokens"] for j in jobs)})
+        two = min(two, key=lambda r: r["wall"])
+    rate = one["tokens"] / one["seconds"]
+    result = {
+        "what": "lsap.shards.write_split (train split, seq 1024) of the embedded tiny corpus in 2 parts, "
+                "cl100k tokenizer (HF fast), one core per job",
+        "documents": len(texts), "bytes": n_bytes, "tokens": one["tokens"],
+        "tokens_per_s_per_core_stage": round(rate), "tokens_per_s_per_core_tokenizer_alone": round(alone[0] / alone[1]),
+        "bytes_per_token": round(n_bytes / one["tokens"], 3),
+        "wall_1_job_s": round(one["seconds"], 2), "wall_2_jobs_s": round(two["wall"], 2),
+        "speedup_2_jobs": round(one["seconds"] / two["wall"], 2),
+        "paper_tokens": args.paper_tokens,
+        "paper_hours_on": {f"{n}_jobs_x_{c}_cores": round(args.paper_tokens / (rate * n * c) / 3600, 2)
+                           for n, c in ((16, 1), (16, 8), (64, 8))},
+        "host": {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+                 "cpus": os.cpu_count(), "python": platform.python_version()},
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,303 @@
+"""`python -m lsap plan --config C [--json]`: every job of a config's DAG priced before launch.
+
+Per job: FLOPs, tokens read, epochs over the data it reads, GPU-hours (or CPU-hours for the data
+jobs), a peak-memory estimate and the Slurm resources the profile requests; warnings for a run
+that repeats data and for a job whose runtime limit cannot hold one resume interval. Nothing is
+trained or loaded: shapes come from configs (hub ids out of reach: config/hub_models.yaml).
+
+Sources of each figure (the output names them):
+  tokens of the data   the shard manifests where the shards stage ran, else `tokens_per_doc` ×
+                       `max_docs` of each hub source (an estimate) split by corpus.splits
+  GPU time             FLOPs / (compute.peak_tflops × compute.mfu): an assumed utilisation until a
+                       GPU measurement exists (bench/gpu_check.sh)
+  CPU time (data)      tokens / the tokens/s per core bench/data_prep.py measured (bench/data_prep-cpu.json)
+  memory               16 B per trained parameter (fp32 weights, gradients, AdamW moments) +
+                       34·b·s·h·L bytes of bf16 activations (Korthikanti et al. 2022, flash attention)
+                       + bf16 teacher weights + fp32 teacher logits of one micro-batch + 2 GB runtime
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import yaml
+
+from lsap import REPO_ROOT, layout, methods, plan
+from lsap.config_types import RunConfig
+
+PROFILE = REPO_ROOT / "workflow" / "profiles" / "slurm" / "config.yaml"
+DATA_BENCH = REPO_ROOT / "bench" / "data_prep-cpu.json"
+
+
+def vocab_size(cfg: RunConfig, role: str) -> int:
+    from lsap import models, vocab
+
+    built = REPO_ROOT / layout.tokenizer(cfg["run"], role)
+    spec = cfg["tokenizers"][role]
+    if (built / "tokenizer.json").exists():
+        return len(vocab.load(built))
+    if spec["kind"] == "bpe":
+        return spec["vocab_size"]
+    if spec["kind"] == "hub" and not Path(spec["id"]).is_dir():
+        entry = models.hub_table().get(spec["id"])
+        if entry is None:
+            raise ValueError(f"tokenizers.{role}: hub id {spec['id']} is not in config/hub_models.yaml and the "
+                             f"tokenizer stage has not run: add its vocabulary size there")
+        return entry.get("tokenizer_vocab", entry["vocab_size"])
+    return len(vocab.build(spec, None))
+
+
+def data_tokens(cfg: RunConfig) -> dict[str, dict]:
+    """{split: {tokens, source}} of the student's shards: measured, or estimated from the config."""
+    out = {}
+    for split in ("train", "validation", "reference"):
+        path = REPO_ROOT / layout.shards(cfg["run"], "student") / f"{split}.json"
+        if path.exists():
+            out[split] = {"tokens": json.loads(path.read_text())["n_tokens"], "source": "shard manifest"}
+    if len(out) == 3:
+        return out
+    c, total = cfg["corpus"], {"train": 0.0, "validation": 0.0, "reference": 0.0}
+    for spec in c["domains"].values():
+        for src in spec["sources"]:
+            if not spec["train"] and not src.get("tokens_per_doc"):
+                continue  # a held-out domain: read by evaluation only
+            if not (src.get("tokens_per_doc") and src.get("max_docs")):
+                return {s: {"tokens": None, "source": "unknown until the shards stage ran (give hub sources "
+                                                      "max_docs and tokens_per_doc)"} for s in total}
+            n = src["max_docs"] * src["tokens_per_doc"]
+            if not spec["train"]:
+                total["validation"] += n
+                continue
+            total["validation"] += n * c["splits"]["validation"]
+            total["reference"] += n * c["splits"]["reference"]
+            total["train"] += n * (1 - c["splits"]["validation"] - c["splits"]["reference"])
+    return {s: {"tokens": round(t), "source": "estimate: max_docs × tokens_per_doc"} for s, t in total.items()}
+
+
+def _profile() -> dict:
+    return yaml.safe_load(PROFILE.read_text())
+
+
+def slurm_resources(rule: str, cfg: RunConfig, profile: dict) -> dict:
+    """What the Slurm profile requests for a rule's job (None: a local rule, run where snakemake runs)."""
+    if rule in ("corpus", "shards", "tokenizer", "translation", "overlap", "report", "notebook"):
+        return {"local": True}
+    res = {**profile["default-resources"], **profile.get("set-resources", {}).get(rule, {})}
+    if "cpus_per_gpu" in res:
+        res["gpus"] = cfg["compute"]["gpus"]
+    return {k: v for k, v in res.items() if k in ("slurm_partition", "runtime", "mem_mb", "cpus_per_task",
+                                                   "cpus_per_gpu", "mem_mb_per_cpu", "gpus")}
+
+
+def memory_gb(train_spec: dict | None, train_params: int, cfg: RunConfig, teacher_params: int = 0,
+              teacher_vocab: int = 0) -> float:
+    t, seq = cfg["training"], cfg["shards"]["seq_len"]
+    b = 16 * train_params
+    if train_spec:
+        b += 34 * t["micro_batch"] * seq * train_spec["hidden"] * train_spec["layers"]
+    b += 2 * teacher_params + 4 * t["micro_batch"] * seq * teacher_vocab
+    return round(b / 1e9 + 2, 1)
+
+
+FIELDS = ("job", "method", "steps", "tokens", "flops", "epochs", "gpu_hours", "cpu_hours", "memory_gb", "slurm")
+
+
+def _row(job: str, method: str, **kw) -> dict:
+    return {f: kw.get(f) for f in FIELDS} | {"job": job, "method": method} | kw
+
+
+def _teacher_shape(cfg: RunConfig, role: str) -> tuple[int, int, int]:
+    """(2N FLOPs/token, parameters, vocabulary) of a students.teachers source."""
+    src = cfg["students"]["teachers"][role]
+    if src["kind"] == "trained":
+        ref = cfg["references"][src["name"]]
+        v = vocab_size(cfg, ref["tokenizer"])
+        fpt = plan.model_flops_per_token(ref["model"], v, cfg["shards"]["seq_len"]) // 3
+        return fpt, fpt // 2, v
+    from lsap import models
+
+    hf = models.source_config(cfg, src)
+    fpt = plan.source_flops_per_token(cfg, src)
+    return fpt, fpt // 2, hf.vocab_size
+
+
+def _table1_fpt(cfg: RunConfig, m: dict) -> int:
+    if m["kind"] == "trained":
+        ref = cfg["references"][m["name"]]
+        return plan.model_flops_per_token(ref["model"], vocab_size(cfg, ref["tokenizer"]), cfg["shards"]["seq_len"]) // 3
+    return plan.source_flops_per_token(cfg, m)
+
+
+def price(cfg: RunConfig) -> dict:
+    from lsap import selection
+
+    profile, c = _profile(), cfg["compute"]
+    rate = c["peak_tflops"] * 1e12 * c["mfu"]
+    seq, parts, data = cfg["shards"]["seq_len"], cfg["corpus"]["parts"], data_tokens(cfg)
+    v_student = vocab_size(cfg, "student")
+    jobs, warnings = [], []
+    bench = json.loads(DATA_BENCH.read_text()) if DATA_BENCH.exists() else None
+    all_tokens = sum(d["tokens"] or 0 for d in data.values()) or None
+    for role in cfg["shards"]["roles"]:
+        per_part = all_tokens / parts if all_tokens else None
+        res = slurm_resources("shards_part", cfg, profile)
+        cpu_h = per_part / (bench["tokens_per_s_per_core_stage"] * res.get("cpus_per_task", 1)) / 3600 \
+            if per_part and bench else None
+        jobs += [_row("shards_part", f"{role} {layout_part(p)}", tokens=per_part, cpu_hours=cpu_h, slurm=res)
+                 for p in range(parts)]
+    jobs += [_row("corpus_part", layout_part(p), tokens=all_tokens / parts if all_tokens else None,
+                  slurm=slurm_resources("corpus_part", cfg, profile)) for p in range(parts)]
+
+    def training_job(job, label, spec, vocab_n, budget, split_tokens, teacher=(0, 0, 0), frac=0.0, fixed=0.0):
+        fpt = plan.model_flops_per_token(spec, vocab_n, seq)
+        p = plan.make(cfg, budget - fixed, fpt, teacher[0], frac, seq)
+        epochs = p.tokens / split_tokens if split_tokens else None
+        hours = p.steps * p.tokens_per_step * (fpt + teacher[0] * frac) / rate / 3600
+        res = slurm_resources(job, cfg, profile)
+        row = _row(job, label, steps=p.steps, tokens=p.tokens, flops=p.steps * p.tokens_per_step * (fpt + teacher[0] * frac),
+                   epochs=epochs, gpu_hours=hours, memory_gb=memory_gb(spec, fpt // 6, cfg, teacher[1], teacher[2]),
+                   slurm=res)
+        if epochs and epochs > 1.0:
+            warnings.append(f"{job} {label} reads its data {epochs:.2f} times (repeats data)")
+        wall_min = hours * 60 / max(1, c["gpus"])
+        fr = sorted(cfg["training"]["checkpoint_fractions"])  # a resume point at each, and every save_every_steps
+        first_gap = min(b - a for a, b in zip([0.0] + fr[:-1], fr, strict=True))
+        gap = min(cfg["training"]["save_every_steps"], max(1, round(first_gap * p.steps)))
+        interval = wall_min * min(1.0, gap / max(p.steps, 1))
+        if "runtime" in res and interval > res["runtime"]:
+            warnings.append(f"{job} {label}: {gap} steps between resume checkpoints take ~{interval:.0f} min, "
+                            f"beyond the job's runtime limit of {res['runtime']} min: it "
+                            f"could never resume. Lower training.save_every_steps or raise the runtime")
+        elif "runtime" in res and wall_min > res["runtime"] * (1 + profile.get("retries", 0)):
+            warnings.append(f"{job} {label}: ~{wall_min / 60:.1f} h of wall time needs "
+                            f"{math.ceil(wall_min / res['runtime'])} submissions of {res['runtime']} min; the profile "
+                            f"allows {1 + profile.get('retries', 0)} (raise runtime or retries)")
+        jobs.append(row)
+        return row, p
+
+    for name, ref in cfg["references"].items():
+        training_job("reference_model", name, ref["model"], vocab_size(cfg, ref["tokenizer"]), ref["budget_flops"],
+                     data[ref["split"]]["tokens"])
+    s = cfg["students"]
+    for mname in s["methods"]:
+        m = cfg["methods"][mname]
+        kind = methods.OBJECTIVES[m["objective"]]
+        teacher = _teacher_shape(cfg, kind.teachers[0]) if kind.teachers else (0, 0, 0)
+        frac = kind.teacher_fraction(m) if kind.teachers else 0.0
+        readable = data["train"]["tokens"]
+        if m["data"] == "miniplm" and readable:
+            readable *= m["keep_frac"]
+        scoring = 0.0
+        if m["data"] != "all":
+            scorers = sum(_teacher_shape(cfg, r)[0] for r in methods.DATA[m["data"]].roles)
+            p0 = plan.make(cfg, s["budget_flops"], plan.model_flops_per_token(s["model"], v_student, seq), teacher[0],
+                           frac, seq)
+            n_data = (data["train"]["tokens"] or 0) // (seq + 1)
+            pool = selection.pool_size(cfg, mname, n_data, p0)
+            scoring = pool * seq * scorers
+            jobs.append(_row("selection", mname, tokens=pool * seq, flops=scoring, gpu_hours=scoring / rate / 3600,
+                             slurm=slurm_resources("selection", cfg, profile)))
+        if methods.uses_targets_cache(m):
+            p0 = plan.make(cfg, s["budget_flops"], plan.model_flops_per_token(s["model"], v_student, seq), teacher[0],
+                           frac, seq)
+            jobs += [_row("targets", f"{mname}-s{seed}", tokens=p0.tokens, flops=p0.tokens * teacher[0],
+                          gpu_hours=p0.tokens * teacher[0] / rate / 3600,
+                          memory_gb=memory_gb(None, 0, cfg, teacher[1], teacher[2]),
+                          slurm=slurm_resources("targets", cfg, profile)) for seed in s["seeds"]]
+        for seed in s["seeds"]:
+            row, p = training_job("student", f"{mname}-s{seed}", s["model"], v_student, s["budget_flops"], readable,
+                                  teacher, frac, fixed=plan.fixed_flops(cfg, mname, scoring))
+            row["ledger"] = {"training": p.steps * p.tokens_per_step * p.train_flops_per_token,
+                             "teacher_inference": row["flops"] - p.steps * p.tokens_per_step * p.train_flops_per_token,
+                             "selection": scoring,
+                             "trained_models": plan.trained_models_flops(cfg, mname)}
+    # evaluation: bits per byte on every domain at every checkpoint (lm-eval's benchmarks come on top)
+    e, n_ckpt = cfg["evaluation"], len(cfg["training"]["checkpoint_fractions"])
+    bpt = bench["bytes_per_token"] if bench else 4.0
+    eval_tokens = (e["bpb_max_bytes"] or 0) * len(cfg["corpus"]["domains"]) / bpt * n_ckpt
+    student_fpt = plan.model_flops_per_token(s["model"], v_student, seq) // 3
+    jobs += [_row("evaluate", f"{mname}-s{seed}", tokens=eval_tokens, flops=eval_tokens * student_fpt,
+                  gpu_hours=eval_tokens * student_fpt / rate / 3600, slurm=slurm_resources("evaluate", cfg, profile))
+             for mname in s["methods"] for seed in s["seeds"]]
+    t1 = cfg["analysis"]["table1"]
+    t1_tokens = t1["examples"] * sum(1 for d in cfg["corpus"]["domains"].values() if d.get("table1")) * t1["seq_len"]
+    t1_flops = t1_tokens * sum(_table1_fpt(cfg, m) for m in t1["models"]) * len(cfg["analysis"].get("seeds", [0]))
+    jobs.append(_row("table1", f"{len(t1['models'])} models", tokens=t1_tokens, flops=t1_flops,
+                     gpu_hours=t1_flops / rate / 3600, slurm=slurm_resources("table1", cfg, profile)))
+    for j in jobs:  # one process per job outside training (torchrun runs only the training jobs)
+        lim = j["slurm"].get("runtime")
+        if j["job"] in ("targets", "selection", "evaluate", "table1") and lim and j["gpu_hours"] * 60 > lim * (
+                1 + profile.get("retries", 0)):
+            warnings.append(f"{j['job']} {j['method']}: ~{j['gpu_hours']:.0f} h on one process, beyond "
+                            f"{1 + profile.get('retries', 0)} submissions of {lim} min (its work is not split over "
+                            f"GPUs or jobs)")
+    from lsap.models import FROM_TABLE
+
+    return {"config": cfg["run"], "data": data, "jobs": jobs, "warnings": warnings,
+            "rates": {"gpu": f"{c['mfu']:g} MFU of {c['peak_tflops']:g} TFLOP/s per GPU (assumed: config compute.mfu, "
+                             f"compute.peak_tflops; no GPU measurement yet)",
+                      "cpu": (f"{bench['tokens_per_s_per_core_stage']:,} tokens/s per core ({DATA_BENCH.name}, "
+                              f"{bench['date']})") if bench else "no data-prep measurement (bench/data_prep.py)"},
+            "hub_configs_from_table": sorted(FROM_TABLE)}
+
+
+def layout_part(p: int) -> str:
+    from lsap.corpus import part_name
+
+    return part_name(p)
+
+
+def _fmt(v, unit=1.0, digits=2) -> str:
+    return "—" if v is None else f"{v / unit:,.{digits}f}"
+
+
+def _request(sl: dict) -> str:
+    if sl.get("local"):
+        return "local rule"
+    parts = [sl.get("slurm_partition", "?")]
+    if "gpus" in sl:
+        parts.append(f"{sl['gpus']} GPU × {sl.get('cpus_per_gpu', 1)} CPU, {sl.get('mem_mb_per_cpu', 0) // 1000} GB/CPU")
+    else:
+        parts.append(f"{sl.get('cpus_per_task', 1)} CPU, {sl.get('mem_mb', 0) // 1000} GB")
+    return ", ".join(parts + [f"{sl.get('runtime', '?')} min"])
+
+
+def render(priced: dict) -> str:
+    """The plan as a Markdown table (data parts collapsed to one line each), its totals and warnings."""
+    big = max((j["tokens"] or 0) for j in priced["jobs"]) >= 1e9
+    unit, uname = (1e9, "B") if big else (1e6, "M")
+    lines = [f"Plan of `{priced['config']}`. Data: " + ", ".join(
+        f"{s} {_fmt(d['tokens'], unit)} {uname} tokens" for s, d in priced["data"].items())
+        + f" ({next(iter(priced['data'].values()))['source']}).", f"GPU time at {priced['rates']['gpu']}; "
+        f"data-prep CPU time at {priced['rates']['cpu']}.", "",
+        f"| job | what | tokens ({uname}) | FLOPs | epochs | GPU-h | CPU-h | est. memory (GB) | Slurm request |",
+        "|---|---|---|---|---|---|---|---|---|"]
+    rows, seen = [], {}
+    for j in priced["jobs"]:
+        if j["job"] in ("corpus_part", "shards_part"):
+            what = j["method"].split(" ")[0] if j["job"] == "shards_part" else ""
+            key = (j["job"], what)
+            if key in seen:
+                seen[key]["n"] += 1
+                continue
+            j = seen.setdefault(key, {**j, "n": 1})
+        rows.append(j)
+    for j in rows:
+        what = j["method"] if "n" not in j else f"{j['n']} jobs" + (f", {j['method'].split(' ')[0]}"
+                                                                    if j["job"] == "shards_part" else "")
+        req = _request(j["slurm"])
+        per = " each" if "n" in j else ""
+        lines.append(f"| {j['job']} | {what} | {_fmt(j.get('tokens'), unit)}{per} | "
+                     f"{'—' if j.get('flops') is None else format(j['flops'], '.3g')} | {_fmt(j.get('epochs'))} | "
+                     f"{_fmt(j.get('gpu_hours'), 1, 1)} | {_fmt(j.get('cpu_hours'), 1, 2)}{per} | "
+                     f"{_fmt(j.get('memory_gb'), 1, 1)} | {req} |")
+    gpu_h = sum(j.get("gpu_hours") or 0 for j in priced["jobs"])
+    lines += ["", f"Total: {gpu_h:,.0f} GPU-hours over {sum(j['job'] == 'student' for j in priced['jobs'])} "
+                  f"student runs and the jobs above."]
+    if priced["hub_configs_from_table"]:
+        lines.append("Hub out of reach: shapes of " + ", ".join(priced["hub_configs_from_table"])
+                     + " from config/hub_models.yaml.")
+    lines += [f"WARNING: {w}" for w in priced["warnings"]]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,50 @@
+"""Hugging Face Hub ids in a config: which there are, and whether each can be read here.
+
+A hub id (a dataset, a tokenizer, a model) may always be replaced by a local folder. Before any
+job runs (Snakemake's onstart), every id must be a local folder or the hub must be reachable;
+otherwise the run stops, naming the ids, instead of failing hours later on a compute node.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+
+def ids(cfg: dict) -> list[tuple[str, str]]:
+    """(where in the config, hub id or local folder) of every hub source a config reads."""
+    out = []
+    for d, spec in cfg["corpus"]["domains"].items():
+        out += [(f"corpus.domains.{d}", s["dataset"]) for s in spec["sources"] if s["reader"] == "hf_dataset"]
+    out += [(f"tokenizers.{r}", t["id"]) for r, t in cfg["tokenizers"].items() if t["kind"] == "hub"]
+    out += [(f"students.teachers.{r}", m["id"]) for r, m in cfg["students"]["teachers"].items() if m["kind"] == "hub"]
+    out += [("analysis.table1.models", m["id"]) for m in cfg["analysis"]["table1"]["models"] if m["kind"] == "hub"]
+    return out
+
+
+def reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub answers here (one TCP connection; HF_HUB_OFFLINE=1 means no)."""
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def check(cfg: dict, source: str) -> None:
+    """Refuse a config whose hub ids can be read neither from a local folder nor from the hub."""
+    remote = [(where, i) for where, i in ids(cfg) if not Path(i).is_dir()]
+    missing = [(where, i) for where, i in remote if Path(i).is_absolute() or i.startswith(".")]
+    if not missing and (not remote or reachable()):
+        return
+    bad = missing or remote
+    raise RuntimeError(
+        f"{source}: these hub sources can be read neither from a local folder nor from the Hugging Face Hub "
+        f"(not reachable from here): " + "; ".join(f"{w}: {i}" for w, i in bad) + ". Replace each id by a local "
+        "folder (a mirrored dataset or model: `huggingface-cli download <id> --local-dir DIR` where the hub "
+        "is reachable), or run where the hub is reachable. `make rehearse` shows stand-in folders at work.")

@@ -1,0 +1,87 @@
+"""`lsap plan`: the paper config priced as the papers size it, and the warnings a cluster user needs."""
+
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lsap import REPO_ROOT, config, forecast, hub
+
+PAPER = REPO_ROOT / "config" / "paper.yaml"
+
+
+@pytest.fixture(scope="module")
+def paper():
+    os.environ["HF_HUB_OFFLINE"] = "1"  # this machine has no hub: shapes from config/hub_models.yaml
+    return config.load(PAPER)
+
+
+@pytest.fixture(scope="module")
+def priced(paper):
+    return forecast.price(paper)
+
+
+def _job(priced, job, method):
+    return next(j for j in priced["jobs"] if j["job"] == job and j["method"] == method)
+
+
+def test_the_paper_reads_its_26b_tokens_once(priced, paper):
+    ce = _job(priced, "student", "ce-s0")
+    assert ce["tokens"] == pytest.approx(26.0e9, rel=0.01)  # 2.32e20 / (6 · 1.485 B)
+    assert _job(priced, "student", "lsap_a0.05-s0")["tokens"] == pytest.approx(22.3e9, rel=0.01)  # LSAP §4
+    trained = [j for j in priced["jobs"] if j["job"] in ("student", "reference_model")]
+    assert all(j["epochs"] is not None and j["epochs"] <= 1.0 for j in trained), \
+        [(j["method"], j["epochs"]) for j in trained]
+    assert _job(priced, "student", "miniplm-s0")["epochs"] > 0.9  # 50 % selection of the pool, read once
+    assert not [w for w in priced["warnings"] if "repeats data" in w]
+
+
+def test_the_paper_data_prep_is_at_least_8_cluster_jobs(priced):
+    data_jobs = [j for j in priced["jobs"] if j["job"] in ("corpus_part", "shards_part")]
+    assert len(data_jobs) >= 8 and not [j for j in data_jobs if j["slurm"].get("local")]
+    assert all(j["slurm"]["slurm_partition"] == "cpu" for j in data_jobs)
+
+
+def test_the_ledger_shows_miniplm_scoring_beside_the_budget(priced, paper):
+    ledger = _job(priced, "student", "miniplm-s0")["ledger"]
+    budget = paper["students"]["budget_flops"]
+    assert ledger["training"] == pytest.approx(budget, rel=0.01) and ledger["teacher_inference"] == 0
+    assert ledger["selection"] > budget  # a 7 B teacher scoring 53 B tokens: more than the student's training
+    lsap = _job(priced, "student", "lsap_a0.05-s0")["ledger"]
+    assert lsap["teacher_inference"] / budget == pytest.approx(0.144, abs=0.01)  # "14.4 % fewer tokens"
+
+
+def test_repeated_data_and_unreachable_resume_intervals_are_warned(paper):
+    cfg = copy.deepcopy(paper)
+    cfg["corpus"]["domains"]["slimpajama"]["sources"][0]["max_docs"] = 12_000_000  # the old paper.yaml
+    cfg["training"]["save_every_steps"] = 10 ** 6
+    cfg["compute"]["gpus"] = 1  # one GPU: a student is ~186 h, and it saves only at its checkpoint fractions
+    cfg["training"]["checkpoint_fractions"] = [1.0]
+    warnings = forecast.price(config.validate(cfg))["warnings"]
+    assert any(w.startswith("student ce-s0 reads its data 2.") for w in warnings), warnings
+    assert any("could never resume" in w for w in warnings), warnings
+
+
+def test_the_cli_prints_json_and_the_table():
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-m", "lsap", "plan", "--config", str(PAPER), "--json"], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    rows = json.loads(out)["jobs"]
+    assert {"job", "method", "tokens", "flops", "epochs", "gpu_hours", "memory_gb", "slurm"} <= set(rows[0])
+    table = subprocess.run([sys.executable, "-m", "lsap", "plan", "--config", str(PAPER)], env=env,
+                           capture_output=True, text=True, check=True).stdout
+    assert "| student | ce-s0 | 26.04 |" in table and "from config/hub_models.yaml" in table
+
+
+def test_a_hub_id_that_is_neither_a_folder_nor_reachable_stops_before_any_job(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "results/paper/corpus/part-000/manifest.json", "--cores",
+                           "1", "--configfile", str(PAPER)], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "corpus.domains.slimpajama: cerebras/SlimPajama-627B" in proc.stdout + proc.stderr
+    assert not (REPO_ROOT / "results" / "paper").exists()  # nothing claimed, nothing run
+    assert hub.ids(config.load(PAPER))[0] == ("corpus.domains.slimpajama", "cerebras/SlimPajama-627B")
