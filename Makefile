@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run tables test lint install dryrun clean-results
+.PHONY: run tables test lint install dryrun rehearse plan clean-results
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,19 @@ tables: $(STAMP)
 
 dryrun: $(STAMP)
 	$(BIN)/snakemake -n --configfile $(CONFIG)
+
+# Every job of CONFIG priced before launch: FLOPs, tokens, epochs, GPU-hours, memory, Slurm request.
+plan: $(STAMP)
+	$(BIN)/python -m lsap plan --config $(CONFIG)
+
+# The paper DAG rehearsed offline (minutes, 2 cores): config/paper.yaml transformed by code
+# (lsap.rehearsal), hub ids replaced by stand-ins built from the embedded assets, run through the
+# Slurm profile on a real single-node Slurm (tests/slurm_cluster.sh: needs root and apt-get).
+rehearse: $(STAMP)
+	$(BIN)/python -m lsap rehearse --config config/paper.yaml --out rehearsal
+	export LSAP_SLURM_OWNER=$$$$ HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; bash tests/slurm_cluster.sh up || exit $$?; \
+	$(BIN)/snakemake --profile slurm --configfile rehearsal/rehearsal.yaml; rc=$$?; \
+	bash tests/slurm_cluster.sh down; exit $$rc
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

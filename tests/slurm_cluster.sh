@@ -7,8 +7,8 @@
 #   tests/slurm_cluster.sh status   what is running, and sinfo
 #
 # The node stands in for one GPU node of a cluster: partitions `cpu` (default) and `gpu` (the names
-# workflow/profiles/slurm/config.yaml uses), a fake `gpu` GRES (File=/dev/null: jobs asking for a GPU
-# schedule, torch still sees none) and, via SlurmdParameters=config_overrides, the CPUs and memory
+# workflow/profiles/slurm/config.yaml uses), a fake `gpu` GRES of LSAP_SLURM_GPUS (default 2) devices
+# bound to no device file (jobs asking for GPUs schedule, torch still sees none) and, via SlurmdParameters=config_overrides, the CPUs and memory
 # of a GPU node (LSAP_SLURM_CPUS, LSAP_SLURM_MEM_MB), so the profile's requests schedule unchanged.
 # Nothing is enforced (no cgroups): jobs share this machine's real cores.
 #
@@ -28,6 +28,7 @@ OWNER=${LSAP_SLURM_OWNER:-$PPID}
 WAIT_BUSY=${LSAP_SLURM_WAIT:-600}
 NODE_CPUS=${LSAP_SLURM_CPUS:-16}
 NODE_MEM_MB=${LSAP_SLURM_MEM_MB:-128000}
+NODE_GPUS=${LSAP_SLURM_GPUS:-2}   # fake GPUs: the rehearsal's training jobs ask for 2
 EX_CANNOT=77
 EX_BUSY=75
 DAEMONS=(slurmd slurmctld munged)   # stop order
@@ -105,13 +106,13 @@ JobCompType=jobcomp/none
 SchedulerParameters=batch_sched_delay=0
 MailProg=/bin/true
 GresTypes=gpu
-NodeName=localhost NodeAddr=127.0.0.1 CPUs=$NODE_CPUS RealMemory=$NODE_MEM_MB Gres=gpu:1 State=UNKNOWN
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=$NODE_CPUS RealMemory=$NODE_MEM_MB Gres=gpu:$NODE_GPUS State=UNKNOWN
 PartitionName=cpu Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=localhost MaxTime=INFINITE State=UP
 EOF
     cat >"$DIR/etc/gres.conf" <<EOF
 AutoDetect=off
-NodeName=localhost Name=gpu Count=1 File=/dev/null
+NodeName=localhost Name=gpu Count=$NODE_GPUS
 EOF
     # Jobs' srun needs the config at the default place: the jobstep strips SLURM_CONF.
     mkdir -p /etc/slurm

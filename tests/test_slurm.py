@@ -8,7 +8,6 @@ a small config (tiny.yaml, smaller budgets, `compute.gpus: 1`) in a run folder o
 
 import copy
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -22,17 +21,10 @@ from lsap import REPO_ROOT
 
 RUN = "slurm-test"
 OUT = REPO_ROOT / "results" / RUN
-SCRIPT = REPO_ROOT / "tests" / "slurm_cluster.sh"
 PROFILE = REPO_ROOT / "workflow" / "profiles" / "slurm" / "config.yaml"
-CANNOT, BUSY = 77, 75
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
 # only how often Snakemake asks Slurm (the profile's 20 s suits a cluster); everything else as written
 FAST_POLL = ["--slurm-init-seconds-before-status-checks", "2"]
-
-
-def _cluster(cmd):
-    env = {**os.environ, "LSAP_SLURM_OWNER": str(os.getpid())}
-    return subprocess.run(["bash", str(SCRIPT), cmd], capture_output=True, text=True, env=env, timeout=1200)
 
 
 def _clean():
@@ -41,16 +33,10 @@ def _clean():
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    up = _cluster("up")
-    if up.returncode in (CANNOT, BUSY):
-        pytest.skip(f"no local Slurm: {up.stderr.strip().splitlines()[-1]}")
-    assert up.returncode == 0, up.stderr
+def cluster(slurm_cluster):
     _clean()
     yield
     _clean()
-    down = _cluster("down")
-    assert down.returncode == 0, down.stderr
 
 
 @pytest.fixture(scope="module")

@@ -108,6 +108,12 @@ def _plan(args, cfg):
     print(json.dumps(priced, indent=1) if args.json else forecast.render(priced))
 
 
+def _rehearse(args, cfg):
+    from lsap import rehearsal
+
+    print(f"[rehearse] {rehearsal.build(args.config, args.out)}")
+
+
 def _bench(args, cfg):
     import torch
 
@@ -218,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = stage("plan", _plan, "price every job of the config's DAG before launch (FLOPs, tokens, epochs, hours)")
     s.add_argument("--json", action="store_true", help='{"jobs": [{"job", "method", "tokens", "flops", ...}]}')
+
+    s = stage("rehearse", _rehearse, "stand-ins and the scaled-down config of the paper run (--config config/paper.yaml)")
+    s.add_argument("--out", default="rehearsal", help="where the stand-ins and rehearsal.yaml go")
 
     s = stage("bench", _bench, "throughput of ce / lsap (online, cached) steps and of the loss alone")
     s.add_argument("--shapes", choices=["paper", "cpu"], default="cpu")

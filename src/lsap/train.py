@@ -157,6 +157,9 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
     if total_steps < 1:
         raise TrainingError(f"budget {budget_flops:.3g} FLOPs is less than one step "
                             f"({flops_per_token * tokens_per_step:.3g}): raise the budget or shrink the batch")
+    if dist.main:
+        log(f"[train] {objective.name}: {total_steps} steps of {tokens_per_step} tokens on {dist.world} "
+            f"processes ({dev.type})")
     ckpt_steps = {max(1, round(f * total_steps)): f for f in tcfg["checkpoint_fractions"]}
     all_seqs = np.arange(len(data))
     fixed = all_seqs if indices is None else np.asarray(indices)
