@@ -72,6 +72,12 @@ install() {
     fi
 }
 
+fake_gpu_lines() {  # one gres line per fake GPU, each "device" a distinct character device torch ignores
+    local devs=(/dev/null /dev/zero /dev/full /dev/urandom) i
+    ((NODE_GPUS <= ${#devs[@]})) || die "LSAP_SLURM_GPUS=$NODE_GPUS: at most ${#devs[@]} fake GPUs"
+    for ((i = 0; i < NODE_GPUS; i++)); do echo "NodeName=localhost Name=gpu File=${devs[i]}"; done
+}
+
 write_config() {
     mkdir -p "$DIR/etc" "$DIR/log" "$DIR/pids"
     rm -rf "$DIR/state" "$DIR/spool"   # a clean start: state/ keeps job ids and queued jobs
@@ -112,7 +118,7 @@ PartitionName=gpu Nodes=localhost MaxTime=INFINITE State=UP
 EOF
     cat >"$DIR/etc/gres.conf" <<EOF
 AutoDetect=off
-NodeName=localhost Name=gpu Count=$NODE_GPUS
+$(fake_gpu_lines)
 EOF
     # Jobs' srun needs the config at the default place: the jobstep strips SLURM_CONF.
     mkdir -p /etc/slurm
