@@ -43,7 +43,7 @@ def test_the_paper_dag_runs_offline_through_slurm(slurm_cluster, built, tmp_path
     shutil.rmtree(OUT, ignore_errors=True)
     started = time.time()
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "slurm", "--configfile", str(built),
-                           *FAST_POLL], cwd=REPO_ROOT, capture_output=True, text=True, timeout=1500,
+                           *FAST_POLL], cwd=REPO_ROOT, capture_output=True, text=True, timeout=2700,
                           env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
     log = proc.stdout + proc.stderr
     (tmp_path / "snakemake.log").write_text(log)
