@@ -9,6 +9,9 @@ import pytest
 from lsap import REPO_ROOT, assets, config
 
 TINY = REPO_ROOT / "config" / "tiny.yaml"
+# the run configs shipped in config/ (the other YAML files there describe the schema, assets, hub models)
+SHIPPED = sorted(p for p in (REPO_ROOT / "config").glob("*.yaml")
+                 if p.name not in ("schema.yaml", "assets.yaml", "hub_models.yaml"))
 TOKENIZER_ASSETS = ["tiktoken-cl100k", "whisper-gpt2", "qwen3-tokenizer", "llama3-tokenizer", "smollm2"]
 
 

@@ -4,11 +4,10 @@ import sys
 
 import pytest
 import yaml
+from conftest import SHIPPED
 
 from lsap import REPO_ROOT, config, methods
 from lsap.cli import main
-
-SHIPPED = sorted(p for p in (REPO_ROOT / "config").glob("*.yaml") if p.name not in ("schema.yaml", "assets.yaml"))
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])

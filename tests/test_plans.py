@@ -4,11 +4,9 @@ holds X's domains, references, methods, seeds and caches and nothing of any othe
 import itertools
 
 import pytest
-from conftest import planned_jobs
+from conftest import SHIPPED, planned_jobs
 
 from lsap import REPO_ROOT, config, keys, methods
-
-SHIPPED = sorted(p for p in (REPO_ROOT / "config").glob("*.yaml") if p.name not in ("schema.yaml", "assets.yaml"))
 
 
 def _expected(cfg: dict) -> dict:
