@@ -7,6 +7,7 @@ otherwise the run stops, naming the ids, instead of failing hours later on a com
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from pathlib import Path
@@ -24,6 +25,7 @@ def ids(cfg: dict) -> list[tuple[str, str]]:
     return out
 
 
+@functools.lru_cache(maxsize=None)
 def reachable(timeout: float = 3.0) -> bool:
     """Whether the hub answers here (one TCP connection; HF_HUB_OFFLINE=1 means no)."""
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):

@@ -89,8 +89,10 @@ def source_config(cfg: dict, spec: dict):
     if spec["kind"] == "pretrained":
         path = asset_path(*GGUF_MODELS[spec["name"]])
         return AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
-    try:
-        return AutoConfig.from_pretrained(spec["id"])
+    from lsap.hub import reachable
+
+    try:  # offline: no retries against an unreachable hub, whatever HF_HUB_OFFLINE said at import
+        return AutoConfig.from_pretrained(spec["id"], local_files_only=not Path(spec["id"]).is_dir() and not reachable())
     except OSError:
         known = hub_table()
         if Path(spec["id"]).is_absolute() or spec["id"] not in known:
