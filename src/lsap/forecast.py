@@ -26,6 +26,7 @@ import yaml
 
 from lsap import REPO_ROOT, layout, methods, plan
 from lsap.config_types import RunConfig
+from lsap.corpus import part_name
 
 PROFILE = REPO_ROOT / "workflow" / "profiles" / "slurm" / "config.yaml"
 DATA_BENCH = REPO_ROOT / "bench" / "data_prep-cpu.json"
@@ -145,9 +146,9 @@ def price(cfg: RunConfig) -> dict:
         res = slurm_resources("shards_part", cfg, profile)
         cpu_h = per_part / (bench["tokens_per_s_per_core_stage"] * res.get("cpus_per_task", 1)) / 3600 \
             if per_part and bench else None
-        jobs += [_row("shards_part", f"{role} {layout_part(p)}", tokens=per_part, cpu_hours=cpu_h, slurm=res)
+        jobs += [_row("shards_part", f"{role} {part_name(p)}", tokens=per_part, cpu_hours=cpu_h, slurm=res)
                  for p in range(parts)]
-    jobs += [_row("corpus_part", layout_part(p), tokens=all_tokens / parts if all_tokens else None,
+    jobs += [_row("corpus_part", part_name(p), tokens=all_tokens / parts if all_tokens else None,
                   slurm=slurm_resources("corpus_part", cfg, profile)) for p in range(parts)]
 
     def training_job(job, label, spec, vocab_n, budget, split_tokens, teacher=(0, 0, 0), frac=0.0, fixed=0.0):
@@ -241,12 +242,6 @@ def price(cfg: RunConfig) -> dict:
                       "cpu": (f"{bench['tokens_per_s_per_core_stage']:,} tokens/s per core ({DATA_BENCH.name}, "
                               f"{bench['date']})") if bench else "no data-prep measurement (bench/data_prep.py)"},
             "hub_configs_from_table": sorted(FROM_TABLE)}
-
-
-def layout_part(p: int) -> str:
-    from lsap.corpus import part_name
-
-    return part_name(p)
 
 
 def _fmt(v, unit=1.0, digits=2) -> str:
