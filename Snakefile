@@ -27,7 +27,7 @@ GPUS = config["compute"]["gpus"]
 LSAP = "python -m lsap"
 # Training jobs given more than one GPU run under torchrun (DDP), one process per GPU.
 TRAIN = f"python -m torch.distributed.run --standalone --nproc_per_node {GPUS} -m lsap" if GPUS > 1 else LSAP
-SPLITS = ["train", "validation", "reference"]
+SPLITS = list(lsap_corpus.SPLITS)
 # Threads of a model job (Snakemake sets OMP_NUM_THREADS to it). On CPU, models this small barely
 # use a second core: two one-thread jobs side by side finish 1.26x sooner than the same two jobs
 # one after the other on two threads (tiny CE student: 95 s vs 2 x 60 s, 2 cores).

@@ -119,3 +119,52 @@ def test_sizes_that_would_fail_inside_a_job_fail_on_load(tiny_cfg, edit, message
     edit(bad)
     with pytest.raises(config.ConfigError, match=message):
         config.validate(bad)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_no_model_trained_for_a_method_reads_the_students_split(path):
+    """The audit's first confound: every model trained here trains on a split disjoint from the
+    students' (train) split, MiniPLM's reference on D_ref."""
+    cfg = config.load(path)
+    for name, ref in cfg["references"].items():
+        assert ref["split"] in ("teacher", "reference") and cfg["corpus"]["splits"][ref["split"]] > 0, name
+    if "reference" in cfg["references"]:
+        assert cfg["references"]["reference"]["split"] == "reference"
+
+
+def test_a_teacher_on_the_students_split_is_refused(tiny_cfg):
+    bad = copy.deepcopy(tiny_cfg)
+    bad["references"]["salt_teacher"]["split"] = "train"
+    with pytest.raises(config.ConfigError, match=r"references\.salt_teacher\.split: train overlaps the students' data"):
+        config.validate(bad)
+    bad["references"]["salt_teacher"]["split"] = "teacher"
+    bad["corpus"]["splits"]["teacher"] = 0
+    with pytest.raises(config.ConfigError, match=r"corpus\.splits\.teacher is 0"):
+        config.validate(bad)
+
+
+def test_salt_ds_scores_with_an_early_checkpoint_of_its_teacher(tiny_cfg):
+    """SALT §4: the selector is the SLM at 26K of its 208K steps: the references stage saves it."""
+    cfg = config.validate(copy.deepcopy(tiny_cfg))
+    assert cfg["methods"]["salt_ds"]["ds_checkpoint_frac"] == 0.125
+    assert methods.scoring_fraction(cfg["methods"]["salt_ds"]) == 0.125
+    assert 0.125 in methods.checkpoint_fractions(cfg, "salt_teacher")
+    assert 0.125 not in methods.checkpoint_fractions(cfg, "miniplm_teacher")
+    bad = copy.deepcopy(tiny_cfg)
+    bad["students"]["teachers"]["salt_teacher"] = {"kind": "pretrained", "name": "smollm2"}
+    with pytest.raises(config.ConfigError, match=r"ds_checkpoint_frac 0.125: the SALT teacher is a pretrained model"):
+        config.validate(bad)
+
+
+def test_a_config_without_a_teacher_split_splits_as_before():
+    from lsap import corpus
+
+    texts = [f"document {i} " * 20 for i in range(400)]
+    old = {"validation": 0.1, "reference": 0.2}
+    assert [corpus.assign_split(t, old, 3) for t in texts] == \
+        [corpus.assign_split(t, {**old, "teacher": 0.0}, 3) for t in texts]
+    with_teacher = [corpus.assign_split(t, {**old, "teacher": 0.3}, 3) for t in texts]
+    assert 80 < with_teacher.count("teacher") < 160  # ≈ 0.3 of 400
+    # a document's validation/reference assignment never moves when a teacher split is added
+    assert all(a == b for a, b in zip([corpus.assign_split(t, old, 3) for t in texts], with_teacher, strict=True)
+               if a != "train")

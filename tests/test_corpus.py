@@ -65,7 +65,7 @@ def test_hub_dataset_path_with_a_local_stand_in(tmp_path, tiny_cfg):
     (data / "train.jsonl").write_text("".join(json.dumps({"content": d}) + "\n" for d in docs))
     toks = {r: {"kind": "pretrained", "name": "gpt2"} for r in ("student", "surrogate")}
     cfg = config.validate({**tiny_cfg, "tokenizers": toks, "corpus": {
-        "min_chars": 50, "splits": {"validation": 0.2, "reference": 0.2},
+        "min_chars": 50, "splits": {"validation": 0.2, "reference": 0.2, "teacher": 0.2},
         "domains": {"web": {"sources": [{"reader": "hf_dataset", "dataset": str(data), "split": "train",
                                          "text_field": "content", "max_docs": 25}]},
                     "held_out": {"train": False, "sources": [{"reader": "hf_dataset", "dataset": str(data),

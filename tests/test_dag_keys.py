@@ -49,7 +49,7 @@ EDITS = {
     "seed": (lambda c: c["students"].update(seeds=[0, 1]), {"student": N, "targets": 1, "evaluate": N, **REST}),
     "lr": (lambda c: c["training"].update(lr=5e-3),
            {"reference_model": 4, "student": N, "targets": 1, "selection": 2, "table1": 1, "evaluate": N, **REST}),
-    "splits": (lambda c: c["corpus"].update(splits={"validation": 0.06, "reference": 0.10}),
+    "splits": (lambda c: c["corpus"].update(splits={"validation": 0.06, "reference": 0.10, "teacher": 0.30}),
                {"corpus_part": 1, "corpus": 1, "tokenizer": 2, "shards_part": 2, "shards": 2, "translation": 1,
                 "overlap": 1, "table1": 1,
                 "reference_model": 4, "student": N, "targets": 1, "selection": 2, "evaluate": N, **REST}),

@@ -54,12 +54,26 @@ def test_tiny_dag_tables_figures_and_training(dag_run):
     assert lsap[0] > lsap[1] > lsap[2] > 0 and lsap[2] <= 4
     [miniplm] = (out / "selection").glob("miniplm-*/scores.json")  # named by its scoring spec
     assert json.loads(miniplm.read_text())["sequences"] > 0
+    # fair baselines: the models trained for a method read text no student read ...
+    from lsap import corpus
+    from lsap.files import sha256_file
+
+    texts = {s: {t for _, t in corpus.iter_documents(out / "corpus", s)} for s in ("train", "teacher", "reference")}
+    assert texts["teacher"] and not texts["teacher"] & texts["train"] and not texts["reference"] & texts["train"]
+    for name, split in (("surrogate", "teacher"), ("reference", "reference"), ("salt_teacher", "teacher"),
+                        ("miniplm_teacher", "teacher")):
+        assert json.loads((out / "references" / name / "summary.json").read_text())["data_split"] == split
+    assert ce["data_split"] == "train"
+    # ... and SALT_DS scores with its teacher's early checkpoint (SALT §4: 26K of 208K steps)
+    [salt_ds] = (out / "selection").glob("salt_ds-*/scores.json")
+    early = out / "references" / "salt_teacher" / "checkpoints" / "frac-0.12" / "model.safetensors"
+    assert json.loads(salt_ds.read_text())["key"]["models"] == [sha256_file(early)]
     tables = out / "report" / "tables"
     t2 = read_table(tables / "table2.csv")
     assert len(t2) == 9 and t2["Avg (7)"].between(0, 100).all()
     assert t2["TrQA"].isna().all()  # no offline data: n/a
     h2h = read_table(tables / "head_to_head.csv")
-    assert h2h["Method"].iloc[0] == "ce" and "(best LSAP)" in h2h["Method"].iloc[1]
+    assert h2h["Method"].iloc[0] == "ce" and len(h2h) == 9  # every LSAP row: none chosen on the reported split
     assert (h2h["bpb mean"] > 0).all()
     for name in ("figure2_score_vs_flops", "bpb_vs_flops", "targets_vs_alpha"):
         assert (figures / f"{name}.png").stat().st_size > 10_000

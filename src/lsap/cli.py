@@ -41,7 +41,7 @@ def _shards(args, cfg):
         return
     if not (args.tokenizer and args.corpus):
         raise SystemExit("lsap shards: --tokenizer and --corpus are needed (or --gather)")
-    for split in args.splits:
+    for split in args.splits or shards.SPLITS:
         shards.write_split(args.tokenizer, args.corpus, split, args.out, cfg["shards"]["seq_len"])
 
 
@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--corpus", help="one part of the corpus (corpus/part-PPP)")
     s.add_argument("--out", required=True)
     s.add_argument("--gather", action="store_true", help="write the split manifests that list the parts in --out")
-    s.add_argument("--splits", nargs="+", default=["train", "validation", "reference"])
+    s.add_argument("--splits", nargs="+", help="default: every split (lsap.corpus.SPLITS)")
     s = stage("translation", _translation, "Σ∩ translation tables of the student/surrogate pair")
     s.add_argument("--student", required=True)
     s.add_argument("--surrogate", required=True)

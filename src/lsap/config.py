@@ -86,8 +86,16 @@ def _check_consistency(cfg: dict, source: str) -> None:
             raise ConfigError(f"{source}: method '{name}' needs students.teachers.{missing[0]} "
                               f"(a {{kind: trained|pretrained|hub, ...}} model source)")
     s = cfg["corpus"]["splits"]
-    if s["validation"] + s["reference"] >= 1:
-        raise ConfigError(f"{source}: corpus.splits: validation + reference must leave a train split")
+    if s["validation"] + s["reference"] + s["teacher"] >= 1:
+        raise ConfigError(f"{source}: corpus.splits: validation + reference + teacher must leave a train split")
+    for name, ref in cfg["references"].items():
+        if ref["split"] == "train":
+            raise ConfigError(f"{source}: references.{name}.split: train overlaps the students' data (students train on "
+                              f"corpus split train): a model trained for a method must not have seen its students' "
+                              f"sequences. Set references.{name}.split: teacher (and corpus.splits.teacher > 0)")
+        if s[ref["split"]] <= 0:
+            raise ConfigError(f"{source}: references.{name}.split: {ref['split']} but corpus.splits.{ref['split']} is 0: "
+                              f"give it a share of the corpus (e.g. corpus.splits.{ref['split']}: 0.3)")
     _check_run_shape(cfg, source)
 
 
@@ -116,6 +124,7 @@ def _check_model(spec: dict, where: str) -> None:
 
 def _check_run_shape(cfg: dict, source: str) -> None:
     """Sizes that only fail deep inside a job: caught here, before any job runs."""
+    from lsap import methods
     from lsap.assets import load_manifest
     from lsap.models import GGUF_CONTEXT
 
@@ -129,6 +138,17 @@ def _check_run_shape(cfg: dict, source: str) -> None:
     if not fr or max(fr) != 1.0 or len(set(fr)) != len(fr):
         raise ConfigError(f"{source}: training.checkpoint_fractions {fr} must be distinct and end at 1.0 "
                           f"(the final checkpoint is what teachers and the tables read)")
+    for method in cfg["students"]["methods"]:
+        m = cfg["methods"][method]
+        src = cfg["students"]["teachers"].get("salt_teacher", {})
+        if m["data"] == "salt_ds" and src.get("kind") != "trained" and m["ds_checkpoint_frac"] != 1.0:
+            raise ConfigError(f"{source}: methods.{method}.ds_checkpoint_frac {m['ds_checkpoint_frac']}: the SALT teacher "
+                              f"is a {src.get('kind')} model with no early checkpoint: set ds_checkpoint_frac: 1.0")
+    for name in cfg["references"]:
+        names = [f"{f:.2f}" for f in methods.checkpoint_fractions(cfg, name)]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{source}: the checkpoints of references.{name} ({names}) collide at two decimals: "
+                              f"make training.checkpoint_fractions and ds_checkpoint_frac differ by >= 0.01")
     seq, ev = cfg["shards"]["seq_len"], cfg["evaluation"]
     for role, m in cfg["students"]["teachers"].items():
         if m["kind"] == "pretrained" and seq > GGUF_CONTEXT[m["name"]]:

@@ -28,7 +28,9 @@ from typing import Iterator
 from lsap.files import atomic_path, write_json
 from lsap.sources import read_source
 
-SPLITS = ("train", "validation", "reference")
+# teacher: the text the models trained for a method (surrogate, SALT/MiniPLM teachers) read, so
+# that no student trains on its teacher's training data
+SPLITS = ("train", "validation", "reference", "teacher")
 
 
 def _dedup_key(text: str) -> str:
@@ -44,6 +46,8 @@ def assign_split(text: str, splits: dict, seed: int, train: bool = True) -> str:
         return "validation"
     if u < splits["validation"] + splits["reference"]:
         return "reference"
+    if u < splits["validation"] + splits["reference"] + splits.get("teacher", 0.0):
+        return "teacher"  # drawn after the others: a config without it splits exactly as before
     return "train"
 
 

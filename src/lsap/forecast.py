@@ -26,7 +26,7 @@ import yaml
 
 from lsap import REPO_ROOT, layout, methods, plan
 from lsap.config_types import RunConfig
-from lsap.corpus import part_name
+from lsap.corpus import SPLITS, part_name
 
 PROFILE = REPO_ROOT / "workflow" / "profiles" / "slurm" / "config.yaml"
 DATA_BENCH = REPO_ROOT / "bench" / "data_prep-cpu.json"
@@ -53,13 +53,13 @@ def vocab_size(cfg: RunConfig, role: str) -> int:
 def data_tokens(cfg: RunConfig) -> dict[str, dict]:
     """{split: {tokens, source}} of the student's shards: measured, or estimated from the config."""
     out = {}
-    for split in ("train", "validation", "reference"):
+    for split in SPLITS:
         path = REPO_ROOT / layout.shards(cfg["run"], "student") / f"{split}.json"
         if path.exists():
             out[split] = {"tokens": json.loads(path.read_text())["n_tokens"], "source": "shard manifest"}
-    if len(out) == 3:
+    if len(out) == len(SPLITS):
         return out
-    c, total = cfg["corpus"], {"train": 0.0, "validation": 0.0, "reference": 0.0}
+    c, total = cfg["corpus"], dict.fromkeys(SPLITS, 0.0)
     for spec in c["domains"].values():
         for src in spec["sources"]:
             if not spec["train"] and not src.get("tokens_per_doc"):
@@ -71,9 +71,9 @@ def data_tokens(cfg: RunConfig) -> dict[str, dict]:
             if not spec["train"]:
                 total["validation"] += n
                 continue
-            total["validation"] += n * c["splits"]["validation"]
-            total["reference"] += n * c["splits"]["reference"]
-            total["train"] += n * (1 - c["splits"]["validation"] - c["splits"]["reference"])
+            for split in ("validation", "reference", "teacher"):
+                total[split] += n * c["splits"][split]
+            total["train"] += n * (1 - sum(c["splits"].values()))
     return {s: {"tokens": round(t), "source": "estimate: max_docs × tokens_per_doc"} for s, t in total.items()}
 
 

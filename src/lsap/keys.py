@@ -107,7 +107,8 @@ def reads(cfg: RunConfig, job: str, **wc) -> dict:
         return {"table1": cfg["analysis"]["table1"], "columns": {d: s.get("table1") for d, s in domains.items()}}
     if job == "reference_model":
         ref = cfg["references"][wc["name"]]
-        return {"reference": ref, "training": cfg["training"], "gpus": cfg["compute"]["gpus"]}
+        return {"reference": ref, "training": cfg["training"], "gpus": cfg["compute"]["gpus"],
+                "checkpoints": methods.checkpoint_fractions(cfg, wc["name"])}
     if job == "targets":
         return {"targets": targets_spec(cfg, method_of(cfg, job, wc["spec"])), "seed": int(wc["seed"])}
     if job == "selection":

@@ -122,8 +122,26 @@ OBJECTIVES: dict[str, ObjectiveKind] = {
 DATA: dict[str, DataKind] = {
     "all": DataKind((), ()),
     "miniplm": DataKind(("miniplm_reference", "miniplm_teacher"), ()),
-    "salt_ds": DataKind(("salt_teacher",), ("ds_top_k", "ds_zeros")),
+    "salt_ds": DataKind(("salt_teacher",), ("ds_top_k", "ds_zeros", "ds_checkpoint_frac")),
 }
+
+
+def scoring_fraction(m: dict) -> float:
+    """Which checkpoint of its scoring model a data selection reads (SALT_DS: an early one)."""
+    return m.get("ds_checkpoint_frac", 1.0) if m["data"] == "salt_ds" else 1.0
+
+
+def checkpoint_fractions(cfg: dict, name: str) -> list[float]:
+    """The checkpoints the references stage saves for model `name`: training.checkpoint_fractions
+    and every earlier one a selection of this run scores with (SALT_DS's early checkpoint)."""
+    fr = set(cfg["training"]["checkpoint_fractions"])
+    for method in cfg["students"]["methods"]:
+        m = cfg["methods"][method]
+        for role in DATA[m["data"]].roles:
+            src = cfg["students"]["teachers"][role]
+            if src["kind"] == "trained" and src["name"] == name:
+                fr.add(scoring_fraction(m))
+    return sorted(fr)
 
 
 def teacher_roles(m: dict) -> list[str]:

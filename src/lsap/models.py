@@ -53,17 +53,18 @@ def from_pretrained(cls, name_or_dir: str, **kw):
                            f"that model and everything that read it") from e
 
 
-def trained_checkpoint(cfg: dict, name: str):
-    """The final checkpoint (model + tokenizer) of a model this run's references stage trains."""
+def trained_checkpoint(cfg: dict, name: str, fraction: float = 1.0):
+    """A checkpoint (model + tokenizer) of a model this run's references stage trains: the final
+    one, or the one at `fraction` of its training."""
     from lsap import REPO_ROOT, layout
 
-    return REPO_ROOT / layout.checkpoint(layout.reference(cfg["run"], name))
+    return REPO_ROOT / layout.checkpoint(layout.reference(cfg["run"], name), fraction)
 
 
-def resolve(cfg: dict, spec: dict) -> dict:
+def resolve(cfg: dict, spec: dict, fraction: float = 1.0) -> dict:
     """A model source spec made loadable: {kind: trained, name} -> {kind: hub, id: <its checkpoint>}."""
     if spec["kind"] == "trained":
-        return {"kind": "hub", "id": str(trained_checkpoint(cfg, spec["name"]))}
+        return {"kind": "hub", "id": str(trained_checkpoint(cfg, spec["name"], fraction))}
     return spec
 
 

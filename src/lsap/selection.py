@@ -234,7 +234,8 @@ def select_job(cfg: dict, method: str, tokenizer_dir, shards_dir, out, log=print
 
     m, teachers = cfg["methods"][method], cfg["students"]["teachers"]
     roles = list(methods.DATA[m["data"]].roles)
-    specs = [models.resolve(cfg, teachers[r]) for r in roles]
+    # SALT_DS scores with an early checkpoint of its teacher (SALT §4), on data it never read
+    specs = [models.resolve(cfg, teachers[r], methods.scoring_fraction(m)) for r in roles]
     lms = [models.load_pretrained(s) for s in specs]
     # the models' identity, so a partial scoring by other checkpoints is never resumed
     ident = [sha256_file(Path(s["id"]) / "model.safetensors") if Path(s.get("id", "")).is_dir() else s for s in specs]

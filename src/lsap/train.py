@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lsap import models, plan
+from lsap import layout, models, plan
 from lsap.config_types import RunConfig, Training
 from lsap.files import atomic_dir, atomic_path, write_json
 from lsap.shards import Shard
@@ -246,7 +246,7 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
             with open(out / "log.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
             if step in ckpt_steps:
-                with atomic_dir(out / "checkpoints" / f"frac-{ckpt_steps[step]:.2f}") as tmp:
+                with atomic_dir(layout.checkpoint(out, ckpt_steps[step])) as tmp:
                     model.save_pretrained(tmp)
                     if tokenizer is not None:
                         tokenizer.save_pretrained(tmp)
@@ -262,7 +262,10 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
                "flops_per_token": flops_per_token, "teacher_flops_per_token": teacher_fpt,
                "params": models.n_params(model), "budget_flops": budget_flops, "objective": objective.name,
                "final_val_loss": _last_val(records), "tok_s_median": float(np.median([r["tok_s"] for r in records])),
-               "unigram_entropy": data.manifest["unigram_entropy"], **_means(records), **(extra or {})}
+               "unigram_entropy": data.manifest["unigram_entropy"],
+               # which text it read: the tests check that no student read its teachers' split
+               "data_split": data.manifest.get("split"), "data_sha256": data.manifest.get("sha256"),
+               **_means(records), **(extra or {})}
     if dist.main:
         write_json(out / "summary.json", summary)
     return summary
@@ -308,5 +311,7 @@ def run_job(cfg: RunConfig, role: str, tokenizer_dir, shards_dir, out, key: str,
         ref = cfg["references"][role]
         model = models.build(ref["model"], len(tok), data.seq_len, seed=seed)
         budget, objective, indices, extra, expected = ref["budget_flops"], objectives.CrossEntropy(), None, {}, None
-    return train(model, data, objective, out, cfg["training"], budget, seed, indices=indices, val=val,
+    tcfg = cfg["training"] if role == "student" else {**cfg["training"],
+                                                      "checkpoint_fractions": methods.checkpoint_fractions(cfg, role)}
+    return train(model, data, objective, out, tcfg, budget, seed, indices=indices, val=val,
                  tokenizer=tok, extra=extra, run_key=key, expected_steps=expected)
