@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lsap import methods
+from lsap import methods, stats
 
 # LSAP Table 2 (matched 232M TFLOPs), the seven tasks with offline data; TruthfulQA kept aside
 TASKS = ["hellaswag", "piqa", "lambada_openai", "arc_easy", "arc_challenge", "winogrande", "openbookqa"]
@@ -109,12 +109,14 @@ def table2(df: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def best_lsap(df: pd.DataFrame) -> str | None:
-    """The LSAP run with the lowest held-out bits per byte at the end: the less noisy signal
-    (benchmark subsets of a few items swing by 10 points); its scores are shown beside."""
-    fin = final(df)
-    lsap = fin[fin.objective == "lsap"].groupby("method").agg(avg=("avg", "mean"), bpb=("bpb_mean", "mean"))
-    return None if lsap.empty else lsap.sort_values(["bpb", "avg"], ascending=[True, False]).index[0]
+def by_seed(fin: pd.DataFrame, method: str, col: str) -> dict:
+    g = fin[fin.method == method]
+    return dict(zip(g.seed, g[col], strict=True))
+
+
+def vs_ce(fin: pd.DataFrame, method: str, col: str) -> stats.Interval:
+    """method − CE on `col`, paired by seed, with its 95 % t-interval over seeds."""
+    return stats.paired(by_seed(fin, method, col), by_seed(fin, "ce", col))
 
 
 LEDGER = {"training": "training FLOPs", "teacher": "teacher inference FLOPs", "selection": "data scoring FLOPs",
@@ -122,18 +124,23 @@ LEDGER = {"training": "training FLOPs", "teacher": "teacher inference FLOPs", "s
 
 
 def head_to_head(df: pd.DataFrame, domains: list[str]) -> pd.DataFrame:
-    fin, best = final(df), best_lsap(df)
-    order = ["ce"] + ([best] if best else []) + [m for m in fin.method.unique()
-                                                 if fin[fin.method == m].objective.iloc[0] != "lsap" and m != "ce"]
+    """Every method at the matched budget, CE first: no LSAP row is singled out, since choosing
+    the best α on the held-out split it is reported on would bias it."""
+    fin = final(df)
+    order = ["ce"] + [m for m in fin.method.unique() if m != "ce"]
     out = []
-    for name in dict.fromkeys(order):
+    for name in order:
         g = fin[fin.method == name]
         if g.empty:
             continue
-        row = {"Method": name + (" (best LSAP)" if name == best else ""), "Avg score": _pm(*_seed_mean(g, "avg"))}
+        row = {"Method": name, "Avg score": _pm(*_seed_mean(g, "avg"))}
         for dom in domains:
             row[f"bpb {dom}"] = g[f"bpb_{dom}"].mean()
-        row.update({"bpb mean": g.bpb_mean.mean(), "tokens (M)": g.tokens.mean() / 1e6})
+        d_bpb = vs_ce(fin, name, "bpb_mean")
+        row.update({"bpb mean": g.bpb_mean.mean(),
+                    "Δ bpb vs CE [95% CI]": "–" if name == "ce" else d_bpb.fmt(3),
+                    "verdict (bpb)": "–" if name == "ce" else stats.verdict(d_bpb, lower_is_better=True),
+                    "seeds": len(g), "tokens (M)": g.tokens.mean() / 1e6})
         for k, col in LEDGER.items():
             row[col] = f"{g[f'ledger_{k}'].mean():.3g}"
         row["wall (s)"] = g.wall_s.mean()
@@ -142,25 +149,22 @@ def head_to_head(df: pd.DataFrame, domains: list[str]) -> pd.DataFrame:
 
 
 def paper_vs_replication(df: pd.DataFrame) -> pd.DataFrame:
-    """Each paper's reported gain over its baseline beside ours over CE (same budget), in points,
-    paired by seed (mean ± std over seeds); bits-per-byte change beside it (negative = better)."""
+    """Each paper's reported gain over its baseline beside ours over CE (same budget): the mean
+    paired difference over seeds with its 95 % t-interval, in points of average score and in
+    bits per byte (negative = better), and what the interval says."""
     fin = final(df)
-    ce = fin[fin.method == "ce"].set_index("seed")
     paper_ce = np.mean(PAPER_LSAP["ce"])
     out = []
     for label, paper, what, reported in PAPER_DELTAS:
         if reported is None:
             reported = f"{np.mean(PAPER_LSAP[label]) - paper_ce:+.2f}"
-        g = fin[fin.label == label]
-        for name, gm in g.groupby("method", sort=False):
-            gm = gm.set_index("seed")
-            seeds = gm.index.intersection(ce.index)
-            d_avg = gm.avg[seeds] - ce.avg[seeds]
-            d_bpb = gm.bpb_mean[seeds] - ce.bpb_mean[seeds]
-            sd = lambda d: d.std(ddof=1) if len(d) > 1 else np.nan  # noqa: E731
+        for name in fin[fin.label == label].method.unique():
+            d_avg, d_bpb = vs_ce(fin, name, "avg"), vs_ce(fin, name, "bpb_mean")
             out.append({"Method": name, "Paper": paper, "Paper's comparison": what, "Paper Δ": reported,
-                        "Our Δ avg (pts)": _pm(d_avg.mean(), sd(d_avg)),
-                        "Our Δ bpb": _pm(d_bpb.mean(), sd(d_bpb), 3), "seeds": len(seeds)})
+                        "Our Δ avg (pts) [95% CI]": d_avg.fmt(2),
+                        "verdict (score)": stats.verdict(d_avg, lower_is_better=False),
+                        "Our Δ bpb [95% CI]": d_bpb.fmt(3),
+                        "verdict (bpb)": stats.verdict(d_bpb, lower_is_better=True), "seeds": d_bpb.n})
     return pd.DataFrame(out)
 
 
@@ -173,15 +177,33 @@ def _axes(ncols=1, width=5.2):
     return plt.subplots(1, ncols, figsize=(width * ncols, 3.6), squeeze=False)
 
 
+def seed_bands(df: pd.DataFrame, y: str) -> pd.DataFrame:
+    """Per (method, checkpoint): the mean of `y` over seeds and its 95 % t-interval."""
+    rows = []
+    for (method, frac), g in df.groupby(["method", "fraction"], sort=False):
+        iv = stats.t_interval(g[y])
+        rows.append({"method": method, "fraction": frac, "tflops": g.flops.mean() / 1e12, "mean": iv.mean,
+                     "lo": iv.lo, "hi": iv.hi, "seeds": iv.n})
+    return pd.DataFrame(rows)
+
+
 def _vs_flops(df: pd.DataFrame, y: str, ylabel: str, title: str):
-    """One line per method against training TFLOPs, one point per checkpoint, mean ± std over seeds."""
+    """One line per method against training TFLOPs, one point per checkpoint: the mean over seeds
+    with its 95 % t-interval as a band (none with one seed)."""
     import seaborn as sns
 
     fig, ax = _axes()
-    sns.lineplot(df.assign(tflops=df.flops / 1e12), x="tflops", y=y, hue="method", marker="o",
-                 errorbar=("sd", 1), ax=ax[0, 0])
-    ax[0, 0].set(xlabel="training TFLOPs (teacher inference included)", ylabel=ylabel, title=title)
-    ax[0, 0].legend(fontsize=6, ncols=2)
+    bands, a = seed_bands(df, y), ax[0, 0]
+    for (method, g), color in zip(bands.groupby("method", sort=False),
+                                  sns.color_palette("tab10", bands.method.nunique()), strict=True):
+        g = g.sort_values("tflops")
+        a.plot(g.tflops, g["mean"], marker="o", ms=3, color=color, label=method)
+        if g.lo.notna().any():
+            a.fill_between(g.tflops, g.lo, g.hi, color=color, alpha=0.15, lw=0)
+    n = int(bands.seeds.max()) if len(bands) else 0
+    a.set(xlabel="training TFLOPs (teacher inference included)", ylabel=ylabel,
+          title=title + (f" ({n} seeds, 95% t-bands)" if n >= 2 else " (smoke test, not evidence: 1 seed)"))
+    a.legend(fontsize=6, ncols=2)
     return fig
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lsap import keys, layout, provenance, report, results
+from lsap import keys, layout, provenance, report, results, stats
 from lsap.config import required_assets
 from lsap.files import read_json, write_text
 
@@ -59,18 +59,23 @@ def render_students(cfg: dict, results_dir: Path, tables: Path, figures: Path, p
     ev = cfg["evaluation"]
     n = f"first {ev['limit']} items per task" if ev["limit"] else "full sets"
     domains = sorted(c[4:] for c in df.columns if c.startswith("bpb_") and c != "bpb_mean")
+    smoke = stats.smoke_note(len(cfg["students"]["seeds"]))
     report.write_table(results.table2(df, ev["tasks"]), tables / "table2",
                        f"Table 2 analogue: zero-shot scores (%) at the matched budget ({_budget(cfg)}); lm-eval tasks, "
-                       f"{n}, {ev['metric']}; mean over seeds", prov,
+                       f"{n}, {ev['metric']}; mean over seeds.{smoke}", prov,
                        notes="TrQA (truthfulqa_mc2) has no offline data: n/a. Avg over the 7 other tasks.")
     report.write_table(results.head_to_head(df, domains), tables / "head_to_head",
                        f"Head to head at the matched budget ({_budget(cfg)}): average score ± std over seeds (one "
-                       f"seed: ± lm-eval stderr), held-out bits per byte per domain, tokens, the compute ledger "
-                       f"(FLOPs of training, teacher inference, data scoring, models trained for it), training wall-clock",
-                       prov, digits=3)
+                       f"seed: ± lm-eval stderr), held-out bits per byte per domain, the mean bits-per-byte "
+                       f"difference to CE paired by seed with its 95 % t-interval over seeds and its verdict, "
+                       f"tokens, the compute ledger (FLOPs of training, teacher inference, data scoring, models "
+                       f"trained for it), training wall-clock.{smoke}", prov, digits=3,
+                       notes="Every LSAP α is listed: none is picked as best, because picking on the split it is "
+                       "reported on would bias it. With several LSAP rows, one 'better' at 95 % can be chance.")
     report.write_table(results.paper_vs_replication(df), tables / "paper_vs_replication",
-                       "Each paper's reported gain over its baseline beside ours over CE at the same budget "
-                       "(points of average score; bits-per-byte change, negative = better), paired by seed", prov)
+                       "Each paper's reported gain over its baseline beside ours over CE at the same budget: mean "
+                       "paired difference over seeds [95 % t-interval] in points of average score and in bits per "
+                       f"byte (negative = better); verdict: better / worse / inconclusive at 95 %.{smoke}", prov)
     for name, fn in (("figure2_score_vs_flops", results.figure_score_vs_flops),
                      ("bpb_vs_flops", results.figure_bpb_vs_flops),
                      ("targets_vs_alpha", results.figure_targets_vs_alpha)):
