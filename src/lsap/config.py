@@ -150,6 +150,13 @@ def _check_run_shape(cfg: dict, source: str) -> None:
             raise ConfigError(f"{source}: the checkpoints of references.{name} ({names}) collide at two decimals: "
                               f"make training.checkpoint_fractions and ds_checkpoint_frac differ by >= 0.01")
     seq, ev = cfg["shards"]["seq_len"], cfg["evaluation"]
+    if isinstance(ev["limit"], dict):
+        if ev["source"] != "offline":
+            raise ConfigError(f"{source}: evaluation.limit per task needs source: offline (lm-eval's own limit is "
+                              f"one number): give one number or null")
+        if set(ev["limit"]) - set(ev["tasks"]):
+            raise ConfigError(f"{source}: evaluation.limit names tasks not in evaluation.tasks: "
+                              f"{sorted(set(ev['limit']) - set(ev['tasks']))}")
     for role, m in cfg["students"]["teachers"].items():
         if m["kind"] == "pretrained" and seq > GGUF_CONTEXT[m["name"]]:
             raise ConfigError(f"{source}: shards.seq_len {seq} exceeds the context of the {role} teacher "

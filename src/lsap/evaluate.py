@@ -59,7 +59,7 @@ def load_tasks(ecfg: dict) -> tuple[dict, dict]:
     if unknown:
         raise ValueError(f"evaluation.tasks: no offline data for {unknown} (offline tasks: "
                          f"{sorted(benchmarks.OFFLINE)}; use source: lm_eval for others)")
-    tasks = {t: benchmarks.offline_task(t, ecfg["limit"]) for t in ecfg["tasks"] if t in benchmarks.OFFLINE}
+    tasks = {t: benchmarks.offline_task(t, benchmarks.task_limit(ecfg, t)) for t in ecfg["tasks"] if t in benchmarks.OFFLINE}
     na = {t: benchmarks.NOT_OFFLINE[t] for t in ecfg["tasks"] if t in benchmarks.NOT_OFFLINE}
     return {"tasks": tasks, "groups": {}, "group_map": {}}, na
 
@@ -75,7 +75,9 @@ def run_lm_eval(model, tokenizer, task_dict: dict, ecfg: dict, log_samples: bool
             task.set_config(key="num_fewshot", value=0)
         task.set_fewshot_seed(seed=FEWSHOT_SEED)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=ecfg["batch_size"])
-    return evaluator.evaluate(lm=lm, task_dict=task_dict, limit=ecfg["limit"],
+    # offline tasks hold only their first `limit` docs already; a per-task limit is offline-only
+    limit = None if isinstance(ecfg["limit"], dict) else ecfg["limit"]
+    return evaluator.evaluate(lm=lm, task_dict=task_dict, limit=limit,
                               bootstrap_iters=ecfg["bootstrap_iters"], log_samples=log_samples)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lsap import keys, layout, provenance, report, results, stats
+from lsap import benchmarks, keys, layout, provenance, report, results, stats
 from lsap.config import required_assets
 from lsap.files import read_json, write_text
 
@@ -57,7 +57,7 @@ def render_students(cfg: dict, results_dir: Path, tables: Path, figures: Path, p
     df = results.collect(cfg, results_dir)
     write_text(tables / "students.csv", df.to_csv(index=False))  # the rows behind every table below
     ev = cfg["evaluation"]
-    n = f"first {ev['limit']} items per task" if ev["limit"] else "full sets"
+    n = benchmarks.describe_limit(ev)
     domains = sorted(c[4:] for c in df.columns if c.startswith("bpb_") and c != "bpb_mean")
     smoke = stats.smoke_note(len(cfg["students"]["seeds"]))
     report.write_table(results.table2(df, ev["tasks"]), tables / "table2",
