@@ -212,3 +212,16 @@ def test_fused_nll_in_bf16_as_on_gpu_matches_float64_within_bf16_error():
     ref.backward()
     assert got.item() == pytest.approx(ref.item(), rel=2e-3)
     assert torch.allclose(W.grad.double(), Wd.grad, atol=0.05 * Wd.grad.abs().max().item())
+
+
+def test_fused_nll_counts_how_often_the_models_top_token_is_an_extra_target():
+    g = torch.Generator().manual_seed(0)
+    h, W = torch.randn(6, 8, generator=g, dtype=torch.float64), torch.randn(11, 8, generator=g, dtype=torch.float64)
+    top = (h @ W.T).argmax(-1)
+    other = (top + 1) % 11
+    # rows 0-1: the argmax is an extra target; 2-3: another token is; 4-5: no extra target at all
+    ids = torch.stack([top, torch.cat([top[:2], other[2:4], top[4:]]), other], 1)
+    weights = torch.tensor([[1.0, 1.0, 0.0]] * 4 + [[1.0, 0.0, 0.0]] * 2, dtype=torch.float64)
+    stats = {}
+    fused_nll(h, W, ids, weights, chunk=4, stats=stats)  # two chunks: the counts add up across them
+    assert float(stats["aux_positions"]) == 4 and float(stats["top_in_aux"]) == 2

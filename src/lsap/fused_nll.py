@@ -37,13 +37,19 @@ class _FusedNLL(torch.autograd.Function):
                              device=W.device) if need_grad else None
         acc = torch.float64 if h.dtype == torch.float64 else torch.float32
         total = torch.zeros((), dtype=acc, device=h.device)
-        sums = {k: torch.zeros((), dtype=acc, device=h.device) for k in ("nll0", "aux", "dense")}
+        sums = {k: torch.zeros((), dtype=acc, device=h.device)
+                for k in ("nll0", "aux", "dense", "aux_positions", "top_in_aux")}
         for a in range(0, n, chunk):
             rows = slice(a, min(a + chunk, n))
             z = (h[rows] @ Wc.T).to(acc)
             lse = torch.logsumexp(z, dim=-1)
             nll = lse[:, None] - z.gather(1, ids[rows])                  # (c, K)
             w = weights[rows].to(acc)
+            if stats is not None and ids.shape[1] > 1:
+                # how often the model's own top prediction is among the extra targets (before z is reused)
+                has = w[:, 1:] > 0
+                sums["aux_positions"] += has.any(1).sum()
+                sums["top_in_aux"] += ((ids[rows][:, 1:] == z.argmax(-1, keepdim=True)) & has).any(1).sum()
             total += (w * nll).sum()
             sums["nll0"] += nll[:, 0].sum()
             sums["aux"] += (nll[:, 1:] * (w[:, 1:] > 0)).sum()
@@ -87,7 +93,9 @@ def fused_nll(h: torch.Tensor, W: torch.Tensor, ids: torch.Tensor, weights: torc
     (V, H), ids (N, K) int64 with column 0 the next token, weights (N, K) (0 = unused slot).
 
     `stats` (optional dict) receives the unweighted sums: nll0 (column 0: plain CE), aux (the
-    other columns where weight > 0) and dense (the weighted dense term), for logging.
+    other columns where weight > 0) and dense (the weighted dense term), for logging; and the
+    positions with an extra target (aux_positions) and those where the model's argmax is one of
+    them (top_in_aux).
     """
     if h.dim() != 2 or ids.shape != weights.shape or ids.shape[0] != h.shape[0]:
         raise ValueError(f"shapes: h {tuple(h.shape)} must be (N, H), ids {tuple(ids.shape)} and weights "

@@ -111,8 +111,9 @@ def _build_salt(cfg, m, model, inputs, dev):
 OBJECTIVES: dict[str, ObjectiveKind] = {
     "ce": ObjectiveKind((), (), False, (), lambda m: "ce", lambda m: 0.0, _build_ce),
     "lsap": ObjectiveKind(("alpha", "top_k", "probabilities", "normaliser", "lambda_schedule", "targets"),
-                          ("surrogate",), True, ("targets_per_pos", "aux_nll"), _lsap_label, lambda m: 1.0,
-                          _build_lsap),
+                          ("surrogate",), True,
+                          ("targets_per_pos", "aux_nll", "pos_with_targets", "student_top_in_targets"),
+                          _lsap_label, lambda m: 1.0, _build_lsap),
     "kd": ObjectiveKind(("kd_ratio", "kd_outside_sigma"), ("surrogate",), True, ("kl",), lambda m: "kd",
                         lambda m: 1.0, _build_kd),
     "salt": ObjectiveKind(("omega", "rho", "kd_steps_frac", "transition"), ("salt_teacher",), False, ("kl",),

@@ -97,7 +97,11 @@ class LSAP(CrossEntropy):
         stats = {}
         loss = fused_nll(h, self.head, ids, weights, stats=stats) / lsap_normaliser(self.normaliser, n, n_aux)
         return loss, {"loss": loss.detach(), "ce": stats["nll0"] / n,
-                      "aux_nll": stats["aux"] / max(n_aux, 1.0), "targets_per_pos": n_aux / n, "lambda": lam}
+                      "aux_nll": stats["aux"] / max(n_aux, 1.0), "targets_per_pos": n_aux / n, "lambda": lam,
+                      # share of positions given a target, and of those, how often the student's own
+                      # top prediction is one of them (the proposals then reinforce what it predicts)
+                      "pos_with_targets": stats["aux_positions"] / n,
+                      "student_top_in_targets": stats["top_in_aux"] / stats["aux_positions"].clamp(min=1)}
 
 
 class TeacherKD(CrossEntropy):
