@@ -225,3 +225,33 @@ def test_fused_nll_counts_how_often_the_models_top_token_is_an_extra_target():
     stats = {}
     fused_nll(h, W, ids, weights, chunk=4, stats=stats)  # two chunks: the counts add up across them
     assert float(stats["aux_positions"]) == 4 and float(stats["top_in_aux"]) == 2
+
+
+def test_fused_nll_under_bf16_autocast_runs_the_head_in_bf16_with_fp32_log_sum_exp():
+    """The GPU path on CPU: under bf16 autocast the head's matmuls run in bf16 even for fp32 hidden
+    states (OLMo2/Qwen3's final RMSNorm hands over fp32), logits upcast for the log-sum-exp.
+    Against float64 on the same bf16-representable inputs:
+    - loss: each logit is rounded once to bf16 (relative 2^-9); those errors have random signs and
+      average over N·K terms, so the loss is within 1e-4 relative (measured 7e-7);
+    - gradients: dL/dz is rounded to bf16 before its matmuls, 2^-9 = 1.95e-3 relative per element,
+      so 5e-3 relative in norm (measured 1.8e-3). fp32 is 1e-6 / 1e-5: the bf16 path really ran."""
+    g = torch.Generator().manual_seed(0)
+    n, hid, vocab, k = 512, 256, 8192, 16
+    h = torch.randn(n, hid, generator=g).to(torch.bfloat16).float()
+    W = (0.05 * torch.randn(vocab, hid, generator=g)).to(torch.bfloat16).float()
+    ids = torch.randint(0, vocab, (n, k), generator=g)
+    w = (torch.rand(n, k, generator=g) > 0.7).float()
+    w[:, 0] = 1.0
+
+    def run(dtype, autocast):
+        hh, WW = h.to(dtype).clone().requires_grad_(), W.to(dtype).clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = fused_nll(hh, WW, ids, w.to(dtype), chunk=128)
+        loss.backward()
+        return [t.double() for t in (loss.detach(), hh.grad, WW.grad)]
+
+    ref, bf16, fp32 = run(torch.float64, False), run(torch.float32, True), run(torch.float32, False)
+    rel = [float((a - b).norm() / b.norm()) for a, b in zip(bf16, ref, strict=True)]
+    assert rel[0] < 1e-4 and rel[1] < 5e-3 and rel[2] < 5e-3, rel
+    assert bf16[1].dtype == torch.float64 and rel[1] > 1e-4  # the bf16 matmuls ran (fp32 would be ~1e-7)
+    assert float((fp32[1] - ref[1]).norm() / ref[1].norm()) < 1e-5

@@ -202,3 +202,33 @@ def test_a_shard_shorter_than_a_micro_batch_is_refused_by_name(setup, small_corp
     with pytest.raises(train.TrainingError, match=rf"validation.json holds 3 sequences of {long + 1} tokens, fewer"):
         train.train(models.build(SMALL, 400, long, 0), data, objectives.CrossEntropy(), tmp_path / "run",
                     cfg["training"], cfg["students"]["budget_flops"], 0, val=None, log=lambda *_: None)
+
+
+def test_no_host_sync_per_micro_batch(setup, tmp_path, monkeypatch):
+    """A GPU step must not wait on the host between its micro-batches: the loop (and LSAP's loss)
+    copies its logged numbers once per step. Counted on CPU: every Tensor -> Python conversion
+    during a run with 4 micro-batches per step equals that of 1 micro-batch per step."""
+    root, cfg, _ = setup
+    data = shards.open_shard(root / "shards", "train")
+    g = torch.Generator().manual_seed(0)
+    cand = (torch.randint(0, 400, (4, 32, 15), generator=g), torch.log(torch.rand(4, 32, 15, generator=g) * 0.2))
+    calls = {"n": 0}
+    for name in ("item", "tolist", "__float__", "__int__", "__bool__"):
+        orig = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _orig=orig, **kw):
+            calls["n"] += 1
+            return _orig(self, *a, **kw)
+        monkeypatch.setattr(torch.Tensor, name, counted)
+
+    def syncs(grad_accum):
+        model = models.build(SMALL, 400, 32, 0)
+        tcfg = {**cfg["training"], "grad_accum": grad_accum, "checkpoint_fractions": [1.0], "save_every_steps": 100}
+        flops_per_step = models.train_flops_per_token(model) * 4 * grad_accum * 32
+        objective = objectives.LSAP(lambda i, t, _: cand, 0.05)
+        calls["n"] = 0
+        train.train(model, data, objective, tmp_path / f"accum{grad_accum}", tcfg, 3.5 * flops_per_step, 0,
+                    log=lambda *_: None)
+        return calls["n"]
+
+    assert syncs(1) == syncs(4)

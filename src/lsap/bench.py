@@ -121,7 +121,10 @@ def bench_loss(dev, n_tokens: int, hidden: int, vocab: int, k: int = 15, iters: 
     return out
 
 
-def bench_steps(dev, shape_name: str, compile_: bool, iters: int, warmup: int) -> dict:
+def bench_steps(dev, shape_name: str, compile_: bool, iters: int, warmup: int, out: dict | None = None,
+                save=lambda: None) -> dict:
+    """Tokens/s, MFU and peak memory of one training step per objective; each objective's figures
+    go into `out` and are saved (`save()`) as soon as they exist, so a run cut short keeps them."""
     s = SHAPES[shape_name]
     student = models.build(s["student"], s["v_student"], s["seq"], seed=0).to(dev)
     surrogate_lm = models.build(s["surrogate"], s["v_surrogate"], s["seq"], seed=1).to(dev)
@@ -133,11 +136,25 @@ def bench_steps(dev, shape_name: str, compile_: bool, iters: int, warmup: int) -
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, s["v_student"], (s["batch"], s["seq"] + 1), generator=g).to(dev)
     cached = sur.candidates(x[:, :-1], x[:, 1:])
+    # SALT's teacher: a model of about half the student's width in the student's vocabulary
+    half = {**s["student"], "hidden": s["student"]["hidden"] // 2, "intermediate": s["student"]["intermediate"] // 2}
+    salt_lm = models.build(half, s["v_student"], s["seq"], seed=2).to(dev)
+    salt_lm = salt_lm.to(models.inference_dtype(dev)).eval().requires_grad_(False)
+
+    @torch.inference_mode()
+    def salt_logits(i):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            return salt_lm(input_ids=i).logits
+    kd_teacher = objectives.dense_teacher(sur.logits, log_q=objectives.sigma_log_q(sur.s_to_b))
     objs = {
         "ce": objectives.CrossEntropy(),
         "lsap_online": objectives.LSAP(lambda i, t, _: sur.candidates(i, t), 0.05,
                                        teacher_flops_per_token=sur.flops_per_token),
         "lsap_cached": objectives.LSAP(lambda i, t, _: cached, 0.05, teacher_flops_per_token=sur.flops_per_token),
+        "kd": objectives.TeacherKD(kd_teacher, 0.5, sur.flops_per_token, name="kd"),
+        # its KD phase (SALT's steps 1..n_KD), where the teacher runs
+        "salt": objectives.TeacherKD(objectives.dense_teacher(salt_logits, rho=0.25), 0.667,
+                                     models.forward_flops_per_token(salt_lm), name="salt"),
     }
     net = models.Trunk(student)
     net = torch.compile(net) if compile_ and dev.type == "cuda" else net
@@ -145,9 +162,11 @@ def bench_steps(dev, shape_name: str, compile_: bool, iters: int, warmup: int) -
     tokens = s["batch"] * s["seq"]
     peak = matmul_peak(dev)
     train_fpt = models.train_flops_per_token(student)
-    out = {"student_params": models.n_params(student), "surrogate_params": models.n_params(surrogate_lm),
-           "matmul_peak_tflops": peak / 1e12, "tokens_per_step": tokens,
-           "flops_bound_lsap_over_ce": train_fpt / (train_fpt + sur.flops_per_token)}
+    out = {} if out is None else out
+    out.update({"student_params": models.n_params(student), "surrogate_params": models.n_params(surrogate_lm),
+                "matmul_peak_tflops": peak / 1e12, "tokens_per_step": tokens,
+                "flops_bound_lsap_over_ce": train_fpt / (train_fpt + sur.flops_per_token)})
+    save()
     timer = Timer(dev)
     for name, obj in objs.items():
         obj.bind(student)
@@ -160,28 +179,37 @@ def bench_steps(dev, shape_name: str, compile_: bool, iters: int, warmup: int) -
             opt.zero_grad(set_to_none=True)
 
         sec = timer(step, warmup, iters)
-        flops = tokens * (train_fpt + (obj.teacher_flops_per_token if name == "lsap_online" else 0))
+        flops = tokens * (train_fpt + (obj.teacher_flops_per_token if name != "lsap_cached" else 0))
         out[name] = {"tok_s": tokens / sec, "step_ms": 1000 * sec, "mfu": flops / sec / peak,
                      "peak_gib": _peak_mem(dev, step)}
-    for name in ("lsap_online", "lsap_cached"):
-        out[f"{name}_over_ce_throughput"] = out[name]["tok_s"] / out["ce"]["tok_s"]
-        if dev.type == "cuda":
-            out[f"{name}_over_ce_memory"] = out[name]["peak_gib"] / out["ce"]["peak_gib"]
+        if name != "ce":
+            out[f"{name}_over_ce_throughput"] = out[name]["tok_s"] / out["ce"]["tok_s"]
+            if dev.type == "cuda":
+                out[f"{name}_over_ce_memory"] = out[name]["peak_gib"] / out["ce"]["peak_gib"]
+        save()
     return out
 
 
 def run(shapes: str, device: str, compile_: bool, iters: int, out_path: str | None) -> dict:
     dev = torch.device(device)
+    models.enable_tf32()
     s = SHAPES[shapes]
     result = {"shapes": shapes, "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor()
               or platform.machine(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "compile": compile_,
-              "loss": bench_loss(dev, s["batch"] * s["seq"], s["student"]["hidden"], -(-s["v_student"] // 64) * 64),
-              "steps": bench_steps(dev, shapes, compile_, iters, warmup=max(2, iters // 3))}
-    text = json.dumps(result, indent=2, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v)
-    print(text)
-    if out_path:
-        from lsap.files import write_text
+              "compile": compile_, "complete": False}
 
-        write_text(out_path, text + "\n")
+    def save():  # after every measured part: a run stopped at its time limit keeps what it measured
+        text = json.dumps(result, indent=2, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v)
+        if out_path:
+            from lsap.files import write_text
+
+            write_text(out_path, text + "\n")
+        return text
+
+    result["loss"] = bench_loss(dev, s["batch"] * s["seq"], s["student"]["hidden"], -(-s["v_student"] // 64) * 64)
+    save()
+    result["steps"] = {}
+    bench_steps(dev, shapes, compile_, iters, warmup=max(2, iters // 3), out=result["steps"], save=save)
+    result["complete"] = True
+    print(save())
     return result

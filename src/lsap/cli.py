@@ -114,6 +114,12 @@ def _rehearse(args, cfg):
     print(f"[rehearse] {rehearsal.build(args.config, args.out)}")
 
 
+def _smoke(args, cfg):
+    from lsap import smoke
+
+    print(f"[smoke] {smoke.build(args.config, args.out)}")
+
+
 def _bench(args, cfg):
     import torch
 
@@ -227,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = stage("rehearse", _rehearse, "stand-ins and the scaled-down config of the paper run (--config config/paper.yaml)")
     s.add_argument("--out", default="rehearsal", help="where the stand-ins and rehearsal.yaml go")
+
+    s = stage("smoke", _smoke, "the CPU-shaped config of a GPU config (--config config/gpu-small.yaml)")
+    s.add_argument("--out", required=True, help="folder for <run>-cpu-smoke.yaml")
 
     s = stage("bench", _bench, "throughput of ce / lsap (online, cached) steps and of the loss alone")
     s.add_argument("--shapes", choices=["paper", "cpu"], default="cpu")

@@ -195,10 +195,13 @@ def price(cfg: RunConfig) -> dict:
             scorers = sum(_teacher_shape(cfg, r)[0] for r in methods.DATA[m["data"]].roles)
             p0 = plan.make(cfg, s["budget_flops"], plan.model_flops_per_token(s["model"], v_student, seq), teacher[0],
                            frac, seq)
-            n_data = (data["train"]["tokens"] or 0) // (seq + 1)
+            # data of unknown size (file sources before the shards stage): a pool_factor still sizes the pool
+            n_data = data["train"]["tokens"] // (seq + 1) if data["train"]["tokens"] else math.inf
             pool = selection.pool_size(cfg, mname, n_data, p0)
-            scoring = pool * seq * scorers
-            jobs.append(_row("selection", mname, tokens=pool * seq, flops=scoring, gpu_hours=scoring / rate / 3600,
+            pool = None if pool == math.inf else pool
+            scoring = pool * seq * scorers if pool is not None else 0.0
+            jobs.append(_row("selection", mname, tokens=pool and pool * seq, flops=scoring if pool else None,
+                             gpu_hours=scoring / rate / 3600 if pool else None,
                              slurm=slurm_resources("selection", cfg, profile)))
         if methods.uses_targets_cache(m):
             p0 = plan.make(cfg, s["budget_flops"], plan.model_flops_per_token(s["model"], v_student, seq), teacher[0],
@@ -263,11 +266,14 @@ def render(priced: dict) -> str:
     """The plan as a Markdown table (data parts collapsed to one line each), its totals and warnings."""
     big = max((j["tokens"] or 0) for j in priced["jobs"]) >= 1e9
     unit, uname = (1e9, "B") if big else (1e6, "M")
+    gpu_h = sum(j.get("gpu_hours") or 0 for j in priced["jobs"])
+    # a sweep of minutes (gpu-small) is priced in GPU-minutes, a cluster sweep in GPU-hours
+    g_unit, g_name = (1.0, "GPU-h") if gpu_h >= 1 else (1 / 60, "GPU-min")
     lines = [f"Plan of `{priced['config']}`. Data: " + ", ".join(
         f"{s} {_fmt(d['tokens'], unit)} {uname} tokens" for s, d in priced["data"].items())
         + f" ({next(iter(priced['data'].values()))['source']}).", f"GPU time at {priced['rates']['gpu']}; "
         f"data-prep CPU time at {priced['rates']['cpu']}.", "",
-        f"| job | what | tokens ({uname}) | FLOPs | epochs | GPU-h | CPU-h | est. memory (GB) | Slurm request |",
+        f"| job | what | tokens ({uname}) | FLOPs | epochs | {g_name} | CPU-h | est. memory (GB) | Slurm request |",
         "|---|---|---|---|---|---|---|---|---|"]
     rows, seen = [], {}
     for j in priced["jobs"]:
@@ -286,10 +292,11 @@ def render(priced: dict) -> str:
         per = " each" if "n" in j else ""
         lines.append(f"| {j['job']} | {what} | {_fmt(j.get('tokens'), unit)}{per} | "
                      f"{'—' if j.get('flops') is None else format(j['flops'], '.3g')} | {_fmt(j.get('epochs'))} | "
-                     f"{_fmt(j.get('gpu_hours'), 1, 1)} | {_fmt(j.get('cpu_hours'), 1, 2)}{per} | "
+                     f"{_fmt(j.get('gpu_hours'), g_unit, 1 if g_unit == 1 else 2)} | "
+                     f"{_fmt(j.get('cpu_hours'), 1, 2)}{per} | "
                      f"{_fmt(j.get('memory_gb'), 1, 1)} | {req} |")
-    gpu_h = sum(j.get("gpu_hours") or 0 for j in priced["jobs"])
-    lines += ["", f"Total: {gpu_h:,.0f} GPU-hours over {sum(j['job'] == 'student' for j in priced['jobs'])} "
+    total = f"{gpu_h:,.0f} GPU-hours" if g_unit == 1 else f"{gpu_h * 60:.1f} GPU-minutes"
+    lines += ["", f"Total: {total} over {sum(j['job'] == 'student' for j in priced['jobs'])} "
                   f"student runs and the jobs above."]
     if priced["hub_configs_from_table"]:
         lines.append("Hub out of reach: shapes of " + ", ".join(priced["hub_configs_from_table"])

@@ -7,7 +7,8 @@ add a dense teacher distribution. All of them share one log-sum-exp per position
     L = Σ_t Σ_k w_tk (lse_t − z_t,ids_tk) + Σ_t Σ_v d_tv (lse_t − z_t,v)   (v over all or some columns)
 
 computed from the final hidden states h and the LM head W chunk by chunk (logits z = h·Wᵀ live
-for one chunk only, in float32). The gradient is computed in the same pass (the trick of
+for one chunk only; under bf16 autocast the matmuls run in bf16 and the logits are upcast to
+float32 for the log-sum-exp). The gradient is computed in the same pass (the trick of
 Liger-Kernel's fused linear cross-entropy): dL/dz = p·(Σ_k w + Σ_v d) − w (scattered) − d, so
 backward only scales stored gradients and no full-vocabulary tensor outlives its chunk.
 """
@@ -28,14 +29,16 @@ DenseFn = Callable[[slice], "torch.Tensor | tuple[torch.Tensor, torch.Tensor]"]
 
 class _FusedNLL(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h, W, ids, weights, dense, chunk, stats):
-        n = h.shape[0]
-        Wc = W.to(h.dtype)  # bf16 on GPU (autocast's cast, done once), the logits are upcast per chunk
+    def forward(ctx, h, W, ids, weights, dense, chunk, stats, dtype):
+        n, h_dtype = h.shape[0], h.dtype
+        # the head's matmuls in `dtype` (bf16 under autocast: the largest matmul of a 100k-vocabulary
+        # model), the logits upcast per chunk so log-sum-exp and the loss accumulate in fp32
+        h, Wc = h.to(dtype), W.to(dtype)
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        grad_h = torch.empty_like(h) if need_grad else None
+        grad_h = torch.empty(h.shape, dtype=h_dtype, device=h.device) if need_grad else None
         grad_W = torch.zeros(W.shape, dtype=torch.float32 if W.dtype != torch.float64 else W.dtype,
                              device=W.device) if need_grad else None
-        acc = torch.float64 if h.dtype == torch.float64 else torch.float32
+        acc = torch.float64 if dtype == torch.float64 else torch.float32
         total = torch.zeros((), dtype=acc, device=h.device)
         sums = {k: torch.zeros((), dtype=acc, device=h.device)
                 for k in ("nll0", "aux", "dense", "aux_positions", "top_in_aux")}
@@ -71,8 +74,8 @@ class _FusedNLL(torch.autograd.Function):
                         dz.sub_(d)
                     else:
                         dz.scatter_add_(1, cols.expand(d.shape[0], -1), -d)  # 10x index_add_ on CPU
-                dz = dz.to(h.dtype)
-                grad_h[rows] = dz @ Wc
+                dz = dz.to(dtype)
+                grad_h[rows] = (dz @ Wc).to(h_dtype)
                 grad_W += (dz.T @ h[rows]).to(grad_W.dtype)
         if stats is not None:
             stats.update({k: s.detach() for k, s in sums.items()})
@@ -84,7 +87,7 @@ class _FusedNLL(torch.autograd.Function):
         grad_h, grad_W = ctx.saved_tensors
         gh = grad_h * grad_out.to(grad_h.dtype) if grad_h is not None and ctx.needs_input_grad[0] else None
         gw = grad_W * grad_out.to(grad_W.dtype) if grad_W is not None and ctx.needs_input_grad[1] else None
-        return gh, gw, None, None, None, None, None
+        return gh, gw, None, None, None, None, None, None
 
 
 def fused_nll(h: torch.Tensor, W: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor,
@@ -101,5 +104,8 @@ def fused_nll(h: torch.Tensor, W: torch.Tensor, ids: torch.Tensor, weights: torc
         raise ValueError(f"shapes: h {tuple(h.shape)} must be (N, H), ids {tuple(ids.shape)} and weights "
                          f"{tuple(weights.shape)} (N, K)")
     chunk = chunk or max(1, CHUNK_ELEMENTS // W.shape[0])
-    with torch.autocast(h.device.type, enabled=False):
-        return _FusedNLL.apply(h, W, ids, weights, dense, chunk, stats)
+    dev = h.device.type
+    # under autocast the head runs in its dtype even when the final norm hands over fp32 states
+    dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else h.dtype
+    with torch.autocast(dev, enabled=False):
+        return _FusedNLL.apply(h, W, ids, weights, dense, chunk, stats, dtype)

@@ -15,7 +15,15 @@ GGUF_CONTEXT = {"smollm2": 8192, "gemma3": 32768}
 
 
 def device() -> torch.device:
+    enable_tf32()
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def enable_tf32() -> None:
+    """TF32 for the fp32 matmuls bf16 autocast leaves (the optimizer-facing ones, fp32 norms' neighbours):
+    ~8x an fp32 matmul's rate on H100 at a 10-bit mantissa. A no-op without CUDA."""
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
 
 
 def inference_dtype(dev: torch.device) -> torch.dtype:
@@ -160,6 +168,15 @@ class Trunk(torch.nn.Module):
     def __init__(self, lm):
         super().__init__()
         self.lm = lm
+        if lm.config._attn_implementation == "sdpa":
+            # Training sequences are never padded, so causal attention is the whole mask. Under a name
+            # of its own, sdpa skips HF's mask preprocessing, whose packed-sequence check reads a
+            # device value on every forward: a host sync per micro-batch on GPU (not when compiled)
+            from transformers import AttentionInterface
+            from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+            AttentionInterface.register("sdpa_causal", sdpa_attention_forward)
+            lm.config._attn_implementation = "sdpa_causal"
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.lm.model(input_ids=input_ids).last_hidden_state

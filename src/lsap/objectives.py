@@ -27,12 +27,14 @@ def lsap_normaliser(kind: str, n_positions: int, n_aux: float) -> float:
     total_targets: N + Σ|v_t| (every NLL term weighs the same; default);
     mean: N·mean_t|v_t| (= Σ|v_t|); literal: N·|v| with |v| = Σ_t|v_t| the batch's target count.
     The last two fall back to N when a batch has no auxiliary target."""
+    # n_aux may be a device tensor: torch.where keeps the choice on the device (no host sync)
+    pick = torch.where if torch.is_tensor(n_aux) else (lambda c, a, b: a if c else b)
     if kind == "total_targets":
         return n_positions + n_aux
     if kind == "mean":
-        return n_aux if n_aux > 0 else n_positions
+        return pick(n_aux > 0, n_aux, n_positions)
     if kind == "literal":
-        return n_positions * n_aux if n_aux > 0 else n_positions
+        return pick(n_aux > 0, n_positions * n_aux, n_positions)
     raise ValueError(f"normaliser must be one of {NORMALISERS}, not '{kind}'")
 
 
@@ -93,11 +95,11 @@ class LSAP(CrossEntropy):
         n, k = h.shape[0], cand_ids.shape[-1]
         ids = torch.cat([targets.reshape(n, 1), cand_ids.reshape(n, k)], 1)
         weights = torch.cat([_full(h, (n, 1), 1.0), lam * valid.reshape(n, k).to(_full(h, (), 0).dtype)], 1)
-        n_aux = float(valid.sum())
+        n_aux = valid.sum().to(_full(h, (), 0).dtype)  # stays on the device: no sync per micro-batch
         stats = {}
         loss = fused_nll(h, self.head, ids, weights, stats=stats) / lsap_normaliser(self.normaliser, n, n_aux)
         return loss, {"loss": loss.detach(), "ce": stats["nll0"] / n,
-                      "aux_nll": stats["aux"] / max(n_aux, 1.0), "targets_per_pos": n_aux / n, "lambda": lam,
+                      "aux_nll": stats["aux"] / n_aux.clamp(min=1.0), "targets_per_pos": n_aux / n, "lambda": lam,
                       # share of positions given a target, and of those, how often the student's own
                       # top prediction is one of them (the proposals then reinforce what it predicts)
                       "pos_with_targets": stats["aux_positions"] / n,

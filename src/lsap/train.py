@@ -103,6 +103,15 @@ def _load_resume(path: Path, dev) -> dict:
                             f"restart this run from step 0, then rerun the same command.") from e
 
 
+def to_host(parts: dict, gnorm: torch.Tensor) -> tuple[dict[str, float], float]:
+    """The step's logged parts and gradient norm as Python floats in one device-to-host copy:
+    the step's only sync, after its micro-batches (per-micro-batch .item() would stall the GPU)."""
+    keys = [k for k, v in parts.items() if torch.is_tensor(v)]
+    values = torch.stack([parts[k].float().reshape(()) for k in keys] + [gnorm.float().reshape(())]).tolist()
+    host = {k: float(v) for k, v in parts.items() if not torch.is_tensor(v)}
+    return {**host, **dict(zip(keys, values[:-1], strict=True))}, values[-1]
+
+
 def _truncate_log(path: Path, step: int) -> None:
     """Drop log lines past the resumed step, so the log reads as one uninterrupted run."""
     if path.exists():
@@ -139,6 +148,7 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
     out = Path(out_dir)
     dist = Dist.from_env()
     dev = torch.device(f"cuda:{dist.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    models.enable_tf32()
     model.to(dev).train()
     micro, n_micro = tcfg["micro_batch"], tcfg["grad_accum"]
     seq_len = data.seq_len
@@ -207,7 +217,7 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
     bar = tqdm(total=total_steps, initial=step, unit="step", disable=not dist.main, dynamic_ncols=True)
     t_last = time.perf_counter()
     while step < total_steps:
-        parts_sum: dict[str, float] = {}
+        acc: dict = {}  # the step's logged parts, summed on the device over its micro-batches
         index = index_at(step, total_steps, micro * n_micro * dist.world)
         for a, ids in enumerate(sample_ids(step, micro, n_micro, dist, len(index), seed)):
             seq_ids = index[ids]
@@ -218,12 +228,13 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
                 loss, parts = objective(net, x, seq_ids, step, total_steps)
                 (loss / n_micro).backward()
             for k, v in parts.items():
-                parts_sum[k] = parts_sum.get(k, 0.0) + float(v) / n_micro
+                acc[k] = acc.get(k, 0.0) + (v.detach() if torch.is_tensor(v) else v) / n_micro
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
-        if not (math.isfinite(parts_sum.get("loss", 0.0)) and torch.isfinite(gnorm)):
+        parts_sum, gnorm = to_host(acc, gnorm)
+        if not (math.isfinite(parts_sum.get("loss", 0.0)) and math.isfinite(gnorm)):
             # checked before the update: a non-finite step is neither applied nor saved
             last = f"{_resume_path(out)} (step {saved})" if saved else "none (a rerun starts at step 0)"
-            raise TrainingError(f"{out}: non-finite loss ({parts_sum.get('loss')}) or gradient norm ({float(gnorm)}) "
+            raise TrainingError(f"{out}: non-finite loss ({parts_sum.get('loss')}) or gradient norm ({gnorm}) "
                                 f"at step {step} with lr {sched.get_last_lr()[0]:.3g} (peak training.lr "
                                 f"{tcfg['lr']}); not applied, not saved. Last good checkpoint: {last}. Lower "
                                 f"training.lr or check the data, then rerun the same command.")
@@ -238,7 +249,7 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
         bar.update(1)
         bar.set_postfix(loss=f"{parts_sum.get('loss', sum(parts_sum.values())):.3f}", tok_s=f"{tok_s:,.0f}")
         record = {"step": step, "tokens": step * tokens_per_step, "flops": flops,
-                  "lr": sched.get_last_lr()[0], "grad_norm": float(gnorm), "tok_s": tok_s, **parts_sum}
+                  "lr": sched.get_last_lr()[0], "grad_norm": gnorm, "tok_s": tok_s, **parts_sum}
         if step in ckpt_steps and val is not None:
             record["val_loss"] = eval_loss(
                 model, val, tcfg["eval_sequences"], micro, dev, autocast)
