@@ -232,3 +232,26 @@ def test_no_host_sync_per_micro_batch(setup, tmp_path, monkeypatch):
         return calls["n"]
 
     assert syncs(1) == syncs(4)
+
+
+@pytest.mark.slow
+def test_the_compiled_student_matches_eager_on_cpu():
+    """torch.compile (inductor, here on CPU) of the module the loop compiles on GPU (models.Trunk,
+    with its causal-sdpa attention) and the LSAP loss through it: same loss and gradients as eager."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 400, (2, 33), generator=g)
+    cand = (torch.randint(0, 400, (2, 32, 15), generator=g), torch.log(torch.rand(2, 32, 15, generator=g) * 0.2))
+
+    def loss_and_grads(compiled):
+        model = models.build(SMALL, 400, 32, 0)
+        net = models.Trunk(model)
+        net = torch.compile(net, backend="inductor") if compiled else net
+        objective = objectives.LSAP(lambda i, t, _: cand, 0.05).bind(model)
+        loss, _ = objective(net, x, None, 0, 10)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    (l0, g0), (l1, g1) = loss_and_grads(False), loss_and_grads(True)
+    torch.testing.assert_close(l1, l0, rtol=1e-5, atol=1e-6)
+    for a, b in zip(g1, g0, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

@@ -136,8 +136,13 @@ def _download(registry: str, spec: str, dest: Path, pip_args: list[str]) -> None
     if shutil.which(cmd[0]) is None and cmd[0] != sys.executable:
         raise AssetError(f"'{cmd[0]}' is not installed: it is needed to fetch {spec} from {registry}")
     proc = subprocess.run(cmd, cwd=dest, capture_output=True, text=True)
+    if proc.returncode != 0 and registry == "debian" and "was not found" in proc.stderr and os.geteuid() == 0:
+        # a fresh machine's package index may predate the pinned version: refresh it once, retry
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, text=True)
+        proc = subprocess.run(cmd, cwd=dest, capture_output=True, text=True)
     if proc.returncode != 0:
-        hint = " (run `apt-get update` first?)" if registry == "debian" else ""
+        hint = (" (run `apt-get update` first? Debian's mirrors keep only a package's latest version: a "
+                "pin the mirror no longer has needs updating in config/assets.yaml)") if registry == "debian" else ""
         raise AssetError(f"fetching {spec} from {registry} failed{hint}:\n{proc.stderr.strip()[-2000:]}")
 
 
