@@ -85,3 +85,36 @@ def test_a_hub_id_that_is_neither_a_folder_nor_reachable_stops_before_any_job(tm
     assert "corpus.domains.slimpajama: cerebras/SlimPajama-627B" in proc.stdout + proc.stderr
     assert not (REPO_ROOT / "results" / "paper").exists()  # nothing claimed, nothing run
     assert hub.ids(config.load(PAPER))[0] == ("corpus.domains.slimpajama", "cerebras/SlimPajama-627B")
+
+
+def _params(spec: dict, vocab: int) -> int:
+    from lsap import plan
+
+    return plan.model_flops_per_token(spec, vocab, 64) // 6
+
+
+def test_small_restores_the_papers_premise():
+    """config/small.yaml: a surrogate smaller than the student, pretrained far longer and not
+    charged; every method family; three seeds."""
+    cfg = config.load(REPO_ROOT / "config" / "small.yaml")
+    s, sur = cfg["students"], cfg["references"]["surrogate"]
+    assert _params(sur["model"], 3072) < _params(s["model"], 4096)
+    assert sur["budget_flops"] >= 10 * s["budget_flops"] and s["budget_counts"] == "papers"
+    assert len(s["seeds"]) >= 3
+    kinds = {(cfg["methods"][m]["objective"], cfg["methods"][m]["data"]) for m in s["methods"]}
+    assert kinds == {("ce", "all"), ("lsap", "all"), ("kd", "all"), ("salt", "all"), ("salt", "salt_ds"),
+                     ("ce", "miniplm")}
+    assert all(r["split"] != "train" for r in cfg["references"].values())
+
+
+def test_gpu_small_fits_its_minutes_with_the_real_surrogate():
+    """config/gpu-small.yaml: SmolLM2 (pretrained, registry GGUF) for a larger student, every method,
+    two seeds, full benchmark sets, and ≤ 8 GPU-minutes in its own plan."""
+    cfg = config.load(REPO_ROOT / "config" / "gpu-small.yaml")
+    s = cfg["students"]
+    assert s["teachers"]["surrogate"] == {"kind": "pretrained", "name": "smollm2"}
+    assert _params(s["model"], 50_257) > 135e6 and len(s["seeds"]) >= 2 and cfg["evaluation"]["limit"] is None
+    assert {cfg["methods"][m]["objective"] for m in s["methods"]} == {"ce", "lsap", "kd", "salt"}
+    assert any(src["reader"] == "rst_files" for src in cfg["corpus"]["domains"]["technical"]["sources"])
+    minutes = 60 * sum(j.get("gpu_hours") or 0 for j in forecast.price(cfg)["jobs"])
+    assert 1 < minutes <= 8
