@@ -60,6 +60,6 @@ def test_tables_carry_intervals_and_verdicts():
     assert h2h["Δ bpb vs CE [95% CI]"].iloc[1].startswith("-0.103 [")
     pvr = results.paper_vs_replication(df)
     row = pvr[pvr.Method == "lsap"].iloc[0]
-    assert row["verdict (bpb)"] == "better" and row["verdict (score)"] == "inconclusive" and row.seeds == 3
+    assert row["verdict (bpb)"] == "better" and row["verdict (score)"] == "n/a (no spread)" and row.seeds == 3
     bands = results.seed_bands(df, "bpb_mean")
     assert (bands.lo < bands["mean"]).all() and (bands.seeds == 3).all()

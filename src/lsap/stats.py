@@ -57,6 +57,8 @@ def verdict(iv: Interval, lower_is_better: bool) -> str:
     """better / worse / inconclusive at the interval's level; n/a without an interval."""
     if np.isnan(iv.lo):
         return "n/a (1 seed)" if iv.n == 1 else "n/a"
+    if iv.lo == iv.hi:  # every seed gave the same difference (a coarse metric): no spread to judge by
+        return "n/a (no spread)"
     if iv.hi < 0 or iv.lo > 0:
         return "better" if (iv.hi < 0) == lower_is_better else "worse"
     return "inconclusive"
