@@ -116,7 +116,7 @@ def test_lsap_lambda_anneals_from_one_to_zero():
     # at the end of the run the auxiliary terms weigh nothing: only the normaliser differs from CE
     end, parts = obj(net, x, None, 10, 10)
     ce = objectives.CrossEntropy().bind(_Head(W))(net, x, None, 0, 10)[0]
-    assert end.item() == pytest.approx(ce.item() * 6 / (6 + 6 * parts["targets_per_pos"]), abs=1e-12)
+    assert end.item() == pytest.approx(ce.item() * 6 / (6 + 6 * float(parts["targets_per_pos"])), abs=1e-12)
 
 
 def _kd(student_logits_equal_teacher: bool, omega=0.5, rho=1.0):
