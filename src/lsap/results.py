@@ -198,8 +198,10 @@ def _vs_flops(df: pd.DataFrame, y: str, ylabel: str, title: str):
                                   sns.color_palette("tab10", bands.method.nunique()), strict=True):
         g = g.sort_values("tflops")
         a.plot(g.tflops, g["mean"], marker="o", ms=3, color=color, label=method)
-        if g.lo.notna().any():
+        if g.lo.notna().any():  # the band between checkpoints, an error bar at each (one checkpoint: the bar)
             a.fill_between(g.tflops, g.lo, g.hi, color=color, alpha=0.15, lw=0)
+            a.errorbar(g.tflops, g["mean"], yerr=[g["mean"] - g.lo, g.hi - g["mean"]], fmt="none", ecolor=color,
+                       elinewidth=1, capsize=2)
     n = int(bands.seeds.max()) if len(bands) else 0
     a.set(xlabel="training TFLOPs (teacher inference included)", ylabel=ylabel,
           title=title + (f" ({n} seeds, 95% t-bands)" if n >= 2 else " (smoke test, not evidence: 1 seed)"))
