@@ -232,6 +232,7 @@ def test_no_host_sync_per_micro_batch(setup, tmp_path, monkeypatch):
         return calls["n"]
 
     assert syncs(1) == syncs(4)
+    assert torch.backends.cuda.matmul.allow_tf32  # the loop turns TF32 on for the fp32 matmuls left on GPU
 
 
 @pytest.mark.slow
