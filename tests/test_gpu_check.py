@@ -55,3 +55,15 @@ def test_cpu_smoke_runs_the_gpu_check_end_to_end(tmp_path):
     assert len(h2h) == 8 and "bpb technical" in h2h  # every method; the Debian text is a domain
     assert (tmp_path / "figures" / "gpu-small-cpu-smoke" / "bpb_vs_flops.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "sweep.json").read_text())["jobs"] > 40
+
+
+@pytest.mark.slow
+def test_a_check_stopped_at_its_time_limit_keeps_the_json_of_what_finished(tmp_path):
+    """One minute in all: the bench gets a quarter of it and is stopped mid-way; its JSON holds the
+    parts it measured, and gpu_check.json says which part timed out."""
+    proc = _run("--out", str(tmp_path), "--cpu-smoke", "--minutes", "1", timeout=600)
+    assert proc.returncode == 1
+    status = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert status["parts"]["bench"]["status"] == "timeout" and "sweep" in status["parts"]
+    bench = json.loads((tmp_path / "bench.json").read_text())
+    assert bench["complete"] is False and bench["shapes"] == "cpu"  # what it measured before the limit

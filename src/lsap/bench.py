@@ -206,6 +206,7 @@ def run(shapes: str, device: str, compile_: bool, iters: int, out_path: str | No
             write_text(out_path, text + "\n")
         return text
 
+    save()  # the run's identity first: a check stopped at once still leaves its JSON
     result["loss"] = bench_loss(dev, s["batch"] * s["seq"], s["student"]["hidden"], -(-s["v_student"] // 64) * 64)
     save()
     result["steps"] = {}
