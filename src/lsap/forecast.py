@@ -198,10 +198,10 @@ def price(cfg: RunConfig) -> dict:
             # data of unknown size (file sources before the shards stage): a pool_factor still sizes the pool
             n_data = data["train"]["tokens"] // (seq + 1) if data["train"]["tokens"] else math.inf
             pool = selection.pool_size(cfg, mname, n_data, p0)
-            pool = None if pool == math.inf else pool
-            scoring = pool * seq * scorers if pool is not None else 0.0
-            jobs.append(_row("selection", mname, tokens=pool and pool * seq, flops=scoring if pool else None,
-                             gpu_hours=scoring / rate / 3600 if pool else None,
+            known = pool != math.inf  # unknown: the whole shard of a corpus not yet tokenised
+            scoring = pool * seq * scorers if known else 0.0
+            jobs.append(_row("selection", mname, tokens=pool * seq if known else None, flops=scoring if known else None,
+                             gpu_hours=scoring / rate / 3600 if known else None,
                              slurm=slurm_resources("selection", cfg, profile)))
         if methods.uses_targets_cache(m):
             p0 = plan.make(cfg, s["budget_flops"], plan.model_flops_per_token(s["model"], v_student, seq), teacher[0],
