@@ -37,6 +37,14 @@ def steps(budget_flops: float, flops_per_token: float, tokens_per_step: int) -> 
     return int(budget_flops // (flops_per_token * tokens_per_step))
 
 
+def budget_for_steps(spec: dict, vocab_size: int, seq_len: int, batch: int, n_steps: int,
+                     teacher_fpt: int = 0) -> float:
+    """The inverse of `steps`: a budget that buys `n_steps` steps of a model built from `spec`
+    (plus a teacher's 2·N per token), half a step to spare so rounding never loses one."""
+    per_token = model_flops_per_token(spec, vocab_size, seq_len) + teacher_fpt
+    return float(per_token * batch * seq_len * (n_steps + 0.5))
+
+
 def world_size(cfg: dict) -> int:
     return max(1, cfg["compute"]["gpus"])
 

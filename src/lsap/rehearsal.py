@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from lsap import REPO_ROOT, assets, config, corpus, models, vocab
+from lsap import REPO_ROOT, assets, config, corpus, models, plan, vocab
 
 TOKENIZER_OF = {"Qwen/": "qwen3", "allenai/OLMo": "cl100k", "meta-llama/": "llama3", "mistralai/": "gpt2"}
 TINY_MODEL = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
@@ -106,12 +106,6 @@ def _tiny_domain(column: str | None) -> str:
     return next((d for d, s in tiny.items() if column and s.get("table1") == column), "mixed")
 
 
-def _budget(spec: dict, n_vocab: int, batch: int, steps: int) -> float:
-    from lsap import plan
-
-    return float(plan.model_flops_per_token(spec, n_vocab, SEQ_LEN) * batch * SEQ_LEN * steps) * 1.05
-
-
 def transform(paper: dict, out: Path) -> dict:
     """paper.yaml, scaled down, its hub ids replaced by stand-in folders under `out`."""
     cfg = copy.deepcopy(paper)
@@ -158,10 +152,10 @@ def transform(paper: dict, out: Path) -> dict:
     n_student = len(vocab.load(cfg["tokenizers"]["student"]["id"])) if cfg["tokenizers"]["student"]["kind"] == "hub" \
         else 4096
     cfg["students"]["model"] = dict(STUDENT)
-    cfg["students"]["budget_flops"] = _budget(STUDENT, n_student, batch, STUDENT_STEPS)
+    cfg["students"]["budget_flops"] = plan.budget_for_steps(STUDENT, n_student, SEQ_LEN, batch, STUDENT_STEPS)
     for ref in cfg["references"].values():
         ref["model"] = dict(REFERENCE)
-        ref["budget_flops"] = _budget(REFERENCE, n_student, batch, REFERENCE_STEPS)
+        ref["budget_flops"] = plan.budget_for_steps(REFERENCE, n_student, SEQ_LEN, batch, REFERENCE_STEPS)
     return config.validate(cfg, source="the rehearsal of config/paper.yaml")
 
 

@@ -24,13 +24,6 @@ REFERENCE = {"arch": "qwen3", "hidden": 32, "layers": 1, "heads": 2, "intermedia
 SEQ_LEN, MICRO, STUDENT_STEPS, REFERENCE_STEPS, DOCS = 64, 2, 3, 3, 60
 
 
-def _budget(spec: dict, n_vocab: int, steps: int, teacher_fpt: int = 0) -> float:
-    from lsap import plan
-
-    per_token = plan.model_flops_per_token(spec, n_vocab, SEQ_LEN) + teacher_fpt
-    return float(per_token * MICRO * SEQ_LEN * (steps + 0.5))
-
-
 def transform(gpu: dict) -> dict:
     """gpu-small's config at CPU shapes, run name `<run>-cpu-smoke` (its own results folder)."""
     from lsap import plan, vocab
@@ -45,10 +38,10 @@ def transform(gpu: dict) -> dict:
     cfg["students"]["model"] = dict(STUDENT)
     # the most expensive step (LSAP/KD: the surrogate's forward on top) still gets a few steps
     teacher = plan.source_flops_per_token(cfg, cfg["students"]["teachers"]["surrogate"])
-    cfg["students"]["budget_flops"] = _budget(STUDENT, n_student, STUDENT_STEPS, teacher)
+    cfg["students"]["budget_flops"] = plan.budget_for_steps(STUDENT, n_student, SEQ_LEN, MICRO, STUDENT_STEPS, teacher)
     for ref in cfg["references"].values():
         ref["model"] = dict(REFERENCE)
-        ref["budget_flops"] = _budget(REFERENCE, n_student, REFERENCE_STEPS)
+        ref["budget_flops"] = plan.budget_for_steps(REFERENCE, n_student, SEQ_LEN, MICRO, REFERENCE_STEPS)
     cfg["evaluation"].update(limit=2, batch_size=8, bpb_max_bytes=400, max_length=None)
     cfg["analysis"]["table1"].update(examples=1, seq_len=32, batch_size=4)
     cfg["analysis"]["overlap"]["bases"] = cfg["analysis"]["overlap"]["bases"][:1]
