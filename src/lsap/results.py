@@ -177,12 +177,13 @@ def _axes(ncols=1, width=5.2):
     return plt.subplots(1, ncols, figsize=(width * ncols, 3.6), squeeze=False)
 
 
-def seed_bands(df: pd.DataFrame, y: str) -> pd.DataFrame:
-    """Per (method, checkpoint): the mean of `y` over seeds and its 95 % t-interval."""
+def seed_bands(df: pd.DataFrame, y: str, at: str = "fraction") -> pd.DataFrame:
+    """Per (method, `at`: a checkpoint fraction, or a log's step): the mean of `y` over seeds and
+    its 95 % t-interval, at the seeds' mean TFLOPs."""
     rows = []
-    for (method, frac), g in df.groupby(["method", "fraction"], sort=False):
+    for (method, where), g in df.groupby(["method", at], sort=False):
         iv = stats.t_interval(g[y])
-        rows.append({"method": method, "fraction": frac, "tflops": g.flops.mean() / 1e12, "mean": iv.mean,
+        rows.append({"method": method, at: where, "tflops": g.flops.mean() / 1e12, "mean": iv.mean,
                      "lo": iv.lo, "hi": iv.hi, "seeds": iv.n})
     return pd.DataFrame(rows)
 
