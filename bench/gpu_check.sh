@@ -84,7 +84,9 @@ part sweep "$(( LEFT > 60 ? LEFT : 60 ))" sh -c "'$PY' -m snakemake --cores $COR
 # each job's wall-clock (Snakemake's benchmark files), whatever the sweep got through
 "$PY" - "results/$RUN/benchmarks" "$OUT/sweep.json" <<'EOF'
 import csv, json, pathlib, sys
-rows = {p.stem: float(next(csv.DictReader(p.open(), delimiter="\t"))["s"]) for p in sorted(pathlib.Path(sys.argv[1]).glob("*.tsv"))}
+root = pathlib.Path(sys.argv[1])  # students' files sit in a subfolder: key by the path below root
+rows = {str(p.relative_to(root).with_suffix("")): float(next(csv.DictReader(p.open(), delimiter="\t"))["s"])
+        for p in sorted(root.rglob("*.tsv"))}
 json.dump({"jobs": len(rows), "job_seconds": rows, "sum_s": sum(rows.values())}, open(sys.argv[2], "w"), indent=2)
 EOF
 [ "$ok" = 1 ] && exit 0 || exit 1

@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 import torch
+import yaml
 
 from lsap import REPO_ROOT
 from lsap.report import read_table
@@ -54,7 +55,11 @@ def test_cpu_smoke_runs_the_gpu_check_end_to_end(tmp_path):
     h2h = read_table(tables / "head_to_head.csv")
     assert len(h2h) == 8 and "bpb technical" in h2h  # every method; the Debian text is a domain
     assert (tmp_path / "figures" / "gpu-small-cpu-smoke" / "bpb_vs_flops.png").stat().st_size > 10_000
-    assert json.loads((tmp_path / "sweep.json").read_text())["jobs"] > 40
+    # every student's training and evaluation job has its wall-clock in sweep.json
+    students = yaml.safe_load((REPO_ROOT / "config" / "gpu-small.yaml").read_text())["students"]
+    runs = {f"{m}-s{seed}" for m in students["methods"] for seed in students["seeds"]}
+    jobs = json.loads((tmp_path / "sweep.json").read_text())["job_seconds"]
+    assert len(runs) == 16 and {f"students/{r}" for r in runs} | {f"evaluate_{r}" for r in runs} <= set(jobs)
 
 
 @pytest.mark.slow
