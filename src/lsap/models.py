@@ -14,6 +14,11 @@ GGUF_MODELS = {"smollm2": ("smollm2", "gguf"), "gemma3": ("gemma3", "gguf")}
 GGUF_CONTEXT = {"smollm2": 8192, "gemma3": 32768}
 
 
+def gguf_file(name: str):
+    """The verified GGUF file of registry model `name`."""
+    return asset_path(*GGUF_MODELS[name])
+
+
 def device() -> torch.device:
     enable_tf32()
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -37,8 +42,9 @@ def load_pretrained(spec: dict, dev: torch.device | None = None):
     dev = dev or device()
     kw = {"dtype": inference_dtype(dev)}
     if spec["kind"] == "pretrained":
-        path = asset_path(*GGUF_MODELS[spec["name"]])
-        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, **kw)
+        from lsap import gguf_cache
+
+        model = AutoModelForCausalLM.from_pretrained(str(gguf_cache.model_folder(gguf_file(spec["name"]))), **kw)
     elif spec["kind"] == "hub":
         model = from_pretrained(AutoModelForCausalLM, spec["id"], **kw)
     else:
@@ -96,8 +102,12 @@ def source_config(cfg: dict, spec: dict):
 
     spec = resolve(cfg, spec)
     if spec["kind"] == "pretrained":
-        path = asset_path(*GGUF_MODELS[spec["name"]])
-        return AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+        from lsap import gguf_cache
+
+        path = gguf_file(spec["name"])
+        cached = gguf_cache.folder(path, "model")  # 5 s to parse from the GGUF: the copy if it is there
+        return (AutoConfig.from_pretrained(str(cached)) if cached.is_dir()
+                else AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name))
     from lsap.hub import reachable
 
     try:  # offline: no retries against an unreachable hub, whatever HF_HUB_OFFLINE said at import

@@ -48,8 +48,9 @@ def load_pretrained(name: str):
                                        unk_token=None, clean_up_tokenization_spaces=False)
     if kind == "tokenizer_json":
         return AutoTokenizer.from_pretrained(str(path.parent), clean_up_tokenization_spaces=False)
-    return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name,
-                                         clean_up_tokenization_spaces=False)
+    from lsap import gguf_cache
+
+    return AutoTokenizer.from_pretrained(str(gguf_cache.tokenizer_folder(path)), clean_up_tokenization_spaces=False)
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int, split_digits: bool = False):
