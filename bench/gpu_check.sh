@@ -8,7 +8,7 @@
 #   gpu_check.json: the status and seconds of each part, rewritten as each one ends, so a run
 #   stopped at its time limit leaves the JSON of every part that finished.
 # --cpu-smoke runs the same code at CPU shapes (bench --shapes cpu; gpu-small through lsap.smoke)
-# in about 3 minutes on 2 cores: part of `make test`.
+# in about 6 minutes on 2 cores (bench/NOTES.md): part of `make test`.
 #
 # usage: bash bench/gpu_check.sh --out DIR [--cpu-smoke] [--minutes M]
 # exit: 0 all parts ran, 1 a part failed or timed out, 2 bad arguments / no CUDA (before any work)
