@@ -82,7 +82,7 @@ def asset_paths(name: str, key: str, root: Path | None = None, manifest: dict | 
     return found
 
 
-_VERIFIED: dict[tuple, bool] = {}  # (file, size, mtime) -> hashed once per process
+_VERIFIED: dict[tuple, str] = {}  # (file, size, mtime) -> its sha256, hashed once per process
 
 
 def _used_file_hashes(root: Path, name: str, entry: dict) -> dict[str, str]:
@@ -113,7 +113,13 @@ def _verify_files(name: str, root: Path, files: list[Path]) -> None:
         if sha256_file(f) != recorded.get(rel):
             raise AssetError(f"{f} does not match the sha256 recorded when asset '{name}' was fetched (changed or "
                              f"damaged since): delete {root / name} and rerun (the asset is fetched and verified again)")
-        _VERIFIED[ident] = True
+        _VERIFIED[ident] = recorded[rel]
+
+
+def verified_sha256(path: Path) -> str:
+    """sha256 of an asset file: the one this process verified it against, without reading it again."""
+    st = Path(path).stat()
+    return _VERIFIED.get((str(path), st.st_size, st.st_mtime_ns)) or sha256_file(path)
 
 
 def asset_path(name: str, key: str, root: Path | None = None, manifest: dict | None = None) -> Path:

@@ -20,12 +20,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from lsap.files import sha256_file
+from lsap.assets import verified_sha256
 
 
 def folder(gguf: Path, part: str) -> Path:
     """Where the HF copy of `part` ("model" or "tokenizer") of the GGUF file lives."""
-    return gguf.parent / f".hf-{sha256_file(gguf)[:16]}" / part
+    return gguf.parent / f".hf-{verified_sha256(gguf)[:16]}" / part
 
 
 def _publish(build, dest: Path) -> Path:
