@@ -1,5 +1,5 @@
-"""`python -m lsap bench`: throughput of the training step (ce, lsap online, lsap cached) and of
-the loss alone (CE vs LSAP, fused vs naive), with random weights at given shapes.
+"""`python -m lsap bench`: throughput of the training loop's own step (ce, lsap online, lsap cached,
+kd, salt) and of the loss alone (CE vs LSAP, fused vs naive), with random weights at given shapes.
 
 Shapes: `--shapes paper` (OLMo2-1B student, vocab 100,352; Qwen3-0.6B-shaped surrogate, vocab
 151,936; seq 1024) or `--shapes cpu` (small, for CI and laptops). Token ids are random: this
@@ -19,9 +19,12 @@ import time
 import numpy as np
 import torch
 
-from lsap import models, objectives
+from lsap import models, objectives, provenance, train
 from lsap.fused_nll import fused_nll
-from lsap.surrogate import Surrogate
+from lsap.surrogate import CachedCandidates, Surrogate, write_cache
+
+# paper.yaml's train split in sequences of 1,025 tokens (`lsap plan --config config/paper.yaml`)
+PAPER_TRAIN_SEQUENCES = 51_512_195
 
 SHAPES = {
     "paper": dict(student={"arch": "olmo2", "hidden": 2048, "layers": 16, "heads": 16, "intermediate": 8192},
@@ -65,11 +68,21 @@ def matmul_peak(dev) -> float:
     return 2 * n ** 3 / Timer(dev)(lambda: a @ b, 3, 10)
 
 
-def _tables(shape_name: str, v_b: int, v_s: int):
-    if shape_name == "paper":
-        from lsap import vocab
+def _tables(shape_name: str, v_b: int, v_s: int, path: str | None = None):
+    """Σ∩ tables: from `path` (a translation .npz, as the device pack ships them), the real
+    tokenizer pair for paper shapes, or a fixed random 90 % map for cpu shapes."""
+    from lsap import vocab
 
-        return vocab.translation_tables(vocab.load_pretrained("cl100k"), vocab.load_pretrained("qwen3"))
+    if path:
+        b_to_s, s_to_b = vocab.load_translation(path)
+    elif shape_name.startswith("paper"):
+        b_to_s, s_to_b = vocab.translation_tables(vocab.load_pretrained("cl100k"), vocab.load_pretrained("qwen3"))
+    else:
+        b_to_s, s_to_b = None, None
+    if b_to_s is not None:
+        # the student's ids reach v_b (special tokens beyond the BPE ranks): none is in Σ∩
+        pad = np.full(max(0, v_b - len(b_to_s)), vocab.NOT_IN_SURROGATE, np.int64)
+        return np.concatenate([b_to_s, pad]), s_to_b
     rng = np.random.default_rng(0)
     b_to_s = np.full(v_b, -100, np.int64)
     s_to_b = np.full(v_s, -1, np.int64)
@@ -121,21 +134,29 @@ def bench_loss(dev, n_tokens: int, hidden: int, vocab: int, k: int = 15, iters: 
     return out
 
 
-def bench_steps(dev, shape_name: str, compile_: bool, iters: int, warmup: int, out: dict | None = None,
-                save=lambda: None) -> dict:
-    """Tokens/s, MFU and peak memory of one training step per objective; each objective's figures
-    go into `out` and are saved (`save()`) as soon as they exist, so a run cut short keeps them."""
-    s = SHAPES[shape_name]
-    student = models.build(s["student"], s["v_student"], s["seq"], seed=0).to(dev)
+class CycledSequences:
+    """A train split indexed at `n` sequences whose rows repeat a small array of real token rows:
+    the sampler, the index and the gather run at the real split's size without its 211 GB."""
+
+    def __init__(self, rows: np.ndarray, n: int):
+        self.rows, self.n = rows, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, ids):
+        return self.rows[np.asarray(ids) % len(self.rows)]
+
+
+def _objectives(dev, s: dict, shape_name: str, tables: str | None, compile_: bool, cache_dir: str, rows):
+    """The objectives the methods build, with random-weight teachers at the shapes' sizes, and the
+    bytes of teacher weights each one keeps on the device (a run of that method alone holds only those)."""
     surrogate_lm = models.build(s["surrogate"], s["v_surrogate"], s["seq"], seed=1).to(dev)
     surrogate_lm = surrogate_lm.to(models.inference_dtype(dev)).eval().requires_grad_(False)
-    b_to_s, s_to_b = _tables(shape_name, s["v_student"], s["v_surrogate"])
-    sur = Surrogate(surrogate_lm, b_to_s, s_to_b, pad_id=0)
-    if compile_ and dev.type == "cuda":
-        sur.model = torch.compile(sur.model)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, s["v_student"], (s["batch"], s["seq"] + 1), generator=g).to(dev)
-    cached = sur.candidates(x[:, :-1], x[:, 1:])
+    b_to_s, s_to_b = _tables(shape_name, s["v_student"], s["v_surrogate"], tables)
+    sur = Surrogate(surrogate_lm, b_to_s, s_to_b, pad_id=0, compile_=compile_)
+    write_cache(sur, rows, cache_dir, batch_size=s["batch"], meta={"bench": True})
+    cache = CachedCandidates(cache_dir, sur.top_k, sur.probabilities, len(rows))
     # SALT's teacher: a model of about half the student's width in the student's vocabulary
     half = {**s["student"], "hidden": s["student"]["hidden"] // 2, "intermediate": s["student"]["intermediate"] // 2}
     salt_lm = models.build(half, s["v_student"], s["seq"], seed=2).to(dev)
@@ -146,57 +167,133 @@ def bench_steps(dev, shape_name: str, compile_: bool, iters: int, warmup: int, o
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             return salt_lm(input_ids=i).logits
     kd_teacher = objectives.dense_teacher(sur.logits, log_q=objectives.sigma_log_q(sur.s_to_b))
+    n_rows = len(rows)
     objs = {
         "ce": objectives.CrossEntropy(),
         "lsap_online": objectives.LSAP(lambda i, t, _: sur.candidates(i, t), 0.05,
                                        teacher_flops_per_token=sur.flops_per_token),
-        "lsap_cached": objectives.LSAP(lambda i, t, _: cached, 0.05, teacher_flops_per_token=sur.flops_per_token),
+        # the cache as runs read it (memmap rows gathered on the host), charged like the online one
+        "lsap_cached": objectives.LSAP(lambda i, t, ids: cache(np.asarray(ids) % n_rows, i.device), 0.05,
+                                       teacher_flops_per_token=sur.flops_per_token),
         "kd": objectives.TeacherKD(kd_teacher, 0.5, sur.flops_per_token, name="kd"),
         # its KD phase (SALT's steps 1..n_KD), where the teacher runs
         "salt": objectives.TeacherKD(objectives.dense_teacher(salt_logits, rho=0.25), 0.667,
                                      models.forward_flops_per_token(salt_lm), name="salt"),
     }
-    net = models.Trunk(student)
-    net = torch.compile(net) if compile_ and dev.type == "cuda" else net
-    opt = torch.optim.AdamW(student.parameters(), lr=1e-4, fused=dev.type == "cuda")
-    tokens = s["batch"] * s["seq"]
-    peak = matmul_peak(dev)
-    train_fpt = models.train_flops_per_token(student)
+    nbytes = {m: sum(p.numel() * p.element_size() for p in lm.parameters()) for m, lm in
+              (("sur", surrogate_lm), ("salt", salt_lm))}
+    held = {"ce": 0, "lsap_online": nbytes["sur"], "lsap_cached": 0, "kd": nbytes["sur"], "salt": nbytes["salt"]}
+    extra = {"surrogate_params": models.n_params(surrogate_lm), "salt_teacher_params": models.n_params(salt_lm),
+             "surrogate_flops_per_token": sur.flops_per_token}
+    return objs, held, sum(nbytes.values()), extra
+
+
+def bench_steps(dev, shape_name: str, compile_: bool, iters: int, warmup: int, rounds: int = 3,
+                out: dict | None = None, save=lambda: None, tables: str | None = None,
+                n_index: int = PAPER_TRAIN_SEQUENCES) -> dict:
+    """Tokens/s, MFU, peak memory and host time of the training loop's own step
+    (`train.forward_backward` + `train.optimizer_step` over `train.MicroBatches`) for each
+    objective. Every objective is warmed up first (compilation), then measured in interleaved
+    rounds (ce, lsap, kd, salt, ce, …), `iters` steps each; each ratio to CE is the median of the
+    per-round ratios, so neither the order nor a load that changes during the run decides it."""
+    import tempfile
+
+    s = SHAPES[shape_name]
     out = {} if out is None else out
-    out.update({"student_params": models.n_params(student), "surrogate_params": models.n_params(surrogate_lm),
-                "matmul_peak_tflops": peak / 1e12, "tokens_per_step": tokens,
-                "flops_bound_lsap_over_ce": train_fpt / (train_fpt + sur.flops_per_token)})
-    save()
-    timer = Timer(dev)
-    for name, obj in objs.items():
-        obj.bind(student)
-
-        def step(obj=obj):
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                loss, parts = obj(net, x, None, 0, 100)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-
-        sec = timer(step, warmup, iters)
-        flops = tokens * (train_fpt + (obj.teacher_flops_per_token if name != "lsap_cached" else 0))
-        out[name] = {"tok_s": tokens / sec, "step_ms": 1000 * sec, "mfu": flops / sec / peak,
-                     "peak_gib": _peak_mem(dev, step)}
-        if name != "ce":
-            out[f"{name}_over_ce_throughput"] = out[name]["tok_s"] / out["ce"]["tok_s"]
-            if dev.type == "cuda":
-                out[f"{name}_over_ce_memory"] = out[name]["peak_gib"] / out["ce"]["peak_gib"]
+    student = models.build(s["student"], s["v_student"], s["seq"], seed=0).to(dev)
+    g = torch.Generator().manual_seed(0)
+    rows = torch.randint(0, s["v_student"], (4 * s["batch"], s["seq"] + 1), generator=g).numpy().astype(np.int32)
+    with tempfile.TemporaryDirectory() as tmp:
+        objs, held, teachers_bytes, extra = _objectives(dev, s, shape_name, tables, compile_, f"{tmp}/cache", rows)
+        dist = train.Dist()
+        net = train.compiled_trunk(student, dist, compile_)
+        opt = torch.optim.AdamW(student.parameters(), lr=1e-4, fused=dev.type == "cuda")
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, train.lr_lambda(10 ** 6, 0.0, 0.1))
+        autocast = train.autocast_for(dev)
+        # the paper's train split, indexed at its real size: the sampler permutes all of it
+        t0 = time.perf_counter()
+        index = np.arange(n_index)
+        batches = train.MicroBatches(CycledSequences(rows, n_index), lambda *_: index, s["batch"], 1, dist, 0, dev)
+        next(iter(batches(0, 1)))
+        tokens = s["batch"] * s["seq"]
+        peak = matmul_peak(dev)
+        train_fpt = models.train_flops_per_token(student)
+        out.update({"student_params": models.n_params(student), **extra, "matmul_peak_tflops": peak / 1e12,
+                    "tokens_per_step": tokens, "train_index_sequences": n_index,
+                    "first_epoch_permutation_s": time.perf_counter() - t0,
+                    "flops_bound_lsap_over_ce": train_fpt / (train_fpt + extra["surrogate_flops_per_token"]),
+                    "warmup_steps": warmup, "steps_per_round": iters, "rounds": rounds, "per_round": []})
         save()
+        step = [0]
+
+        def run_steps(obj, n):
+            for _ in range(n):
+                train.forward_backward(net, obj, batches(step[0], 10 ** 6), step[0], 10 ** 6, 1, dist, autocast,
+                                       student, 1.0)
+                train.optimizer_step(opt, sched)
+                step[0] += 1
+
+        for name, obj in list(objs.items()):  # warm-up: compilation and allocator growth, not timed
+            obj.bind(student)
+            try:
+                run_steps(obj, warmup)
+            except Exception as e:  # one method's failure (a compile error, memory) must not hide the rest
+                if name == "ce":
+                    raise
+                out[name] = {"error": f"{type(e).__name__}: {e}"[:2000]}
+                del objs[name]
+                save()
+        timer = Timer(dev)
+        per_round = out["per_round"]
+        for r in range(rounds):
+            this = {}
+            for name, obj in objs.items():
+                base = _allocated(dev)
+                if r == 0 and dev.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats()
+                host0 = batches.host_s
+                sec = timer(lambda obj=obj: run_steps(obj, 1), 0, iters)
+                this[name] = {"tok_s": tokens / sec, "host_ms": 1000 * (batches.host_s - host0) / iters}
+                if r == 0 and dev.type == "cuda":
+                    # as a run of this method alone would hold it: without the other methods' teachers
+                    own = torch.cuda.max_memory_allocated() - (teachers_bytes - held[name])
+                    out.setdefault("peak_gib", {})[name] = own / 2 ** 30
+                    out.setdefault("step_gib", {})[name] = (torch.cuda.max_memory_allocated() - base) / 2 ** 30
+            per_round.append(this)
+            _summarise(out, per_round, tokens, train_fpt, objs, peak)
+            save()
     return out
 
 
-def run(shapes: str, device: str, compile_: bool, iters: int, out_path: str | None) -> dict:
+def _allocated(dev) -> int:
+    return torch.cuda.memory_allocated() if dev.type == "cuda" else 0
+
+
+def _summarise(out: dict, per_round: list[dict], tokens: int, train_fpt: float, objs: dict, peak: float) -> None:
+    """Per method: median tokens/s over rounds, MFU at that rate, host time; per method but CE:
+    the median over rounds of its ratio to that round's CE (and the memory ratio)."""
+    for name, obj in objs.items():
+        tok_s = float(np.median([r[name]["tok_s"] for r in per_round]))
+        flops = train_fpt + obj.teacher_flops_per_token  # the cached targets are charged, not run:
+        ran = train_fpt if name == "lsap_cached" else flops  # MFU counts what the device computed
+        out[name] = {"tok_s": tok_s, "step_ms": 1000 * tokens / tok_s, "mfu": tok_s * ran / peak,
+                     "host_ms_per_step": float(np.median([r[name]["host_ms"] for r in per_round])),
+                     "peak_gib": out.get("peak_gib", {}).get(name)}
+        if name != "ce":
+            out[f"{name}_over_ce_throughput"] = float(np.median([r[name]["tok_s"] / r["ce"]["tok_s"]
+                                                                 for r in per_round]))
+            if out[name]["peak_gib"]:
+                out[f"{name}_over_ce_memory"] = out[name]["peak_gib"] / out["ce"]["peak_gib"]
+
+
+def run(shapes: str, device: str, compile_: bool, iters: int, out_path: str | None, rounds: int = 3,
+        tables: str | None = None, n_index: int = PAPER_TRAIN_SEQUENCES) -> dict:
     dev = torch.device(device)
     models.enable_tf32()
     s = SHAPES[shapes]
     result = {"shapes": shapes, "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor()
               or platform.machine(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "compile": compile_, "complete": False}
+              "compile": compile_, "complete": False, "provenance": provenance.identity()}
 
     def save():  # after every measured part: a run stopped at its time limit keeps what it measured
         text = json.dumps(result, indent=2, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v)
@@ -210,7 +307,8 @@ def run(shapes: str, device: str, compile_: bool, iters: int, out_path: str | No
     result["loss"] = bench_loss(dev, s["batch"] * s["seq"], s["student"]["hidden"], -(-s["v_student"] // 64) * 64)
     save()
     result["steps"] = {}
-    bench_steps(dev, shapes, compile_, iters, warmup=max(2, iters // 3), out=result["steps"], save=save)
+    bench_steps(dev, shapes, compile_, iters, warmup=max(2, iters // 3), rounds=rounds, out=result["steps"],
+                save=save, tables=tables, n_index=n_index)
     result["complete"] = True
     print(save())
     return result

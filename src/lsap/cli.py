@@ -126,7 +126,7 @@ def _bench(args, cfg):
     from lsap import bench
 
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    bench.run(args.shapes, device, args.compile, args.iters, args.out)
+    bench.run(args.shapes, device, args.compile, args.iters, args.out, args.rounds, args.tables, args.index_sequences)
 
 
 # stage -> (the job whose key it checks, its wildcards), from the parsed arguments
@@ -237,11 +237,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = stage("smoke", _smoke, "the CPU-shaped config of a GPU config (--config config/gpu-small.yaml)")
     s.add_argument("--out", required=True, help="folder for <run>-cpu-smoke.yaml")
 
-    s = stage("bench", _bench, "throughput of ce / lsap (online, cached) steps and of the loss alone")
+    s = stage("bench", _bench, "throughput of the training loop's step per objective and of the loss alone")
     s.add_argument("--shapes", choices=["paper", "cpu"], default="cpu")
     s.add_argument("--device", default="auto", help="cuda if there is one, else cpu")
-    s.add_argument("--compile", action="store_true", help="torch.compile student and surrogate (GPU)")
-    s.add_argument("--iters", type=int, default=10)
+    s.add_argument("--compile", action="store_true", help="torch.compile student and surrogate (GPU), as training.compile does")
+    s.add_argument("--iters", type=int, default=10, help="steps per method per round")
+    s.add_argument("--rounds", type=int, default=3, help="interleaved rounds (ratios: the median over rounds)")
+    s.add_argument("--tables", help="the Σ∩ translation .npz to use (default: built from the tokenizers)")
+    s.add_argument("--index-sequences", type=int, default=51_512_195,
+                   help="train-split size the sampler indexes (default: paper.yaml's)")
     s.add_argument("--out", help="write the JSON here too")
     return p
 

@@ -59,7 +59,8 @@ def _surrogate(cfg, m, inputs, dev):
     if inputs.get("translation") is None:
         raise ValueError(f"objective '{m['objective']}' needs the translation tables (--translation)")
     return Surrogate.load(models.resolve(cfg, cfg["students"]["teachers"]["surrogate"]), inputs["translation"],
-                          m.get("top_k", 1), m.get("probabilities", "surrogate"), dev)
+                          m.get("top_k", 1), m.get("probabilities", "surrogate"), dev,
+                          compile_=bool(cfg["training"].get("compile")))
 
 
 def _build_lsap(cfg, m, model, inputs, dev):

@@ -20,8 +20,10 @@ def gguf_file(name: str):
 
 
 def device() -> torch.device:
+    """This process's device, with its index: under torchrun each rank has set its own
+    (`train.Dist.from_env`), so a teacher loaded here sits on the rank's GPU, not on cuda:0."""
     enable_tf32()
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
 
 
 def enable_tf32() -> None:

@@ -117,10 +117,12 @@ def student(cfg: RunConfig, method: str, vocab_size: int, seq_len: int, selectio
 
 def visited(plan: RunPlan, cfg: dict, n_data: int, seed: int) -> np.ndarray:
     """Every dataset position a run of this plan reads, over all ranks (sorted): what a cache of
-    per-sequence teacher outputs must hold."""
-    from lsap.train import Dist, sample_ids
+    per-sequence teacher outputs must hold. The ranks' micro-batches of a step tile its global
+    samples, so the run reads global samples 0 … steps·B − 1, in the sampler's epoch order."""
+    from lsap.train import _epoch_permutation
 
-    t, world = cfg["training"], world_size(cfg)
-    ids = [np.concatenate(sample_ids(s, t["micro_batch"], t["grad_accum"], Dist(r, world), n_data, seed))
-           for s in range(plan.steps) for r in range(world)]
-    return np.unique(np.concatenate(ids)) if ids else np.zeros(0, np.int64)
+    t = cfg["training"]
+    n_samples = plan.steps * t["micro_batch"] * t["grad_accum"] * world_size(cfg)
+    if n_samples >= n_data:
+        return np.arange(n_data, dtype=np.int64)
+    return np.sort(_epoch_permutation(seed, 0, n_data)[:n_samples]).astype(np.int64)

@@ -20,7 +20,8 @@ def git_commit() -> str:
                                capture_output=True, text=True).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        # a copy without .git (the device pack's tree on a GPU machine): the commit it was made from
+        return os.environ.get("LSAP_GIT_COMMIT", "unknown")
 
 
 def hardware() -> str:
@@ -31,6 +32,12 @@ def hardware() -> str:
     else:
         dev = f"CPU ({os.cpu_count()} cores, {platform.machine()})"
     return f"{dev}, torch {torch.__version__}"
+
+
+def identity() -> dict:
+    """Where a measurement ran: commit, hardware, date (no config: a benchmark has none)."""
+    return {"git_commit": git_commit(), "hardware": hardware(),
+            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
 def collect(cfg: dict, asset_names=(), key: str | None = None) -> dict:

@@ -33,7 +33,7 @@ CACHE_FILES = ("sequences.npy", "ids.npy", "logp.npy")
 
 class Surrogate:
     def __init__(self, model, b_to_s: np.ndarray, s_to_b: np.ndarray, pad_id: int, top_k: int = 15,
-                 probabilities: str = "surrogate"):
+                 probabilities: str = "surrogate", compile_: bool = False):
         if probabilities not in PROBABILITIES:
             raise ValueError(f"probabilities must be one of {PROBABILITIES}, not '{probabilities}'")
         self.model, self.top_k, self.probabilities = model, top_k, probabilities
@@ -49,9 +49,12 @@ class Surrogate:
         self.outside = torch.where(self.s_to_b >= 0, 0.0, -math.inf).to(dev)
         self.pad_id = pad_id
         self.flops_per_token = models.forward_flops_per_token(model)
+        # compiled on GPU as the student is (training.compile): its forward is LSAP's whole overhead
+        self.forward = torch.compile(model) if compile_ and dev.type == "cuda" else model
 
     @classmethod
-    def load(cls, checkpoint: dict, translation: str | Path, top_k: int, probabilities: str, dev=None):
+    def load(cls, checkpoint: dict, translation: str | Path, top_k: int, probabilities: str, dev=None,
+             compile_: bool = False):
         """From a model source spec ({kind: pretrained|hub, ...}) and the run's translation .npz."""
         from lsap.vocab import load_translation
 
@@ -59,7 +62,7 @@ class Surrogate:
         b_to_s, s_to_b = load_translation(translation)
         with np.load(translation) as z:
             pad = int(z["surrogate_boundary"])  # any real id works: its attention mask is 0
-        return cls(model, b_to_s, s_to_b, pad, top_k, probabilities)
+        return cls(model, b_to_s, s_to_b, pad, top_k, probabilities, compile_)
 
     @torch.inference_mode()
     def logits(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -71,7 +74,7 @@ class Surrogate:
         # logits from transformers' SDPA path; its candidates are simply uninformed
         dtype = models.inference_dtype(inputs.device)
         with torch.autocast(inputs.device.type, dtype=dtype, enabled=inputs.device.type == "cuda"):
-            return self.model(input_ids=s_in, attention_mask=attend.long()).logits
+            return self.forward(input_ids=s_in, attention_mask=attend.long()).logits
 
     @torch.inference_mode()
     def candidates(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,6 +10,7 @@ token, on the steps its teacher runs) and nothing else.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -42,9 +43,17 @@ class Dist:
     def from_env(cls) -> "Dist":
         d = cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
                 int(os.environ.get("LOCAL_RANK", 0)))
+        if torch.cuda.is_available():
+            # before anything touches CUDA (the process group, a teacher's weights): otherwise
+            # every rank's tensors made with device="cuda" land on cuda:0
+            torch.cuda.set_device(d.device)
         if d.world > 1 and not torch.distributed.is_initialized():
             torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         return d
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device(f"cuda:{self.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
 
     @property
     def main(self) -> bool:
@@ -66,6 +75,16 @@ def lr_lambda(total_steps: int, warmup_frac: float, min_lr_frac: float):
     return f
 
 
+@functools.lru_cache(maxsize=2)
+def _epoch_permutation(seed: int, epoch: int, n_data: int) -> np.ndarray:
+    """The order epoch `epoch` visits the data in. Made once per epoch, not per micro-batch: at
+    51.5 M sequences a permutation takes seconds, a GPU step a third of one. Two are kept, for a
+    step that straddles an epoch boundary."""
+    perm = np.random.default_rng([seed, epoch]).permutation(n_data)
+    perm.setflags(write=False)
+    return perm
+
+
 def sample_ids(step: int, micro: int, n_micro: int, dist: Dist, n_data: int, seed: int) -> list[np.ndarray]:
     """The dataset positions of this rank's micro-batches at `step`: a pure function of the step,
     so resuming needs no data-loader state. Global sample g = step·B + k lives in epoch g // n,
@@ -78,8 +97,7 @@ def sample_ids(step: int, micro: int, n_micro: int, dist: Dist, n_data: int, see
         epochs = g // n_data
         ids = np.empty(micro, dtype=np.int64)
         for e in np.unique(epochs):
-            perm = np.random.default_rng([seed, int(e)]).permutation(n_data)
-            ids[epochs == e] = perm[g[epochs == e] % n_data]
+            ids[epochs == e] = _epoch_permutation(seed, int(e), n_data)[g[epochs == e] % n_data]
         out.append(ids)
     return out
 
@@ -135,6 +153,65 @@ def eval_loss(model, val: Shard, n_seq: int, micro: int, dev, autocast) -> float
     return total / max(count, 1)
 
 
+class MicroBatches:
+    """This rank's micro-batches of a step, on the device: (inputs (micro, T+1), dataset positions).
+    `index_at(step, total_steps, global_batch)` gives the sequences the method trains on at that
+    step. `host_s` sums the host time spent choosing and gathering them (the bench reports it)."""
+
+    def __init__(self, sequences, index_at, micro: int, n_micro: int, dist: Dist, seed: int, dev):
+        self.sequences, self.index_at, self.micro, self.n_micro = sequences, index_at, micro, n_micro
+        self.dist, self.seed, self.dev, self.host_s = dist, seed, dev, 0.0
+
+    def __call__(self, step: int, total_steps: int):
+        t0 = time.perf_counter()
+        index = self.index_at(step, total_steps, self.micro * self.n_micro * self.dist.world)
+        for ids in sample_ids(step, self.micro, self.n_micro, self.dist, len(index), self.seed):
+            seq_ids = index[ids]
+            x = torch.from_numpy(self.sequences[seq_ids].astype(np.int64)).to(self.dev, non_blocking=True)
+            self.host_s += time.perf_counter() - t0
+            yield x, seq_ids
+            t0 = time.perf_counter()
+
+
+def autocast_for(dev):
+    """bf16 autocast on GPU; full precision on CPU."""
+    if dev.type == "cuda":
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return lambda: torch.autocast("cpu", enabled=False)
+
+
+def compiled_trunk(model, dist: Dist, compile_: bool):
+    """The student's hidden-state network as the loop runs it: DDP-wrapped over several
+    processes, compiled on GPU when the config asks."""
+    net = models.Trunk(model)
+    net = torch.nn.parallel.DistributedDataParallel(net) if dist.world > 1 else net
+    return torch.compile(net) if compile_ and next(model.parameters()).is_cuda else net
+
+
+def forward_backward(net, objective, batches, step: int, total_steps: int, n_micro: int, dist: Dist, autocast,
+                     model, grad_clip: float) -> tuple[dict[str, float], float]:
+    """The body of one step before the update: every micro-batch's loss and gradients
+    (accumulated, DDP's all-reduce on the last), then clipping. Returns the logged parts and the
+    gradient norm on the host, in the step's one device-to-host copy."""
+    acc: dict = {}  # the step's logged parts, summed on the device over its micro-batches
+    for a, (x, seq_ids) in enumerate(batches):
+        sync = a == n_micro - 1 or dist.world == 1
+        ctx = net.no_sync() if (dist.world > 1 and not sync) else contextlib.nullcontext()
+        with ctx, autocast():
+            loss, parts = objective(net, x, seq_ids, step, total_steps)
+            (loss / n_micro).backward()
+        for k, v in parts.items():
+            acc[k] = acc.get(k, 0.0) + (v.detach() if torch.is_tensor(v) else v) / n_micro
+    gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    return to_host(acc, gnorm)
+
+
+def optimizer_step(opt, sched) -> None:
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
+
+
 def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: float, seed: int,
           indices=None, val: Shard | None = None, tokenizer=None, extra: dict | None = None, run_key: str = "",
           expected_steps: int | None = None, log=print) -> dict:
@@ -147,7 +224,7 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
     number (another world size, another model) refuses to start."""
     out = Path(out_dir)
     dist = Dist.from_env()
-    dev = torch.device(f"cuda:{dist.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    dev = dist.device
     models.enable_tf32()
     model.to(dev).train()
     micro, n_micro = tcfg["micro_batch"], tcfg["grad_accum"]
@@ -207,30 +284,14 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
         out.mkdir(parents=True, exist_ok=True)
         _truncate_log(out / "log.jsonl", step)
     flops = sum(step_flops(s) for s in range(step))
-    net = models.Trunk(model)
-    net = torch.nn.parallel.DistributedDataParallel(net) if dist.world > 1 else net
-    if tcfg.get("compile") and dev.type == "cuda":
-        net = torch.compile(net)
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if dev.type == "cuda" else (
-        lambda: torch.autocast("cpu", enabled=False))
-    seqs = data.sequences
+    net = compiled_trunk(model, dist, bool(tcfg.get("compile")))
+    autocast = autocast_for(dev)
+    batches = MicroBatches(data.sequences, index_at, micro, n_micro, dist, seed, dev)
     bar = tqdm(total=total_steps, initial=step, unit="step", disable=not dist.main, dynamic_ncols=True)
     t_last = time.perf_counter()
     while step < total_steps:
-        acc: dict = {}  # the step's logged parts, summed on the device over its micro-batches
-        index = index_at(step, total_steps, micro * n_micro * dist.world)
-        for a, ids in enumerate(sample_ids(step, micro, n_micro, dist, len(index), seed)):
-            seq_ids = index[ids]
-            x = torch.from_numpy(seqs[seq_ids].astype(np.int64)).to(dev, non_blocking=True)
-            sync = a == n_micro - 1 or dist.world == 1
-            ctx = net.no_sync() if (dist.world > 1 and not sync) else contextlib.nullcontext()
-            with ctx, autocast():
-                loss, parts = objective(net, x, seq_ids, step, total_steps)
-                (loss / n_micro).backward()
-            for k, v in parts.items():
-                acc[k] = acc.get(k, 0.0) + (v.detach() if torch.is_tensor(v) else v) / n_micro
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
-        parts_sum, gnorm = to_host(acc, gnorm)
+        parts_sum, gnorm = forward_backward(net, objective, batches(step, total_steps), step, total_steps,
+                                            n_micro, dist, autocast, model, tcfg["grad_clip"])
         if not (math.isfinite(parts_sum.get("loss", 0.0)) and math.isfinite(gnorm)):
             # checked before the update: a non-finite step is neither applied nor saved
             last = f"{_resume_path(out)} (step {saved})" if saved else "none (a rerun starts at step 0)"
@@ -238,9 +299,7 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
                                 f"at step {step} with lr {sched.get_last_lr()[0]:.3g} (peak training.lr "
                                 f"{tcfg['lr']}); not applied, not saved. Last good checkpoint: {last}. Lower "
                                 f"training.lr or check the data, then rerun the same command.")
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
+        optimizer_step(opt, sched)
         flops += step_flops(step)
         step += 1
         now = time.perf_counter()
@@ -301,6 +360,7 @@ def run_job(cfg: RunConfig, role: str, tokenizer_dir, shards_dir, out, key: str,
     trains for a method (a `references` entry), sized by the run plan, resumable under `key`."""
     from lsap import methods, objectives, shards, vocab
 
+    Dist.from_env()  # each rank on its own GPU before any teacher is loaded (models.device)
     tok = vocab.load(tokenizer_dir)
     fp = vocab.fingerprint(tokenizer_dir)
     data = shards.open_shard(shards_dir, split, tokenizer=fp)
