@@ -240,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = stage("bench", _bench, "throughput of the training loop's step per objective and of the loss alone")
     s.add_argument("--shapes", choices=["paper", "cpu"], default="cpu")
     s.add_argument("--device", default="auto", help="cuda if there is one, else cpu")
-    s.add_argument("--compile", action="store_true", help="torch.compile student and surrogate (GPU), as training.compile does")
+    s.add_argument("--compile", action="store_true", help="torch.compile student and surrogate (GPU), as training.compile")
     s.add_argument("--iters", type=int, default=10, help="steps per method per round")
     s.add_argument("--rounds", type=int, default=3, help="interleaved rounds (ratios: the median over rounds)")
     s.add_argument("--tables", help="the Σ∩ translation .npz to use (default: built from the tokenizers)")
