@@ -19,8 +19,17 @@ from typing import Callable
 
 import torch
 
-# float32 logits per chunk: 2^25 elements = 128 MiB whatever the vocabulary size
+# float32 logits per chunk: 2^25 elements = 128 MiB whatever the vocabulary size (CPU);
+# 2^28 = 1 GiB on a GPU, where small chunks cost more than they save: at 8,192 tokens × 100,352
+# the H200 took 64 ms for the loss in 25 chunks of 334 rows (thin matmuls, one fp32 grad_W update
+# per chunk) against 25 ms for the naive full-vocabulary loss (bench/NOTES.md)
 CHUNK_ELEMENTS = 1 << 25
+CHUNK_ELEMENTS_GPU = 1 << 28
+
+
+def chunk_rows(n_columns: int, device: torch.device) -> int:
+    """Rows of (rows, n_columns) float32 logits to hold at once on `device`."""
+    return max(1, (CHUNK_ELEMENTS_GPU if device.type == "cuda" else CHUNK_ELEMENTS) // n_columns)
 
 # rows -> (rows, V) float32 target weights, or ((rows, S) weights, (S,) column ids) for a teacher
 # that only covers some of the vocabulary (KD through Σ∩)
@@ -103,7 +112,7 @@ def fused_nll(h: torch.Tensor, W: torch.Tensor, ids: torch.Tensor, weights: torc
     if h.dim() != 2 or ids.shape != weights.shape or ids.shape[0] != h.shape[0]:
         raise ValueError(f"shapes: h {tuple(h.shape)} must be (N, H), ids {tuple(ids.shape)} and weights "
                          f"{tuple(weights.shape)} (N, K)")
-    chunk = chunk or max(1, CHUNK_ELEMENTS // W.shape[0])
+    chunk = chunk or chunk_rows(W.shape[0], h.device)
     dev = h.device.type
     # under autocast the head runs in its dtype even when the final norm hands over fp32 states
     dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else h.dtype

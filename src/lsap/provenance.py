@@ -11,6 +11,10 @@ from lsap import REPO_ROOT
 
 
 def git_commit() -> str:
+    if os.environ.get("LSAP_GIT_COMMIT"):
+        # a copy of the tree run elsewhere (the device pack on a GPU machine), whose .git, if it
+        # has one, need not be the commit the code came from
+        return os.environ["LSAP_GIT_COMMIT"]
     try:
         head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT,
                               capture_output=True, text=True, check=True).stdout.strip()
@@ -20,8 +24,7 @@ def git_commit() -> str:
                                capture_output=True, text=True).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        # a copy without .git (the device pack's tree on a GPU machine): the commit it was made from
-        return os.environ.get("LSAP_GIT_COMMIT", "unknown")
+        return "unknown"
 
 
 def hardware() -> str:

@@ -25,7 +25,7 @@ import torch
 
 from lsap import models, vocab
 from lsap.files import atomic_dir, sha256_file
-from lsap.fused_nll import CHUNK_ELEMENTS
+from lsap.fused_nll import chunk_rows
 
 PROBABILITIES = ("surrogate", "renormalised")
 CACHE_FILES = ("sequences.npy", "ids.npy", "logp.npy")
@@ -86,7 +86,7 @@ class Surrogate:
         s_tgt = self.b_to_s[targets].view(-1)
         ids = torch.empty(b * t, self.top_k, dtype=torch.long, device=inputs.device)
         logp = torch.empty(b * t, self.top_k, dtype=torch.float32, device=inputs.device)
-        chunk = max(1, CHUNK_ELEMENTS // v)
+        chunk = chunk_rows(v, inputs.device)
         for a in range(0, b * t, chunk):
             r = slice(a, min(a + chunk, b * t))
             z = logits[r].float()
