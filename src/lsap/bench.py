@@ -186,7 +186,22 @@ def _objectives(dev, s: dict, shape_name: str, tables: str | None, compile_: boo
     held = {"ce": 0, "lsap_online": nbytes["sur"], "lsap_cached": 0, "kd": nbytes["sur"], "salt": nbytes["salt"]}
     extra = {"surrogate_params": models.n_params(surrogate_lm), "salt_teacher_params": models.n_params(salt_lm),
              "surrogate_flops_per_token": sur.flops_per_token}
+    extra["surrogate"] = sur
     return objs, held, sum(nbytes.values()), extra
+
+
+def bench_surrogate(dev, sur: Surrogate, x: torch.Tensor, iters: int = 5) -> dict:
+    """Where LSAP's overhead goes: the surrogate's forward with the Σ∩ key mask (as runs call it),
+    without a mask (causal only), and the forward plus the top-k candidates."""
+    timer, inputs, targets = Timer(dev), x[:, :-1], x[:, 1:]
+
+    @torch.inference_mode()
+    def unmasked():
+        with torch.autocast(dev.type, dtype=models.inference_dtype(dev), enabled=dev.type == "cuda"):
+            sur.forward(input_ids=sur.b_to_s[inputs].clamp_min(0)).logits
+    return {"logits_masked_ms": 1000 * timer(lambda: sur.logits(inputs), 2, iters),
+            "logits_causal_only_ms": 1000 * timer(unmasked, 2, iters),
+            "candidates_ms": 1000 * timer(lambda: sur.candidates(inputs, targets), 2, iters)}
 
 
 def bench_steps(dev, shape_name: str, compile_: bool, iters: int, warmup: int, rounds: int = 3,
@@ -206,6 +221,7 @@ def bench_steps(dev, shape_name: str, compile_: bool, iters: int, warmup: int, r
     rows = torch.randint(0, s["v_student"], (4 * s["batch"], s["seq"] + 1), generator=g).numpy().astype(np.int32)
     with tempfile.TemporaryDirectory() as tmp:
         objs, held, teachers_bytes, extra = _objectives(dev, s, shape_name, tables, compile_, f"{tmp}/cache", rows)
+        sur = extra.pop("surrogate")
         dist = train.Dist()
         net = train.compiled_trunk(student, dist, compile_)
         opt = torch.optim.AdamW(student.parameters(), lr=1e-4, fused=dev.type == "cuda")
@@ -262,6 +278,9 @@ def bench_steps(dev, shape_name: str, compile_: bool, iters: int, warmup: int, r
                     out.setdefault("step_gib", {})[name] = (torch.cuda.max_memory_allocated() - base) / 2 ** 30
             per_round.append(this)
             _summarise(out, per_round, tokens, train_fpt, objs, peak)
+            save()
+        if "lsap_online" in objs:
+            out["surrogate_breakdown"] = bench_surrogate(dev, sur, torch.from_numpy(rows[: s["batch"]]).long().to(dev))
             save()
     return out
 
