@@ -198,7 +198,7 @@ def bench_surrogate(dev, sur: Surrogate, x: torch.Tensor, iters: int = 5) -> dic
     @torch.inference_mode()
     def unmasked():
         with torch.autocast(dev.type, dtype=models.inference_dtype(dev), enabled=dev.type == "cuda"):
-            sur.forward(input_ids=sur.b_to_s[inputs].clamp_min(0)).logits
+            return sur.forward(input_ids=sur.b_to_s[inputs].clamp_min(0)).logits
     return {"logits_masked_ms": 1000 * timer(lambda: sur.logits(inputs), 2, iters),
             "logits_causal_only_ms": 1000 * timer(unmasked, 2, iters),
             "candidates_ms": 1000 * timer(lambda: sur.candidates(inputs, targets), 2, iters)}
