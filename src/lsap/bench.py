@@ -306,6 +306,19 @@ def _summarise(out: dict, per_round: list[dict], tokens: int, train_fpt: float, 
                 out[f"{name}_over_ce_memory"] = out[name]["peak_gib"] / out["ce"]["peak_gib"]
 
 
+# the bench's fixed cost (building the models, compiling student and surrogate, the loss part):
+# about 160 of the 194 s the H200 took at paper shapes (bench/NOTES.md); 25 s at CPU shapes on 2 cores
+SETUP_S = {"paper": 160.0, "cpu": 25.0}
+ASSUMED_STEP_S = {"paper": 0.25, "cpu": 0.6}  # the slowest method's step (KD: 0.215 s on the H200)
+
+
+def price(shapes: str, iters: int, rounds: int, warmup: int | None = None) -> int:
+    """Seconds `run` is expected to take: its fixed cost plus every step of its five methods at the
+    slowest method's step time (the check refuses a part priced beyond the time left)."""
+    warmup = max(2, iters // 3) if warmup is None else warmup
+    return round(SETUP_S[shapes] + 5 * (warmup + rounds * iters) * ASSUMED_STEP_S[shapes])
+
+
 def run(shapes: str, device: str, compile_: bool, iters: int, out_path: str | None, rounds: int = 3,
         tables: str | None = None, n_index: int = PAPER_TRAIN_SEQUENCES) -> dict:
     dev = torch.device(device)

@@ -120,6 +120,17 @@ def _smoke(args, cfg):
     print(f"[smoke] {smoke.build(args.config, args.out)}")
 
 
+def _device_pack(args, cfg):
+    from pathlib import Path
+
+    from lsap import devpack, smoke
+
+    path = args.config
+    if args.cpu_smoke:  # the same check at CPU shapes: the config lsap.smoke makes of this one
+        path = str(smoke.build(args.config, "results/configs"))
+    devpack.build(path, Path(args.out), args.python, tables=not args.cpu_smoke, cores=args.cores)
+
+
 def _bench(args, cfg):
     import torch
 
@@ -236,6 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = stage("smoke", _smoke, "the CPU-shaped config of a GPU config (--config config/gpu-small.yaml)")
     s.add_argument("--out", required=True, help="folder for <run>-cpu-smoke.yaml")
+
+    s = stage("device-pack", _device_pack, "what the GPU check needs on a machine with no registry, in parts of "
+              "<= 60 MiB per call (bench/NOTES.md)")
+    s.add_argument("--out", default=".devpack")
+    s.add_argument("--python", default="3.12", help="the GPU machine's Python (wheels are built for it)")
+    s.add_argument("--cpu-smoke", action="store_true", help="the pack of the config's CPU smoke (the rehearsal)")
+    s.add_argument("--cores", type=int, default=2, help="for the CPU stages run here")
 
     s = stage("bench", _bench, "throughput of the training loop's step per objective and of the loss alone")
     s.add_argument("--shapes", choices=["paper", "cpu"], default="cpu")

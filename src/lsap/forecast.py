@@ -247,6 +247,21 @@ def price(cfg: RunConfig) -> dict:
             "hub_configs_from_table": sorted(FROM_TABLE)}
 
 
+# start-up of one job of the sweep (process, imports, model and data loading, evaluation's task
+# setup): 7 s measured per job in the CPU smoke (316 s for 46 jobs on 2 cores); assumed 15 s on a
+# GPU machine, where compilation comes on top
+JOB_START_S = {"cpu": 7.0, "gpu": 15.0}
+
+
+def sweep_seconds(config_path: str, device: str = "gpu") -> int:
+    """The GPU check's price of a config's sweep: its jobs' GPU-hours at compute.mfu (`price`) plus
+    a start-up per job; a check refuses to start a sweep it cannot finish in the time left."""
+    from lsap import config
+
+    jobs = [j for j in price(config.load(config_path))["jobs"] if j["gpu_hours"] is not None]
+    return round(sum(j["gpu_hours"] for j in jobs) * 3600 + JOB_START_S[device] * len(jobs))
+
+
 def _fmt(v, unit=1.0, digits=2) -> str:
     return "—" if v is None else f"{v / unit:,.{digits}f}"
 
