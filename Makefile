@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run tables test lint install dryrun rehearse plan clean-results
+.PHONY: run tables test lint install dryrun rehearse plan clean-results device-pack
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ rehearse: $(STAMP)
 	export LSAP_SLURM_OWNER=$$$$ HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; bash tests/slurm_cluster.sh up || exit $$?; \
 	$(BIN)/snakemake --profile slurm --configfile rehearsal/rehearsal.yaml; rc=$$?; \
 	bash tests/slurm_cluster.sh down; exit $$rc
+
+# What the GPU check needs on a GPU machine with no registry and no hub, in folders of <= 60 MiB,
+# one per call (.devpack/call1, call2, ...; bench/NOTES.md gives the call sequence).
+device-pack: $(STAMP)
+	$(BIN)/python -m lsap device-pack --config config/gpu-small.yaml --cores $(CORES)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

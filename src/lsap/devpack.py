@@ -66,9 +66,8 @@ def machine_packages(pip_list: Path) -> dict[str, str]:
     return out
 
 
-def to_ship(machine: dict[str, str], roots=ROOTS) -> dict[str, str]:
-    """{name: version} of this environment's closure of `roots` that the machine lacks, or holds
-    at a version some package of the closure refuses (e.g. snakemake's packaging<26)."""
+def closure(roots=ROOTS) -> tuple[dict[str, str], list]:
+    """({name: version} of this environment's packages that `roots` need, their requirements)."""
     import importlib.metadata as md
 
     from packaging.requirements import Requirement
@@ -85,10 +84,24 @@ def to_ship(machine: dict[str, str], roots=ROOTS) -> dict[str, str]:
             if req.marker is None or req.marker.evaluate({"extra": ""}):
                 edges.append(req)
                 todo.append(_canon(req.name))
+    return ours, edges
+
+
+def to_ship(machine: dict[str, str], roots=ROOTS) -> dict[str, str]:
+    """{name: version} of this environment's closure of `roots` that the machine lacks, or holds
+    at a version some package of the closure refuses (e.g. snakemake's packaging<26)."""
+    ours, edges = closure(roots)
     refused = {_canon(q.name) for q in edges if _canon(q.name) in machine
                and not q.specifier.contains(machine[_canon(q.name)], prereleases=True)}
     return {n: v for n, v in sorted(ours.items())
             if n not in NEVER and (n not in machine or n in refused)}
+
+
+def machine_side(machine: dict[str, str], roots=ROOTS) -> dict[str, str]:
+    """{name: the machine's version} of the closure's packages the pack does not bring: what the
+    check uses of the machine's own (the rehearsal installs exactly these)."""
+    ours, ship = closure(roots)[0], to_ship(machine, roots)
+    return {n: machine[n] for n in sorted(ours) if n in machine and n not in ship}
 
 
 def fetch_wheels(packages: dict[str, str], dest: Path, python: str = "3.12") -> list[Path]:
@@ -208,8 +221,10 @@ def build(config_path: str, out: Path, python: str = "3.12", tables: bool = True
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         raise PackError(f"the CPU stages of {config_path} failed:\n{proc.stderr[-3000:]}")
-    sweep = {str(f.relative_to(REPO_ROOT)): f for f in sorted((REPO_ROOT / layout.run_dir(cfg["run"])).rglob("*"))
-             if f.is_file()}
+    run_dir = REPO_ROOT / layout.run_dir(cfg["run"])
+    # (not the stages' benchmark files: sweep.json lists what ran on the machine)
+    sweep = {str(f.relative_to(REPO_ROOT)): f for f in sorted(run_dir.rglob("*"))
+             if f.is_file() and "benchmarks" not in f.relative_to(run_dir).parts}
     for name in config.required_assets(cfg):
         sweep[f"resources/{name}/{lsap_assets.MARKER}"] = REPO_ROOT / "resources" / name / lsap_assets.MARKER
     for name in device_assets(cfg):

