@@ -155,6 +155,37 @@ def test_data_order_is_a_function_of_the_step():
     assert sorted(np.concatenate(ranks)) == sorted(np.concatenate(train.sample_ids(3, 4, 2, one, 40, 7)))
 
 
+def test_the_sampler_at_the_paper_split_permutes_once_per_epoch_not_per_micro_batch():
+    """paper.yaml's train split is 51,512,195 sequences: the real size, on 8 ranks. The epoch's
+    permutation is made once (memoised) and every later micro-batch is a lookup; the order is the
+    one the per-call permutation gave (resumed runs read the same data)."""
+    n, world = 51_512_195, 8
+    train._epoch_permutation.cache_clear()
+    first = train.sample_ids(10, 8, 2, train.Dist(3, world), n, 0)
+    for step in range(11, 20):
+        for r in range(world):
+            train.sample_ids(step, 8, 2, train.Dist(r, world), n, 0)
+    info = train._epoch_permutation.cache_info()
+    assert info.misses == 1 and info.hits == 2 * 9 * world + 1  # one per micro-batch, one permutation
+    direct = np.random.default_rng([0, 0]).permutation(n)
+    g0 = 10 * 8 * 2 * world + 3 * 8  # rank 3's first slot at step 10
+    assert np.array_equal(first[0], direct[g0:g0 + 8])
+    # a step that crosses the epoch boundary reads the next epoch's permutation
+    small = [np.concatenate(train.sample_ids(s, 3, 1, train.Dist(), 10, 5)) for s in range(4)]
+    assert sorted(np.concatenate(small)[:10]) == list(range(10))
+
+
+def test_visited_is_every_sequence_the_runs_sampler_reads():
+    from lsap import plan
+
+    cfg = {"training": {"micro_batch": 4, "grad_accum": 2}, "compute": {"gpus": 2}}
+    for steps, n in ((3, 100), (9, 100)):  # part of an epoch; more than one
+        p = plan.RunPlan(steps, 16, 32, 6, 0, 0.0)
+        read = {int(i) for s in range(steps) for r in range(2)
+                for ids in train.sample_ids(s, 4, 2, train.Dist(r, 2), n, 11) for i in ids}
+        assert set(plan.visited(p, cfg, n, 11).tolist()) == read
+
+
 def test_a_checkpoint_of_another_setup_is_set_aside_not_resumed(setup, tmp_path):
     root, cfg, _ = setup
     data = shards.open_shard(root / "shards", "train")

@@ -306,6 +306,21 @@ def _summarise(out: dict, per_round: list[dict], tokens: int, train_fpt: float, 
                 out[f"{name}_over_ce_memory"] = out[name]["peak_gib"] / out["ce"]["peak_gib"]
 
 
+def sampler_cost(n: int = PAPER_TRAIN_SEQUENCES, world: int = 8, micro: int = 8, accum: int = 2,
+                 steps: int = 20) -> dict:
+    """The sampler's host time at the paper's split: the one-time permutation of an epoch, then
+    one step's micro-batch positions of one rank (each of `world` ranks computes its own)."""
+    train._epoch_permutation.cache_clear()
+    t0 = time.perf_counter()
+    train.sample_ids(0, micro, accum, train.Dist(0, world), n, 0)
+    setup = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for step in range(1, steps + 1):
+        train.sample_ids(step, micro, accum, train.Dist(step % world, world), n, 0)
+    return {"sequences": n, "world": world, "micro_batch": micro, "grad_accum": accum, "setup_s": setup,
+            "ms_per_step": 1000 * (time.perf_counter() - t0) / steps}
+
+
 # the bench's fixed cost (building the models, compiling student and surrogate, the loss part):
 # about 160 of the 194 s the H200 took at paper shapes (bench/NOTES.md); 25 s at CPU shapes on 2 cores
 SETUP_S = {"paper": 160.0, "cpu": 25.0}
@@ -337,6 +352,7 @@ def run(shapes: str, device: str, compile_: bool, iters: int, out_path: str | No
         return text
 
     save()  # the run's identity first: a check stopped at once still leaves its JSON
+    result["sampler"] = sampler_cost()
     result["loss"] = bench_loss(dev, s["batch"] * s["seq"], s["student"]["hidden"], -(-s["v_student"] // 64) * 64)
     save()
     result["steps"] = {}
