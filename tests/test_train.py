@@ -287,3 +287,54 @@ def test_the_compiled_student_matches_eager_on_cpu():
     torch.testing.assert_close(l1, l0, rtol=1e-5, atol=1e-6)
     for a, b in zip(g1, g0, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_a_flipped_weight_byte_is_refused_when_the_checkpoint_is_read(tmp_path):
+    """The loop records each checkpoint's weights; every load of a local folder checks them."""
+    from transformers import AutoModelForCausalLM
+
+    from lsap import checkpoints
+
+    folder = tmp_path / "references" / "teacher" / "checkpoints" / "frac-1.0"
+    models.build(SMALL, 400, 32, 0).save_pretrained(folder)
+    checkpoints.record(folder)
+    assert models.from_pretrained(AutoModelForCausalLM, str(folder)) is not None
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0x40  # inside the last tensor's data (the header is at the start)
+    weights.write_bytes(bytes(data))
+    with pytest.raises(checkpoints.CheckpointError, match=r"model\.safetensors is not the file that was saved.*rerun"):
+        models.from_pretrained(AutoModelForCausalLM, str(folder))
+
+
+def test_a_retrained_teacher_changes_its_students_resume_identity(setup, tmp_path, monkeypatch):
+    """The job key names the config; the resume identity also names the content of what the job
+    reads: the same SALT student over a teacher retrained (other weights) must not resume."""
+    from lsap import checkpoints
+    from lsap.stages.train import input_identity
+
+    root, cfg, _ = setup
+    data, val = shards.open_shard(root / "shards", "train"), shards.open_shard(root / "shards", "validation")
+    teacher = tmp_path / "frac-1.0"
+    monkeypatch.setattr(models, "trained_checkpoint", lambda c, name, fraction=1.0: teacher)
+    cfg = {**cfg, "methods": {**cfg["methods"], "salt": {**cfg["methods"].get("salt", {}), "objective": "salt",
+                                                         "data": "all"}},
+           "students": {**cfg["students"], "teachers": {**cfg["students"]["teachers"],
+                                                        "salt_teacher": {"kind": "trained", "name": "salt_teacher"}}}}
+    ids = []
+    for seed in (0, 1):  # two trainings of the teacher: other weights
+        models.build(SMALL, 400, 32, seed).save_pretrained(teacher)
+        checkpoints.record(teacher)
+        ids.append(input_identity(cfg, "salt", data, val))
+    assert ids[0] != ids[1]
+    assert input_identity(cfg, "salt", data, val) == ids[1]  # unchanged inputs: the same identity
+    assert input_identity(cfg, "ce", data, val) == input_identity(cfg, "ce", data, val)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_a_gpu_job_that_sees_no_gpu_stops_at_once(tiny_cfg):
+    from lsap.stages.train import check_devices
+
+    check_devices(tiny_cfg, train.Dist())  # compute.gpus 0: the CPU is what it asked for
+    with pytest.raises(train.TrainingError, match=r"compute.gpus is 8 .* sees 0 CUDA device"):
+        check_devices({**tiny_cfg, "compute": {**tiny_cfg["compute"], "gpus": 8}}, train.Dist(0, 8))

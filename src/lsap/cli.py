@@ -67,10 +67,10 @@ def _table1(args, cfg):
 
 
 def _train(args, cfg):
-    from lsap import train
+    from lsap.stages import train as stage_train
 
-    summary = train.run_job(cfg, args.role, args.tokenizer, args.shards, args.out, args.key or "",
-                            args.method, args.seed, args.split, args.translation, args.targets, args.scores)
+    summary = stage_train.run_job(cfg, args.role, args.tokenizer, args.shards, args.out, args.key or "",
+                                  args.method, args.seed, args.split, args.translation, args.targets, args.scores)
     print(f"[train] {args.role} {args.method or ''} seed {args.seed}: {summary}")
 
 

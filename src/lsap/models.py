@@ -61,6 +61,9 @@ def from_pretrained(cls, name_or_dir: str, **kw):
 
     if not Path(name_or_dir).is_dir():
         return cls.from_pretrained(name_or_dir, **kw)
+    from lsap import checkpoints
+
+    checkpoints.verify(name_or_dir)  # the weights that were saved, or a message naming the rebuild
     try:
         return cls.from_pretrained(name_or_dir, **kw)
     except Exception as e:  # safetensors, JSON and shape errors alike

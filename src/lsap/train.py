@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lsap import layout, models, plan
-from lsap.config_types import RunConfig, Training
+from lsap import checkpoints, layout, models, plan
+from lsap.config_types import Training
 from lsap.files import atomic_dir, atomic_path, write_json
 from lsap.shards import Shard
 
@@ -318,6 +318,7 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
             if step in ckpt_steps:
                 with atomic_dir(layout.checkpoint(out, ckpt_steps[step])) as tmp:
                     model.save_pretrained(tmp)
+                    checkpoints.record(tmp)
                     if tokenizer is not None:
                         tokenizer.save_pretrained(tmp)
             if step in ckpt_steps or step % tcfg["save_every_steps"] == 0 or step == total_steps:
@@ -352,37 +353,3 @@ def _means(records: list[dict]) -> dict:
 
     keys = {k for kind in OBJECTIVES.values() for k in kind.summary_keys} & {k for r in records for k in r}
     return {f"mean_{k}": float(np.mean([r[k] for r in records if k in r])) for k in sorted(keys)}
-
-
-def run_job(cfg: RunConfig, role: str, tokenizer_dir, shards_dir, out, key: str, method: str | None = None,
-            seed: int = 0, split: str = "train", translation=None, targets=None, scores=None) -> dict:
-    """The train stage: a student (`role` student: one method, one seed) or a model this run
-    trains for a method (a `references` entry), sized by the run plan, resumable under `key`."""
-    from lsap import methods, objectives, shards, vocab
-
-    Dist.from_env()  # each rank on its own GPU before any teacher is loaded (models.device)
-    tok = vocab.load(tokenizer_dir)
-    fp = vocab.fingerprint(tokenizer_dir)
-    data = shards.open_shard(shards_dir, split, tokenizer=fp)
-    val = shards.open_shard(shards_dir, "validation", tokenizer=fp)
-    if role == "student":
-        if method not in cfg["methods"]:
-            raise TrainingError(f"no method '{method}' in the config's methods section "
-                                f"(defined: {', '.join(sorted(cfg['methods']))})")
-        model = models.build(cfg["students"]["model"], len(tok), data.seq_len, seed=seed)
-        objective, indices, extra = methods.build(cfg, method, model, len(data), translation, targets, scores)
-        p = plan.student(cfg, method, len(tok), data.seq_len, extra.get("selection_flops", 0.0))
-        fixed = plan.fixed_flops(cfg, method, extra.get("selection_flops", 0.0))
-        budget, expected = cfg["students"]["budget_flops"] - fixed, p.steps
-        # the compute ledger: every cost of this run, charged to the matched budget or not
-        extra.update(matched_budget_flops=cfg["students"]["budget_flops"], budget_counts=cfg["students"]["budget_counts"],
-                     trained_models_flops=plan.trained_models_flops(cfg, method),
-                     selection_flops=extra.get("selection_flops", 0.0))
-    else:
-        ref = cfg["references"][role]
-        model = models.build(ref["model"], len(tok), data.seq_len, seed=seed)
-        budget, objective, indices, extra, expected = ref["budget_flops"], objectives.CrossEntropy(), None, {}, None
-    tcfg = cfg["training"] if role == "student" else {**cfg["training"],
-                                                      "checkpoint_fractions": methods.checkpoint_fractions(cfg, role)}
-    return train(model, data, objective, out, tcfg, budget, seed, indices=indices, val=val,
-                 tokenizer=tok, extra=extra, run_key=key, expected_steps=expected)

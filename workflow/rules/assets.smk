@@ -7,7 +7,6 @@ rule asset:
         "resources/{asset}/.verified",
     params:
         lsap=LSAP,
-        config=CONFIG,
         key=lambda w: keys.digest(lsap_assets.manifest_entry(w.asset)),
     log:
         "resources/.logs/{asset}.log",

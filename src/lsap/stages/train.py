@@ -1,0 +1,88 @@
+"""The train stage (`python -m lsap train`): a student (one method, one seed) or a model this run
+trains for a method, assembled from the config and the files earlier stages wrote, sized by the
+run plan, resumable only on the same inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lsap import checkpoints, models, plan
+from lsap.config_types import RunConfig
+from lsap.shards import Shard
+from lsap.train import Dist, TrainingError, train
+
+
+def run_job(cfg: RunConfig, role: str, tokenizer_dir, shards_dir, out, key: str, method: str | None = None,
+            seed: int = 0, split: str = "train", translation=None, targets=None, scores=None) -> dict:
+    """The train stage: a student (`role` student: one method, one seed) or a model this run
+    trains for a method (a `references` entry), sized by the run plan, resumable under `key`."""
+    from lsap import methods, objectives, shards, vocab
+
+    check_devices(cfg, Dist.from_env())  # each rank on its own GPU before any teacher is loaded
+    tok = vocab.load(tokenizer_dir)
+    fp = vocab.fingerprint(tokenizer_dir)
+    data = shards.open_shard(shards_dir, split, tokenizer=fp)
+    val = shards.open_shard(shards_dir, "validation", tokenizer=fp)
+    if role == "student":
+        if method not in cfg["methods"]:
+            raise TrainingError(f"no method '{method}' in the config's methods section "
+                                f"(defined: {', '.join(sorted(cfg['methods']))})")
+        model = models.build(cfg["students"]["model"], len(tok), data.seq_len, seed=seed)
+        objective, indices, extra = methods.build(cfg, method, model, len(data), translation, targets, scores)
+        p = plan.student(cfg, method, len(tok), data.seq_len, extra.get("selection_flops", 0.0))
+        fixed = plan.fixed_flops(cfg, method, extra.get("selection_flops", 0.0))
+        budget, expected = cfg["students"]["budget_flops"] - fixed, p.steps
+        # the compute ledger: every cost of this run, charged to the matched budget or not
+        extra.update(matched_budget_flops=cfg["students"]["budget_flops"], budget_counts=cfg["students"]["budget_counts"],
+                     trained_models_flops=plan.trained_models_flops(cfg, method),
+                     selection_flops=extra.get("selection_flops", 0.0))
+    else:
+        ref = cfg["references"][role]
+        model = models.build(ref["model"], len(tok), data.seq_len, seed=seed)
+        budget, objective, indices, extra, expected = ref["budget_flops"], objectives.CrossEntropy(), None, {}, None
+    tcfg = cfg["training"] if role == "student" else {**cfg["training"],
+                                                      "checkpoint_fractions": methods.checkpoint_fractions(cfg, role)}
+    inputs = input_identity(cfg, method if role == "student" else None, data, val, translation, targets, scores)
+    return train(model, data, objective, out, tcfg, budget, seed, indices=indices, val=val,
+                 tokenizer=tok, extra={**extra, "inputs": inputs}, run_key=f"{key}|{inputs}", expected_steps=expected)
+
+
+def check_devices(cfg: RunConfig, dist: Dist) -> None:
+    """A job the config gives GPUs must see one per process: a CUDA build that cannot reach the
+    driver would otherwise train on the CPU inside a GPU allocation until its time limit."""
+    import torch
+
+    gpus = cfg["compute"]["gpus"]
+    seen = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus > 0 and seen < min(gpus, dist.world):
+        raise TrainingError(f"compute.gpus is {gpus} and this job runs {dist.world} process(es), but it sees {seen} "
+                            f"CUDA device(s) (torch {torch.__version__}, CUDA {torch.version.cuda}): a job placed "
+                            f"without GPUs, or a torch build that does not match the node's driver. Fix the "
+                            f"environment (nvidia-smi, torch.cuda.is_available()), or set compute.gpus: 0 to train on CPU")
+
+
+def input_identity(cfg: RunConfig, method: str | None, data: Shard, val: Shard, translation=None, targets=None,
+                   scores=None) -> str:
+    """The content of everything a training job reads, as one digest: the shards' hashes, the
+    recorded weights of every model this run trained that the method runs as a teacher, the Σ∩
+    tables, the targets cache and the selection scores. Part of the resume key: a rerun after any
+    of them changed starts from step 0 (the job key alone names the config, not its inputs'
+    content: a teacher retrained on another budget keeps its student's key)."""
+    import hashlib
+
+    from lsap import methods
+    from lsap.files import sha256_file
+
+    parts = {"train": data.manifest.get("sha256"), "validation": val.manifest.get("sha256")}
+    if method is not None:
+        for role in methods.teacher_roles(cfg["methods"][method]):
+            spec = cfg["students"]["teachers"][role]
+            if spec["kind"] == "trained":
+                parts[role] = checkpoints.identity(models.trained_checkpoint(cfg, spec["name"]))
+    for name, path in (("translation", translation), ("scores", scores)):
+        if path is not None:
+            parts[name] = sha256_file(path)
+    if targets is not None:
+        parts["targets"] = json.loads((Path(targets) / "meta.json").read_text()).get("sha256")
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
