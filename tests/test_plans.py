@@ -64,3 +64,22 @@ def test_two_configfiles_are_refused():
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "config/tiny.yaml",
                            "config/paper.yaml"], cwd=REPO_ROOT, capture_output=True, text=True)
     assert proc.returncode != 0 and "one --configfile per run" in proc.stdout + proc.stderr
+
+
+def test_the_paper_student_is_olmo2_0425_1b_exactly():
+    """paper.yaml builds its student from a size spec; it must be the hub model's architecture in
+    every field that changes the function: shapes, padded vocabulary, untied head, rope θ, norm eps."""
+    import torch
+
+    from lsap import models
+
+    cfg = config.load(REPO_ROOT / "config" / "paper.yaml")
+    hub = models.hub_table()["allenai/OLMo-2-0425-1B"]
+    with torch.device("meta"):
+        student = models.build(cfg["students"]["model"], hub["tokenizer_vocab"], 1024, seed=0)
+    c = student.config
+    for field in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                  "intermediate_size", "vocab_size", "tie_word_embeddings", "rms_norm_eps"):
+        assert getattr(c, field) == hub[field], field
+    assert c.rope_parameters["rope_theta"] == hub["rope_theta"] == 500_000
+    assert c.model_type == hub["model_type"] and models.n_params(student) == 1_484_916_736

@@ -27,7 +27,8 @@ from lsap.surrogate import CachedCandidates, Surrogate, write_cache
 PAPER_TRAIN_SEQUENCES = 51_512_195
 
 SHAPES = {
-    "paper": dict(student={"arch": "olmo2", "hidden": 2048, "layers": 16, "heads": 16, "intermediate": 8192},
+    "paper": dict(student={"arch": "olmo2", "hidden": 2048, "layers": 16, "heads": 16, "intermediate": 8192,
+                           "rope_theta": 500_000, "norm_eps": 1e-6, "vocab_multiple": 128},
                   surrogate={"arch": "qwen3", "hidden": 1024, "layers": 28, "heads": 16, "kv_heads": 8,
                              "intermediate": 3072, "tie_embeddings": True},
                   v_student=100_278, v_surrogate=151_669, seq=1024, batch=8),

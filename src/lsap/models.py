@@ -149,12 +149,16 @@ def forward_flops_per_token(model) -> int:
 # ---- models built from a size spec (students: OLMo2-shaped; surrogates/references: Qwen3) ----
 def build(spec: dict, vocab_size: int, max_len: int, seed: int):
     """A freshly initialised causal LM. spec: {arch: olmo2|qwen3, hidden, layers, heads,
-    kv_heads?, intermediate, tie_embeddings?}. The vocabulary is padded to a multiple of 64
-    (the OLMo2-1B convention: 100,278 ids -> 100,352) so the LM head matmul stays aligned."""
+    kv_heads?, intermediate, tie_embeddings?, rope_theta?, norm_eps?, vocab_multiple?}. The
+    vocabulary is padded to a multiple of `vocab_multiple` (64; OLMo-2-0425-1B: 128, so 100,278
+    ids -> 100,352) so the LM head matmul stays aligned; rope_theta and norm_eps default to
+    transformers' (10,000 and 1e-5; OLMo-2-0425-1B: 500,000 and 1e-6)."""
     from transformers import Olmo2Config, Olmo2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
+    multiple = spec.get("vocab_multiple", 64)
+    exact = {k: spec[s] for k, s in (("rope_theta", "rope_theta"), ("rms_norm_eps", "norm_eps")) if s in spec}
     common = dict(
-        vocab_size=-(-vocab_size // 64) * 64, hidden_size=spec["hidden"], num_hidden_layers=spec["layers"],
+        **exact, vocab_size=-(-vocab_size // multiple) * multiple, hidden_size=spec["hidden"], num_hidden_layers=spec["layers"],
         num_attention_heads=spec["heads"], num_key_value_heads=spec.get("kv_heads", spec["heads"]),
         intermediate_size=spec["intermediate"], max_position_embeddings=max_len,
         tie_word_embeddings=spec.get("tie_embeddings", False), use_cache=False,
