@@ -158,7 +158,8 @@ def build(spec: dict, vocab_size: int, max_len: int, seed: int):
     multiple = spec.get("vocab_multiple", 64)
     exact = {k: spec[s] for k, s in (("rope_theta", "rope_theta"), ("rms_norm_eps", "norm_eps")) if s in spec}
     common = dict(
-        **exact, vocab_size=-(-vocab_size // multiple) * multiple, hidden_size=spec["hidden"], num_hidden_layers=spec["layers"],
+        **exact, vocab_size=-(-vocab_size // multiple) * multiple, hidden_size=spec["hidden"],
+        num_hidden_layers=spec["layers"],
         num_attention_heads=spec["heads"], num_key_value_heads=spec.get("kv_heads", spec["heads"]),
         intermediate_size=spec["intermediate"], max_position_embeddings=max_len,
         tie_word_embeddings=spec.get("tie_embeddings", False), use_cache=False,
