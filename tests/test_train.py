@@ -338,3 +338,24 @@ def test_a_gpu_job_that_sees_no_gpu_stops_at_once(tiny_cfg):
     check_devices(tiny_cfg, train.Dist())  # compute.gpus 0: the CPU is what it asked for
     with pytest.raises(train.TrainingError, match=r"compute.gpus is 8 .* sees 0 CUDA device"):
         check_devices({**tiny_cfg, "compute": {**tiny_cfg["compute"], "gpus": 8}}, train.Dist(0, 8))
+
+
+def test_a_second_trainer_on_the_same_folder_stops(setup, tmp_path):
+    """An orphan trainer (its Snakemake killed) still holds the folder: a rerun's trainer must stop,
+    naming it, not write the same log and checkpoints beside it."""
+    root, cfg, _ = setup
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); "
+                               "from lsap import train; from pathlib import Path; "
+                               "f = train.lock_run_folder(Path(sys.argv[2])); print('held', flush=True); time.sleep(60)",
+                               str(REPO_ROOT / "src"), str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        data = shards.open_shard(root / "shards", "train")
+        with pytest.raises(train.TrainingError, match=rf"another trainer \(pid {holder.pid}\) is training into"):
+            train.train(models.build(SMALL, 400, 32, 0), data, objectives.CrossEntropy(), out, cfg["training"],
+                        cfg["students"]["budget_flops"], 0, log=lambda *_: None)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (out / "log.jsonl").exists()

@@ -102,6 +102,27 @@ def sample_ids(step: int, micro: int, n_micro: int, dist: Dist, n_data: int, see
     return out
 
 
+def lock_run_folder(out: Path):
+    """An exclusive lock on the run folder for this process's lifetime (the kernel drops it when
+    the process ends, kill -9 included): a second trainer on the same folder, e.g. one started by
+    a rerun while an orphan of a killed Snakemake still trains, stops instead of interleaving."""
+    import fcntl
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    f = open(out.parent / f".{out.name}.lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        raise TrainingError(f"another trainer (pid {f.read().strip() or '?'}) is training into {out}: end it "
+                            f"(kill <pid>; `ps -ef | grep 'lsap train'` lists them) or wait for it, then rerun") from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    return f  # keep it referenced: closing the file releases the lock
+
+
 def _resume_path(out: Path) -> Path:
     return out / "resume.pt"
 
@@ -224,6 +245,7 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
     number (another world size, another model) refuses to start."""
     out = Path(out_dir)
     dist = Dist.from_env()
+    lock = lock_run_folder(out) if dist.main else None  # noqa: F841 (held until this process ends)
     dev = dist.device
     models.enable_tf32()
     model.to(dev).train()
