@@ -359,3 +359,20 @@ def test_a_second_trainer_on_the_same_folder_stops(setup, tmp_path):
         holder.kill()
         holder.wait()
     assert not (out / "log.jsonl").exists()
+
+
+def test_a_torn_resume_file_falls_back_to_the_generation_before(setup, tmp_path):
+    root, cfg, _ = setup
+    data = shards.open_shard(root / "shards", "train")
+    run = lambda: train.train(models.build(SMALL, 400, 32, 0), data, objectives.CrossEntropy(), tmp_path / "run",  # noqa: E731
+                              cfg["training"], cfg["students"]["budget_flops"], 0, run_key="k", log=logged.append)
+    logged = []
+    first = run()
+    last, prev = tmp_path / "run" / "resume.pt", tmp_path / "run" / "resume.prev.pt"
+    assert torch.load(prev, weights_only=False)["step"] < torch.load(last, weights_only=False)["step"] == first["steps"]
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # torn mid-write
+    logged.clear()
+    second = run()
+    assert any("generation before it" in m for m in logged) and second["steps"] == first["steps"]
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, first["steps"] + 1))  # resumed from the earlier step, the log reads as one run

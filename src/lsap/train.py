@@ -10,6 +10,7 @@ token, on the steps its teacher runs) and nothing else.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
 import json
 import math
@@ -48,7 +49,10 @@ class Dist:
             # every rank's tensors made with device="cuda" land on cuda:0
             torch.cuda.set_device(d.device)
         if d.world > 1 and not torch.distributed.is_initialized():
-            torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+            # an explicit timeout above a checkpoint's save (rank 0 writes ~18 GB for OLMo2-1B with
+            # AdamW while the others wait at the barrier): NCCL's default would end the run
+            torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
+                                                 timeout=datetime.timedelta(minutes=60))
         return d
 
     @property
@@ -127,17 +131,31 @@ def _resume_path(out: Path) -> Path:
     return out / "resume.pt"
 
 
+def _previous(path: Path) -> Path:
+    return path.with_name("resume.prev.pt")
+
+
 def _save_resume(out, model, opt, sched, step, key):
+    """Two generations, each fsync'd before its rename: the last one, and the one before it."""
     state = {"key": key, "model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
              "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-    with atomic_path(_resume_path(out)) as tmp:
+    path = _resume_path(out)
+    with atomic_path(path, durable=True) as tmp:
         torch.save(state, tmp)
+        if path.exists():
+            os.replace(path, _previous(path))
 
 
-def _load_resume(path: Path, dev) -> dict:
+def _load_resume(path: Path, dev, log=print) -> dict:
+    if not path.exists():  # a save interrupted between its two renames: the previous generation
+        return _load_resume(_previous(path), dev, log)
     try:
         return torch.load(path, map_location=dev, weights_only=False)
     except Exception as e:  # a truncated or overwritten file: pickle, zip and EOF errors alike
+        if _previous(path).exists():
+            log(f"[train] {path} is damaged ({type(e).__name__}): resuming from the generation before it, "
+                f"{_previous(path)}")
+            return _load_resume(_previous(path), dev, log)
         raise TrainingError(f"{path} is damaged and cannot be resumed ({type(e).__name__}: {e}). Delete it to "
                             f"restart this run from step 0, then rerun the same command.") from e
 
@@ -282,7 +300,8 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total_steps, tcfg["warmup_frac"], tcfg["min_lr_frac"]))
     step = 0
     key = f"{run_key}|{objective.name}|{total_steps}|{tokens_per_step}|{seed}|{len(data)}"
-    state = _load_resume(_resume_path(out), dev) if _resume_path(out).exists() else None
+    saved_any = _resume_path(out).exists() or _previous(_resume_path(out)).exists()
+    state = _load_resume(_resume_path(out), dev, log) if saved_any else None
     if state is not None and state.get("key") != key:
         stale = out.with_name(f".{out.name}.stale")
         log(f"[train] {out} holds a run of another setup: moved to {stale}, starting from step 0")
