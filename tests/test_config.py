@@ -29,6 +29,20 @@ def test_bad_value_is_named(tiny_cfg):
         config.validate(bad)
 
 
+@pytest.mark.parametrize("run", [".", "..", ".hidden"])
+def test_a_run_name_that_is_not_a_name_is_refused(tiny_cfg, run):
+    with pytest.raises(config.ConfigError, match=r"run: .* does not match"):
+        config.validate({**tiny_cfg, "run": run})
+
+
+def test_an_alpha_never_exceeded_is_refused(tiny_cfg):
+    """α = 1: no candidate's probability exceeds it, so the run would silently be CE."""
+    name = next(n for n, m in tiny_cfg["methods"].items() if m["objective"] == "lsap")
+    bad = {**tiny_cfg, "methods": {**tiny_cfg["methods"], name: {**tiny_cfg["methods"][name], "alpha": 1.0}}}
+    with pytest.raises(config.ConfigError, match=r"alpha: 1\.0 is greater than or equal to the maximum of 1"):
+        config.validate(bad)
+
+
 def test_reader_needs_its_keys(tiny_cfg):
     doms = {"x": {"sources": [{"reader": "hf_dataset", "dataset": "some/id"}]}}
     bad = {**tiny_cfg, "corpus": {**tiny_cfg["corpus"], "domains": doms}}
