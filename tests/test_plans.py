@@ -83,3 +83,18 @@ def test_the_paper_student_is_olmo2_0425_1b_exactly():
         assert getattr(c, field) == hub[field], field
     assert c.rope_parameters["rope_theta"] == hub["rope_theta"] == 500_000
     assert c.model_type == hub["model_type"] and models.n_params(student) == 1_484_916_736
+
+
+def test_the_global_batch_makes_paper_the_same_run_on_4_or_8_gpus():
+    from lsap import plan
+
+    cfg = config.load(REPO_ROOT / "config" / "paper.yaml")
+    on = {g: config.validate({**cfg, "compute": {**cfg["compute"], "gpus": g}}) for g in (4, 8)}
+    assert {g: plan.accumulation(c["training"], g) for g, c in on.items()} == {4: 4, 8: 2}
+    assert plan.global_batch(on[4]) == plan.global_batch(on[8]) == cfg["training"]["global_batch"] == 128
+    steps = {g: plan.student(c, "ce", 100_278, c["shards"]["seq_len"]).steps for g, c in on.items()}
+    assert steps[4] == steps[8]
+    with pytest.raises(config.ConfigError, match=r"training.global_batch 128 is not a multiple of .* 3 GPUs"):
+        config.validate({**cfg, "compute": {**cfg["compute"], "gpus": 3}})
+    with pytest.raises(config.ConfigError, match=r"global_batch and training.grad_accum are both set"):
+        config.validate({**cfg, "training": {**cfg["training"], "grad_accum": 2}})

@@ -131,6 +131,17 @@ def _check_run_shape(cfg: dict, source: str) -> None:
     _check_model(cfg["students"]["model"], f"{source}: students.model")
     for name, ref in cfg["references"].items():
         _check_model(ref["model"], f"{source}: references.{name}.model")
+    t = cfg["training"]
+    if t.get("global_batch") is not None:
+        from lsap import plan
+
+        if t["grad_accum"] != 1:
+            raise ConfigError(f"{source}: training.global_batch and training.grad_accum are both set: the "
+                              f"accumulation follows from global_batch and compute.gpus; remove grad_accum")
+        try:
+            plan.accumulation(t, plan.world_size(cfg))
+        except ValueError as e:
+            raise ConfigError(f"{source}: {e}") from None
     seeds = cfg["students"]["seeds"]
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"{source}: students.seeds {seeds} repeats a seed: each seed is one run per method")

@@ -26,6 +26,7 @@ class Source(TypedDict, total=False):
 class Training(TypedDict):
     micro_batch: int
     grad_accum: int
+    global_batch: int  # optional: sequences per step over all GPUs (plan.accumulation)
     lr: float
     betas: list[float]
     weight_decay: float

@@ -33,7 +33,7 @@ def _student_plan(cfg: dict) -> dict:
     t = cfg["training"]
     return {"model": cfg["students"]["model"], "budget_flops": cfg["students"]["budget_flops"],
             "budget_counts": cfg["students"]["budget_counts"],
-            "batch": _pick(t, "micro_batch", "grad_accum"), "gpus": cfg["compute"]["gpus"],
+            "batch": _pick(t, "micro_batch", "grad_accum", "global_batch"), "gpus": cfg["compute"]["gpus"],
             "seq_len": cfg["shards"]["seq_len"]}
 
 

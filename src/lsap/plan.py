@@ -49,9 +49,21 @@ def world_size(cfg: dict) -> int:
     return max(1, cfg["compute"]["gpus"])
 
 
+def accumulation(training: dict, world: int) -> int:
+    """Micro-batches per rank per step: from `training.global_batch` where the config sets it (the
+    same run on 4 or 8 GPUs), else `training.grad_accum`. The one place this is decided."""
+    if training.get("global_batch") is None:
+        return training["grad_accum"]
+    per = training["micro_batch"] * world
+    if training["global_batch"] % per:
+        raise ValueError(f"training.global_batch {training['global_batch']} is not a multiple of training.micro_batch "
+                         f"{training['micro_batch']} x {world} GPUs ({per}): change one of them")
+    return training["global_batch"] // per
+
+
 def global_batch(cfg: dict) -> int:
     t = cfg["training"]
-    return t["micro_batch"] * t["grad_accum"] * world_size(cfg)
+    return t["micro_batch"] * accumulation(t, world_size(cfg)) * world_size(cfg)
 
 
 def make(cfg: RunConfig, budget_flops: float, train_fpt: int, teacher_fpt: int, teacher_fraction: float,
@@ -121,8 +133,7 @@ def visited(plan: RunPlan, cfg: dict, n_data: int, seed: int) -> np.ndarray:
     samples, so the run reads global samples 0 … steps·B − 1, in the sampler's epoch order."""
     from lsap.train import _epoch_permutation
 
-    t = cfg["training"]
-    n_samples = plan.steps * t["micro_batch"] * t["grad_accum"] * world_size(cfg)
+    n_samples = plan.steps * global_batch(cfg)
     if n_samples >= n_data:
         return np.arange(n_data, dtype=np.int64)
     return np.sort(_epoch_permutation(seed, 0, n_data)[:n_samples]).astype(np.int64)

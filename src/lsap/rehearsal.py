@@ -147,6 +147,7 @@ def transform(paper: dict, out: Path) -> dict:
                          "bpb_max_bytes": 2000, "metric": paper["evaluation"].get("metric", "acc_norm_else_acc")}
     t = cfg["training"]
     t.update(micro_batch=2, grad_accum=1, save_every_steps=4, checkpoint_fractions=[1.0], eval_sequences=8)
+    t.pop("global_batch", None)  # the rehearsal's batch: one micro-batch per rank
     cfg["compute"] = {**cfg.get("compute", {}), "gpus": 2}
     batch = 2 * 1 * 2
     n_student = len(vocab.load(cfg["tokenizers"]["student"]["id"])) if cfg["tokenizers"]["student"]["kind"] == "hub" \

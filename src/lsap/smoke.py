@@ -34,6 +34,7 @@ def transform(gpu: dict) -> dict:
     cfg["corpus"]["parts"] = 1
     cfg["shards"]["seq_len"] = SEQ_LEN
     cfg["training"].update(micro_batch=MICRO, grad_accum=1, compile=False, save_every_steps=2, eval_sequences=4)
+    cfg["training"].pop("global_batch", None)
     n_student = len(vocab.build(cfg["tokenizers"]["student"], None))
     cfg["students"]["model"] = dict(STUDENT)
     # the most expensive step (LSAP/KD: the surrogate's forward on top) still gets a few steps

@@ -267,7 +267,7 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
     dev = dist.device
     models.enable_tf32()
     model.to(dev).train()
-    micro, n_micro = tcfg["micro_batch"], tcfg["grad_accum"]
+    micro, n_micro = tcfg["micro_batch"], plan.accumulation(tcfg, dist.world)
     seq_len = data.seq_len
     tokens_per_step = micro * n_micro * dist.world * seq_len
     if len(data) < micro:
