@@ -81,15 +81,18 @@ def _profile() -> dict:
     return yaml.safe_load(PROFILE.read_text())
 
 
+TRAINING_RULES = ("student", "reference_model")  # the jobs run under torchrun on compute.gpus GPUs
+
+
 def slurm_resources(rule: str, cfg: RunConfig, profile: dict) -> dict:
     """What the Slurm profile requests for a rule's job (None: a local rule, run where snakemake runs)."""
     if rule in ("corpus", "shards", "tokenizer", "translation", "overlap", "report", "notebook"):
         return {"local": True}
     res = {**profile["default-resources"], **profile.get("set-resources", {}).get(rule, {})}
-    if "cpus_per_gpu" in res:
-        res["gpus"] = cfg["compute"]["gpus"]
+    if "cpus_per_gpu" in res:  # training jobs take compute.gpus GPUs (DDP), the others one
+        res["gpus"] = cfg["compute"]["gpus"] if rule in TRAINING_RULES else min(1, cfg["compute"]["gpus"])
     return {k: v for k, v in res.items() if k in ("slurm_partition", "runtime", "mem_mb", "cpus_per_task",
-                                                   "cpus_per_gpu", "mem_mb_per_cpu", "gpus")}
+                                                   "cpus_per_gpu", "mem_mb_per_cpu", "gpus", "nodes")}
 
 
 def memory_gb(train_spec: dict | None, train_params: int, cfg: RunConfig, teacher_params: int = 0,
@@ -271,7 +274,8 @@ def _request(sl: dict) -> str:
         return "local rule"
     parts = [sl.get("slurm_partition", "?")]
     if "gpus" in sl:
-        parts.append(f"{sl['gpus']} GPU × {sl.get('cpus_per_gpu', 1)} CPU, {sl.get('mem_mb_per_cpu', 0) // 1000} GB/CPU")
+        parts.append(f"{sl.get('nodes', 1)} node, {sl['gpus']} GPU × {sl.get('cpus_per_gpu', 1)} CPU, "
+                     f"{sl.get('mem_mb', 0) // 1000} GB")
     else:
         parts.append(f"{sl.get('cpus_per_task', 1)} CPU, {sl.get('mem_mb', 0) // 1000} GB")
     return ", ".join(parts + [f"{sl.get('runtime', '?')} min"])

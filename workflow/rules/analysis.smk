@@ -65,7 +65,7 @@ rule table1:
         key=key("table1"),
         corpus=lambda w, input: os.path.dirname(input.corpus),
     resources:
-        gpu=GPUS,
+        gpu=GPU_ONE,
     log:
         f"{R}/logs/table1.log",
     benchmark:

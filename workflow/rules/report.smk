@@ -23,7 +23,7 @@ rule evaluate:
         corpus=lambda w, input: os.path.dirname(input.corpus),
     threads: THREADS
     resources:
-        gpu=GPUS,
+        gpu=GPU_ONE,
     log:
         f"{R}/logs/eval/{{run}}.log",
     benchmark:

@@ -52,7 +52,7 @@ rule targets:
         seed=r"\d+",
     threads: THREADS
     resources:
-        gpu=GPUS,
+        gpu=GPU_ONE,
     log:
         f"{R}/logs/targets_{{spec}}-s{{seed}}.log",
     benchmark:
@@ -116,7 +116,7 @@ rule selection:
         spec=r"(miniplm|salt_ds)-[0-9a-f]+",
     threads: THREADS
     resources:
-        gpu=GPUS,
+        gpu=GPU_ONE,
     log:
         f"{R}/logs/selection_{{spec}}.log",
     benchmark:
