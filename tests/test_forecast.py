@@ -118,3 +118,18 @@ def test_gpu_small_fits_its_minutes_with_the_real_surrogate():
     assert any(src["reader"] == "rst_files" for src in cfg["corpus"]["domains"]["technical"]["sources"])
     minutes = 60 * sum(j.get("gpu_hours") or 0 for j in forecast.price(cfg)["jobs"])
     assert 1 < minutes <= 8
+
+
+def test_the_paper_plan_prices_its_disk():
+    """Every job's outputs on disk: a student's checkpoints (fp32, one per checkpoint fraction) and
+    two resume generations (weights + AdamW moments), the shards and the corpus text."""
+    cfg = config.load(REPO_ROOT / "config" / "paper.yaml")
+    priced = forecast.price(cfg)
+    ce = next(j for j in priced["jobs"] if j["job"] == "student" and j["method"] == "ce-s0")
+    params = 1_484_916_736  # OLMo-2-0425-1B (tests/test_plans.py)
+    n_ckpt = len(cfg["training"]["checkpoint_fractions"])
+    assert ce["disk_gb"] == pytest.approx(params * (4 * n_ckpt + 24) / 1e9, rel=1e-3)
+    shards = [j for j in priced["jobs"] if j["job"] == "shards_part"]
+    assert sum(j["disk_gb"] for j in shards) == pytest.approx(sum(j["tokens"] for j in shards) * 4 / 1e9)  # uint32
+    assert 1_000 < forecast.disk_total(priced) < 3_000  # GB: the run needs ~1.5 TB, which the README states
+    assert "Disk: 1.52 TB" in forecast.render(priced)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from lsap import REPO_ROOT, layout, methods, plan
+from lsap import REPO_ROOT, layout, methods, plan, shards
 from lsap.config_types import RunConfig
 from lsap.corpus import SPLITS, part_name
 
@@ -105,7 +105,13 @@ def memory_gb(train_spec: dict | None, train_params: int, cfg: RunConfig, teache
     return round(b / 1e9 + 2, 1)
 
 
-FIELDS = ("job", "method", "steps", "tokens", "flops", "epochs", "gpu_hours", "cpu_hours", "memory_gb", "slurm")
+FIELDS = ("job", "method", "steps", "tokens", "flops", "epochs", "gpu_hours", "cpu_hours", "memory_gb", "disk_gb",
+          "slurm")
+# bytes a job leaves on disk: a trained model's checkpoints (fp32 safetensors, one per checkpoint
+# fraction) and its resume state (fp32 weights + AdamW's two moments, two generations); a token
+# of shards (uint16/uint32) or of corpus text (about 4.4 bytes, bench/data_prep); a cached
+# candidate (int32 id + float32 log-prob)
+CHECKPOINT_BYTES, RESUME_BYTES, CANDIDATE_BYTES = 4, 2 * 12, 8
 
 
 def _row(job: str, method: str, **kw) -> dict:
@@ -149,9 +155,12 @@ def price(cfg: RunConfig) -> dict:
         res = slurm_resources("shards_part", cfg, profile)
         cpu_h = per_part / (bench["tokens_per_s_per_core_stage"] * res.get("cpus_per_task", 1)) / 3600 \
             if per_part and bench else None
-        jobs += [_row("shards_part", f"{role} {part_name(p)}", tokens=per_part, cpu_hours=cpu_h, slurm=res)
+        disk = per_part * shards.token_dtype(v_student).itemsize / 1e9 if per_part else None
+        jobs += [_row("shards_part", f"{role} {part_name(p)}", tokens=per_part, cpu_hours=cpu_h, disk_gb=disk, slurm=res)
                  for p in range(parts)]
+    text_bpt = bench["bytes_per_token"] if bench else 4.0
     jobs += [_row("corpus_part", part_name(p), tokens=all_tokens / parts if all_tokens else None,
+                  disk_gb=all_tokens / parts * text_bpt / 1e9 if all_tokens else None,
                   slurm=slurm_resources("corpus_part", cfg, profile)) for p in range(parts)]
 
     def training_job(job, label, spec, vocab_n, budget, split_tokens, teacher=(0, 0, 0), frac=0.0, fixed=0.0):
@@ -162,7 +171,8 @@ def price(cfg: RunConfig) -> dict:
         res = slurm_resources(job, cfg, profile)
         row = _row(job, label, steps=p.steps, tokens=p.tokens, flops=p.steps * p.tokens_per_step * (fpt + teacher[0] * frac),
                    epochs=epochs, gpu_hours=hours, memory_gb=memory_gb(spec, fpt // 6, cfg, teacher[1], teacher[2]),
-                   slurm=res)
+                   disk_gb=fpt // 6 * (CHECKPOINT_BYTES * len(cfg["training"]["checkpoint_fractions"]) + RESUME_BYTES)
+                   / 1e9, slurm=res)
         if epochs and epochs > 1.0:
             warnings.append(f"{job} {label} reads its data {epochs:.2f} times (repeats data)")
         wall_min = hours * 60 / max(1, c["gpus"])
@@ -210,6 +220,7 @@ def price(cfg: RunConfig) -> dict:
             p0 = plan.make(cfg, s["budget_flops"], plan.model_flops_per_token(s["model"], v_student, seq), teacher[0],
                            frac, seq)
             jobs += [_row("targets", f"{mname}-s{seed}", tokens=p0.tokens, flops=p0.tokens * teacher[0],
+                          disk_gb=p0.tokens * m["top_k"] * CANDIDATE_BYTES / 1e9,
                           gpu_hours=p0.tokens * teacher[0] / rate / 3600,
                           memory_gb=memory_gb(None, 0, cfg, teacher[1], teacher[2]),
                           slurm=slurm_resources("targets", cfg, profile)) for seed in s["seeds"]]
@@ -281,6 +292,11 @@ def _request(sl: dict) -> str:
     return ", ".join(parts + [f"{sl.get('runtime', '?')} min"])
 
 
+def disk_total(priced: dict) -> float:
+    """GB on disk when every job has run (the resume states included)."""
+    return sum(j.get("disk_gb") or 0 for j in priced["jobs"])
+
+
 def render(priced: dict) -> str:
     """The plan as a Markdown table (data parts collapsed to one line each), its totals and warnings."""
     big = max((j["tokens"] or 0) for j in priced["jobs"]) >= 1e9
@@ -292,8 +308,9 @@ def render(priced: dict) -> str:
         f"{s} {_fmt(d['tokens'], unit)} {uname} tokens" for s, d in priced["data"].items())
         + f" ({next(iter(priced['data'].values()))['source']}).", f"GPU time at {priced['rates']['gpu']}; "
         f"data-prep CPU time at {priced['rates']['cpu']}.", "",
-        f"| job | what | tokens ({uname}) | FLOPs | epochs | {g_name} | CPU-h | est. memory (GB) | Slurm request |",
-        "|---|---|---|---|---|---|---|---|---|"]
+        f"| job | what | tokens ({uname}) | FLOPs | epochs | {g_name} | CPU-h | est. memory (GB) | disk (GB) "
+        f"| Slurm request |",
+        "|---|---|---|---|---|---|---|---|---|---|"]
     rows, seen = [], {}
     for j in priced["jobs"]:
         if j["job"] in ("corpus_part", "shards_part"):
@@ -313,10 +330,11 @@ def render(priced: dict) -> str:
                      f"{'—' if j.get('flops') is None else format(j['flops'], '.3g')} | {_fmt(j.get('epochs'))} | "
                      f"{_fmt(j.get('gpu_hours'), g_unit, 1 if g_unit == 1 else 2)} | "
                      f"{_fmt(j.get('cpu_hours'), 1, 2)}{per} | "
-                     f"{_fmt(j.get('memory_gb'), 1, 1)} | {req} |")
+                     f"{_fmt(j.get('memory_gb'), 1, 1)} | {_fmt(j.get('disk_gb'), 1, 1)}{per} | {req} |")
     total = f"{gpu_h:,.0f} GPU-hours" if g_unit == 1 else f"{gpu_h * 60:.1f} GPU-minutes"
     lines += ["", f"Total: {total} over {sum(j['job'] == 'student' for j in priced['jobs'])} "
-                  f"student runs and the jobs above."]
+                  f"student runs and the jobs above. Disk: {disk_total(priced) / 1e3:,.2f} TB of outputs "
+                  f"in all, which is also the peak (no stage deletes what an earlier one wrote)."]
     if priced["hub_configs_from_table"]:
         lines.append("Hub out of reach: shapes of " + ", ".join(priced["hub_configs_from_table"])
                      + " from config/hub_models.yaml.")
