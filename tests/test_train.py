@@ -332,12 +332,17 @@ def test_a_retrained_teacher_changes_its_students_resume_identity(setup, tmp_pat
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
-def test_a_gpu_job_that_sees_no_gpu_stops_at_once(tiny_cfg):
+def test_a_gpu_job_that_sees_no_gpu_stops_at_once(tiny_cfg, monkeypatch):
+    """A CUDA build of torch that reaches no device (a driver mismatch) inside a GPU job stops; a
+    CPU-only build (fake GPUs of the local Slurm) and compute.gpus 0 train on the CPU."""
     from lsap.stages.train import check_devices
 
-    check_devices(tiny_cfg, train.Dist())  # compute.gpus 0: the CPU is what it asked for
+    gpu_cfg = {**tiny_cfg, "compute": {**tiny_cfg["compute"], "gpus": 8}}
+    check_devices(tiny_cfg, train.Dist())
+    check_devices(gpu_cfg, train.Dist(0, 8))  # this machine's CPU build: a deliberate CPU run
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
     with pytest.raises(train.TrainingError, match=r"compute.gpus is 8 .* sees 0 CUDA device"):
-        check_devices({**tiny_cfg, "compute": {**tiny_cfg["compute"], "gpus": 8}}, train.Dist(0, 8))
+        check_devices(gpu_cfg, train.Dist(0, 8))
 
 
 def test_a_second_trainer_on_the_same_folder_stops(setup, tmp_path):

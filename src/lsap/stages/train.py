@@ -49,13 +49,15 @@ def run_job(cfg: RunConfig, role: str, tokenizer_dir, shards_dir, out, key: str,
 
 
 def check_devices(cfg: RunConfig, dist: Dist) -> None:
-    """A job the config gives GPUs must see one per process: a CUDA build that cannot reach the
-    driver would otherwise train on the CPU inside a GPU allocation until its time limit."""
+    """A job the config gives GPUs, running a CUDA build of torch, must see one GPU per process: a
+    build that cannot reach the node's driver would otherwise train on the CPU inside a GPU
+    allocation until its time limit. (A CPU-only build is a deliberate CPU run: the local Slurm
+    tests and `make rehearse` schedule fake GPUs and train on the CPU.)"""
     import torch
 
     gpus = cfg["compute"]["gpus"]
     seen = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if gpus > 0 and seen < min(gpus, dist.world):
+    if gpus > 0 and torch.version.cuda is not None and seen < min(gpus, dist.world):
         raise TrainingError(f"compute.gpus is {gpus} and this job runs {dist.world} process(es), but it sees {seen} "
                             f"CUDA device(s) (torch {torch.__version__}, CUDA {torch.version.cuda}): a job placed "
                             f"without GPUs, or a torch build that does not match the node's driver. Fix the "
