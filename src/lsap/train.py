@@ -112,8 +112,8 @@ def lock_run_folder(out: Path):
     a rerun while an orphan of a killed Snakemake still trains, stops instead of interleaving."""
     import fcntl
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    f = open(out.parent / f".{out.name}.lock", "a+")
+    out.mkdir(parents=True, exist_ok=True)  # inside the run folder: readers of students/* see runs only
+    f = open(out / ".trainer.lock", "a+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -263,7 +263,6 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
     number (another world size, another model) refuses to start."""
     out = Path(out_dir)
     dist = Dist.from_env()
-    lock = lock_run_folder(out) if dist.main else None  # noqa: F841 (held until this process ends)
     dev = dist.device
     models.enable_tf32()
     model.to(dev).train()
@@ -322,7 +321,7 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
         log(f"[train] resuming {out} at step {step}/{total_steps}")
     saved = step  # the step of the last resume.pt written (0: none)
     if dist.main:
-        out.mkdir(parents=True, exist_ok=True)
+        lock = lock_run_folder(out)  # noqa: F841 (held until this process ends)
         _truncate_log(out / "log.jsonl", step)
     flops = sum(step_flops(s) for s in range(step))
     net = compiled_trunk(model, dist, bool(tcfg.get("compile")))
