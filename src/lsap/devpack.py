@@ -143,12 +143,12 @@ def write_archive(files: dict[str, Path], path: Path) -> Path:
     return path
 
 
-def split(archives: dict[str, Path], out: Path, limit: int = LIMIT) -> dict:
+def split(archives: dict[str, Path], out: Path, limit: int = LIMIT, extra: dict | None = None) -> dict:
     """Cut each archive into chunks ≤ `limit`, fill calls in order (`out`/callN/), write the manifest
     into every call folder. A call never holds more than `limit` bytes of chunks."""
     calls: list[list[dict]] = [[]]
     used = 0
-    manifest = {"limit": limit, "parts": {}, "calls": []}
+    manifest = {"limit": limit, "parts": {}, "calls": [], **(extra or {})}
     for part, archive in archives.items():
         data, chunks = archive.read_bytes(), []
         pos = 0
@@ -249,11 +249,8 @@ def build(config_path: str, out: Path, python: str = "3.12", tables: bool = True
         bench[".devpack-data/sigma-cl100k-qwen3.npz"] = out / "build" / "sigma-cl100k-qwen3.npz"
     archives = {"bench": write_archive(bench, out / "build" / "bench.tar.gz"),
                 "sweep": write_archive(sweep, out / "build" / "sweep.tar.gz")}
-    manifest = split(archives, out, limit)
+    manifest = split(archives, out, limit, extra={"config": config_path, "python": python, "wheels": ship})
     shutil.rmtree(out / "build")
-    manifest.update(config=config_path, python=python, wheels=ship)
-    for c in manifest["calls"]:
-        (out / c["folder"] / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     log(f"[device-pack] {len(ship)} wheels, {len(sweep)} sweep files -> "
         + ", ".join(f"{c['folder']} {c['bytes'] / MIB:.1f} MiB" for c in manifest["calls"]))
     return manifest
@@ -271,9 +268,10 @@ def unpack(pack: Path, part: str, repo: Path) -> Path:
     """Check and reassemble `part`'s archive from its chunks, extract it into `repo` (its wheels
     into pack/site). Returns the site folder. Refuses a missing or damaged chunk by name."""
     pack, repo = Path(pack), Path(repo)
-    info = _manifest(pack)["parts"].get(part)
+    parts = _manifest(pack)["parts"]
+    info = parts.get(part)
     if info is None:
-        raise PackError(f"the pack has no part '{part}' (it has {sorted(_manifest(pack)['parts'])})")
+        raise PackError(f"the pack has no part '{part}' (it has {sorted(parts)})")
     h, data = hashlib.sha256(), bytearray()
     for c in info["chunks"]:
         path = pack / c["file"]
