@@ -24,7 +24,7 @@ CONFIG = layout.resolved_config(RUN)  # what the jobs read; written by onstart (
 # cluster, the job's own Snakemake inherit it), so the command text holds no checkout path.
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 GPUS = config["compute"]["gpus"]
-GPU_ONE = min(GPUS, 1)  # the single-process GPU jobs (evaluate, table1, targets, selection): one GPU each
+GPU_ONE = min(GPUS, 1)  # the single-process GPU jobs (evaluate, table1, targets, selection_part): one GPU each
 LSAP = "python -m lsap"
 # Training jobs given more than one GPU run under torchrun (DDP), one process per GPU.
 TRAIN = f"python -m torch.distributed.run --standalone --nproc_per_node {GPUS} -m lsap" if GPUS > 1 else LSAP
@@ -65,6 +65,7 @@ localrules:
     tokenizer,
     translation,
     overlap,
+    selection,
     report,
     notebook,  # not cluster jobs: downloads, light CPU work, gathers of the scattered data jobs
 

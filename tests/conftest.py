@@ -79,9 +79,10 @@ def dag_run(fetched):
 
 # ---- a real single-node Slurm (tests/slurm_cluster.sh), shared by the slurm-marked tests ------
 def _cluster(cmd):
-    # a node of 4 fake GPUs, 32 CPUs and 1 TB (nominal): two GPU jobs of 2 GPUs each, or of one, run side
-    # by side, so this machine's 2 real cores are both used; nothing is enforced (no cgroups)
-    env = {"LSAP_SLURM_GPUS": "4", "LSAP_SLURM_CPUS": "32", "LSAP_SLURM_MEM_MB": "1000000", **os.environ,
+    # a standard 8-GPU node (nominal): 8 fake GPUs, 96 CPUs, 1 TB, where the profile's requests must fit
+    # (tests/test_slurm_requests.py); its 480 GB training jobs run two at a time on this machine's
+    # 2 real cores; nothing is enforced (no cgroups)
+    env = {"LSAP_SLURM_GPUS": "8", "LSAP_SLURM_CPUS": "96", "LSAP_SLURM_MEM_MB": "1000000", **os.environ,
            "LSAP_SLURM_OWNER": str(os.getpid())}
     return subprocess.run(["bash", str(REPO_ROOT / "tests" / "slurm_cluster.sh"), cmd], capture_output=True,
                           text=True, env=env, timeout=1200)

@@ -7,9 +7,10 @@
 #   tests/slurm_cluster.sh status   what is running, and sinfo
 #
 # The node stands in for one GPU node of a cluster: partitions `cpu` (default) and `gpu` (the names
-# workflow/profiles/slurm/config.yaml uses), a fake `gpu` GRES of LSAP_SLURM_GPUS (default 2) devices
-# bound to no device file (jobs asking for GPUs schedule, torch still sees none) and, via SlurmdParameters=config_overrides, the CPUs and memory
-# of a GPU node (LSAP_SLURM_CPUS, LSAP_SLURM_MEM_MB), so the profile's requests schedule unchanged.
+# workflow/profiles/slurm/config.yaml uses), a fake `gpu` GRES of LSAP_SLURM_GPUS (default 8) devices
+# backed by no driver (jobs asking for GPUs schedule, torch still sees none) and, via
+# SlurmdParameters=config_overrides, the CPUs and memory of a GPU node (LSAP_SLURM_CPUS, default 96;
+# LSAP_SLURM_MEM_MB, default 1 TB): a standard 8-GPU node, so the profile's requests schedule unchanged.
 # Nothing is enforced (no cgroups): jobs share this machine's real cores.
 #
 # Needs root (it writes /etc/slurm/{slurm,gres}.conf as links into the state dir and runs the
@@ -26,9 +27,10 @@ set -uo pipefail
 DIR=${LSAP_SLURM_DIR:-/tmp/lsap-slurm}
 OWNER=${LSAP_SLURM_OWNER:-$PPID}
 WAIT_BUSY=${LSAP_SLURM_WAIT:-600}
-NODE_CPUS=${LSAP_SLURM_CPUS:-16}
-NODE_MEM_MB=${LSAP_SLURM_MEM_MB:-1000000}   # a standard 8-GPU node: 1 TB (nominal: config_overrides)
-NODE_GPUS=${LSAP_SLURM_GPUS:-2}   # fake GPUs: the rehearsal's training jobs ask for 2
+# a standard 8-GPU node (nominal, via config_overrides): 96 CPUs, 1 TB, 8 GPUs
+NODE_CPUS=${LSAP_SLURM_CPUS:-96}
+NODE_MEM_MB=${LSAP_SLURM_MEM_MB:-1000000}
+NODE_GPUS=${LSAP_SLURM_GPUS:-8}
 EX_CANNOT=77
 EX_BUSY=75
 DAEMONS=(slurmd slurmctld munged)   # stop order
@@ -72,10 +74,14 @@ install() {
     fi
 }
 
-fake_gpu_lines() {  # one gres line per fake GPU, each "device" a distinct character device torch ignores
-    local devs=(/dev/null /dev/zero /dev/full /dev/urandom) i
-    ((NODE_GPUS <= ${#devs[@]})) || die "LSAP_SLURM_GPUS=$NODE_GPUS: at most ${#devs[@]} fake GPUs"
-    for ((i = 0; i < NODE_GPUS; i++)); do echo "NodeName=localhost Name=gpu File=${devs[i]}"; done
+fake_gpu_lines() {  # one gres line per fake GPU: a character node of its own under the state dir
+    # (major 195, NVIDIA's, minor i, no driver behind it): nothing opens them, torch never sees them
+    local i
+    mkdir -p "$DIR/dev"
+    for ((i = 0; i < NODE_GPUS; i++)); do
+        [[ -c "$DIR/dev/gpu$i" ]] || mknod "$DIR/dev/gpu$i" c 195 "$i" || die "mknod $DIR/dev/gpu$i failed"
+        echo "NodeName=localhost Name=gpu File=$DIR/dev/gpu$i"
+    done
 }
 
 write_config() {

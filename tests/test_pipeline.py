@@ -53,7 +53,7 @@ def test_tiny_dag_tables_figures_and_training(dag_run):
             for a in ("0.01", "0.05", "0.2")]
     assert lsap[0] > lsap[1] > lsap[2] > 0 and lsap[2] <= 4
     [miniplm] = (out / "selection").glob("miniplm-*/scores.json")  # named by its scoring spec
-    assert json.loads(miniplm.read_text())["sequences"] > 0
+    assert json.loads(miniplm.read_text())["sequences"] > 0 and json.loads(miniplm.read_text())["parts"] == 2
     # fair baselines: the models trained for a method read text no student read ...
     from lsap import corpus
     from lsap.files import sha256_file
@@ -78,6 +78,33 @@ def test_tiny_dag_tables_figures_and_training(dag_run):
     for name in ("figure2_score_vs_flops", "bpb_vs_flops", "targets_vs_alpha"):
         assert (figures / f"{name}.png").stat().st_size > 10_000
     assert (out / "notebook" / "results.ipynb").exists() and (out / "notebook" / "final_val_loss.csv").exists()
+
+
+@pytest.mark.slow
+def test_scattered_scoring_equals_one_job_on_the_embedded_corpus(dag_run, tmp_path):
+    """The DAG scored each selection as 2 parts and a gather; one job over the whole pool, with the
+    same checkpoints, shards and config, gives the same positions and the same bits."""
+    import copy
+
+    import numpy as np
+
+    from lsap import config, keys, scores, selection
+
+    out, _ = dag_run
+    cfg = config.load(out / "config.yaml")
+    assert cfg["compute"]["scoring_parts"] == 2
+    one = copy.deepcopy(cfg)
+    one["compute"]["scoring_parts"] = 1
+    specs = sorted(p.name for p in (out / "selection").iterdir())
+    assert [s.split("-")[0] for s in specs] == ["miniplm", "salt_ds"]
+    for spec in specs:
+        dest = tmp_path / spec
+        selection.select_job(one, keys.method_of(cfg, "selection", spec), out / "tokenizers" / "student",
+                             out / "shards" / "student", dest, part=0, log=lambda *_: None)
+        want, want_pos, _ = scores.load_scores(scores.gather_parts(dest, 1))
+        got, got_pos, info = scores.load_scores(out / "selection" / spec / "scores.npy")
+        assert info["parts"] == 2 and len(got) > 8
+        assert np.array_equal(got_pos, want_pos) and np.array_equal(got, want)
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ def _expected(cfg: dict) -> dict:
     s = cfg["students"]
     lsap_cached = [m for m in s["methods"] if methods.uses_targets_cache(cfg["methods"][m])]
     parts = [f"part-{p:03d}" for p in range(cfg["corpus"]["parts"])]
+    selections = {keys.selection_id(cfg, m) for m in s["methods"] if cfg["methods"][m]["data"] != "all"}
     return {
         "corpus_part": {(("part", p),) for p in parts},
         "corpus": {()},
@@ -24,7 +25,9 @@ def _expected(cfg: dict) -> dict:
         "evaluate": {(("run", f"{m}-s{seed}"),) for m, seed in itertools.product(s["methods"], s["seeds"])},
         "targets": {(("seed", str(seed)), ("spec", keys.targets_id(cfg, m)))
                     for m, seed in itertools.product(lsap_cached, s["seeds"])},
-        "selection": {(("spec", keys.selection_id(cfg, m)),) for m in s["methods"] if cfg["methods"][m]["data"] != "all"},
+        "selection": {(("spec", sel),) for sel in selections},
+        "selection_part": {(("part", f"{p:03d}"), ("spec", sel)) for sel in selections
+                           for p in range(cfg["compute"]["scoring_parts"])},
         "translation": {()}, "overlap": {()}, "table1": {()}, "report": {()}, "notebook": {()},
     }
 

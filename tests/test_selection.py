@@ -1,16 +1,15 @@
 """Data selection: token statistics against a naive float64 full-softmax reference, MiniPLM's
 ranking identity, SALT_DS's two readings of eq. 10, deterministic top-m selection, and scoring
-that resumes after an interruption with identical scores."""
+scattered over parts that gathers the bits of one job."""
 
 import copy
-import json
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from lsap import models, selection
+from lsap import models, scores, selection
 from lsap.shards import Shard
 
 VOCAB, SEQ_LEN, N_SEQ = 100, 16, 23  # 23: the last batch is a partial one
@@ -63,11 +62,10 @@ def test_scores_equal_a_naive_float64_full_softmax(ref, teacher, tmp_path, monke
     nll_r, _ = _naive(ref, shard.sequences, top_k)
     nll_t, top_t = _naive(teacher, shard.sequences, top_k)
     assert 0 < top_t.mean() < 1
-    got = selection.score_sequences((ref, teacher), shard, tmp_path / "mp.npy", selection.miniplm_score, 5, log=print)
+    got, _ = selection.score_sequences((ref, teacher), shard, selection.miniplm_score, 5, log=print)
     np.testing.assert_allclose(got, nll_r.mean(1) - nll_t.mean(1), atol=1e-5, rtol=0)
     for zeros in selection.ZEROS:
-        got = selection.score_sequences(teacher, shard, tmp_path / f"salt-{zeros}.npy",
-                                        selection.salt_ds_score(top_k, zeros), 5, log=print)
+        got, _ = selection.score_sequences(teacher, shard, selection.salt_ds_score(top_k, zeros), 5, log=print)
         np.testing.assert_allclose(got, _np_salt(nll_t, top_t, zeros), atol=1e-5, rtol=0)
     # the batched statistics themselves, position by position
     nll, in_top = selection.token_stats(teacher, torch.from_numpy(shard.sequences.astype(np.int64)), top_k)
@@ -93,10 +91,9 @@ def test_miniplm_ranking_by_mean_loss_difference_equals_summed_log_ratio(ref, te
     nll_r, _ = _naive(ref, shard.sequences, 1)
     nll_t, _ = _naive(teacher, shard.sequences, 1)
     log_ratio = (-nll_t - (-nll_r)).sum(1)  # log p_teacher(x) − log p_ref(x), every x SEQ_LEN tokens
-    scores = selection.score_sequences((ref, teacher), shard, tmp_path / "s.npy", selection.miniplm_score, 8,
-                                       log=lambda *_: None)
-    assert np.array_equal(np.argsort(-scores, kind="stable"), np.argsort(-log_ratio, kind="stable"))
-    kept = selection.select_top(scores, 0.5)
+    got, _ = selection.score_sequences((ref, teacher), shard, selection.miniplm_score, 8, log=lambda *_: None)
+    assert np.array_equal(np.argsort(-got, kind="stable"), np.argsort(-log_ratio, kind="stable"))
+    kept = selection.select_top(got, 0.5)
     assert len(kept) == 20 and np.array_equal(kept, np.sort(np.argsort(-log_ratio)[:20]))
 
 
@@ -122,13 +119,13 @@ def test_salt_ds_median_keep_vs_drop_by_hand():
 
 
 def test_select_top_is_deterministic_sized_and_in_corpus_order():
-    scores = np.array([0.3, 0.9, 0.1, 0.9, 0.5, 0.9, -np.inf, 0.2], dtype=np.float32)
-    assert selection.select_top(scores, 2).tolist() == [1, 3]          # ties at 0.9 go to the lower index
-    assert selection.select_top(scores, 4).tolist() == [1, 3, 4, 5]
-    assert selection.select_top(scores, 0.5).tolist() == [1, 3, 4, 5]  # int(0.5 * 8) = 4
-    assert selection.select_top(scores, 0.3).tolist() == [1, 3]        # int(2.4) = 2
-    assert selection.select_top(scores, 100).tolist() == list(range(8))
-    assert len(selection.select_top(scores, 0.01)) == 1
+    vals = np.array([0.3, 0.9, 0.1, 0.9, 0.5, 0.9, -np.inf, 0.2], dtype=np.float32)
+    assert selection.select_top(vals, 2).tolist() == [1, 3]          # ties at 0.9 go to the lower index
+    assert selection.select_top(vals, 4).tolist() == [1, 3, 4, 5]
+    assert selection.select_top(vals, 0.5).tolist() == [1, 3, 4, 5]  # int(0.5 * 8) = 4
+    assert selection.select_top(vals, 0.3).tolist() == [1, 3]        # int(2.4) = 2
+    assert selection.select_top(vals, 100).tolist() == list(range(8))
+    assert len(selection.select_top(vals, 0.01)) == 1
     big = np.random.default_rng(0).normal(size=1001).round(2)          # many ties
     a, b = selection.select_top(big, 0.5), selection.select_top(big.copy(), 0.5)
     assert np.array_equal(a, b) and len(a) == 500 and np.all(np.diff(a) > 0)
@@ -136,58 +133,43 @@ def test_select_top_is_deterministic_sized_and_in_corpus_order():
     with pytest.raises(ValueError, match="NaN"):
         selection.select_top(np.array([1.0, np.nan]), 1)
     with pytest.raises(ValueError, match="fraction"):
-        selection.select_top(scores, 1.5)
+        selection.select_top(vals, 1.5)
     with pytest.raises(TypeError):
-        selection.select_top(scores, True)
+        selection.select_top(vals, True)
 
 
-class _Killed(RuntimeError):
-    pass
-
-
-def test_interrupted_scoring_resumes_to_identical_scores(ref, teacher, tmp_path):
+@pytest.mark.parametrize("parts", [1, 2, 3, 6, 9])  # 23 sequences in batches of 4: 6 batches; 9 parts: 3 empty
+def test_scattered_scoring_gathers_the_bits_of_one_job(ref, teacher, tmp_path, parts):
     shard, fn, quiet = _shard(), selection.salt_ds_score(10, "drop"), (lambda *_: None)
-    whole = selection.score_sequences(teacher, shard, tmp_path / "whole" / "s.npy", fn, 4, log=quiet)
-    out = tmp_path / "run" / "scores.npy"
-    partial, progress = out.with_name("scores.npy.partial"), out.with_name("scores.npy.progress.json")
+    pool = np.array([0, 2, 3, 5, 7, 8, 9, 11, 12, 13, 15, 16, 17, 18, 19, 20, 21, 22])  # a pool, not the shard
+    whole, _ = selection.score_sequences(teacher, shard, fn, 4, pool, log=quiet)
+    ranges = scores.part_ranges(len(pool), 4, parts)
+    assert ranges[0][0] == 0 and ranges[-1][1] == len(pool) and all(a % 4 == 0 for a, _ in ranges)
+    for part in reversed(range(parts)):  # in any order, as a cluster runs them
+        selection.score_part(teacher, shard, fn, 4, pool, part, parts, tmp_path, log=quiet)
+    got, positions, info = scores.load_scores(scores.gather_parts(tmp_path, parts))
+    assert np.array_equal(got, whole) and np.array_equal(positions, pool)
+    assert info["tokens_scored"] == len(pool) * SEQ_LEN and info["parts"] == parts
+    assert info["flops"] == len(pool) * SEQ_LEN * models.forward_flops_per_token(teacher)
 
-    # stopped after 2 batches: nothing final, the progress file says 8 sequences
-    assert selection.score_sequences(teacher, shard, out, fn, 4, max_batches=2, log=quiet) is None
-    assert not out.exists() and json.loads(progress.read_text())["done"] == 8
 
-    # killed inside the 2nd batch of the next attempt, after a stray write past the progress record
-    calls = {"n": 0}
-
-    def dying(model, x):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            with open(partial, "ab") as f:
-                f.write(b"\xff" * 12)  # a half-written batch that progress never counted
-            raise _Killed
-        return fn(model, x)
-
-    dying.spec = fn.spec
-    with pytest.raises(_Killed):
-        selection.score_sequences(teacher, shard, out, dying, 4, log=quiet)
-    assert json.loads(progress.read_text())["done"] == 12
-
-    logs = []
-    got = selection.score_sequences(teacher, shard, out, fn, 4, log=logs.append)
-    assert any("resuming" in line and "12/23" in line for line in logs)
-    assert np.array_equal(got, whole) and np.array_equal(np.load(out), whole)
-    assert not partial.exists() and not progress.exists()
-    info = json.loads(out.with_suffix(".json").read_text())
-    assert info["tokens_scored"] == N_SEQ * SEQ_LEN
-    assert info["flops"] == N_SEQ * SEQ_LEN * models.forward_flops_per_token(teacher)
-
-    # a finished output is reused; partial scores from another score spec are discarded
-    assert np.array_equal(selection.score_sequences(teacher, shard, out, fn, 4, log=quiet), whole)
-    other = tmp_path / "other" / "s.npy"
-    selection.score_sequences(teacher, shard, other, fn, 4, max_batches=1, log=quiet)
-    keep_fn, logs = selection.salt_ds_score(10, "keep"), []
-    got = selection.score_sequences(teacher, shard, other, keep_fn, 4, log=logs.append)
-    assert any("discarding" in line for line in logs)
-    assert np.array_equal(got, selection.score_sequences(teacher, shard, tmp_path / "k.npy", keep_fn, 4, log=quiet))
+def test_a_gather_refuses_parts_of_another_split_key_or_content(ref, teacher, tmp_path):
+    shard, fn, quiet = _shard(), selection.salt_ds_score(10, "drop"), (lambda *_: None)
+    for part in range(2):
+        selection.score_part(teacher, shard, fn, 4, None, part, 2, tmp_path, log=quiet)
+    with pytest.raises(ValueError, match="scoring part 2 does not exist: compute.scoring_parts is 2"):
+        selection.score_part(teacher, shard, fn, 4, None, 2, 2, tmp_path, log=quiet)
+    with pytest.raises(ValueError, match="different keys or part counts"):
+        scores.gather_parts(tmp_path, 1)
+    selection.score_part(teacher, shard, selection.salt_ds_score(10, "keep"), 4, None, 1, 2, tmp_path, log=quiet)
+    with pytest.raises(ValueError, match="different keys or part counts"):  # another score spec
+        scores.gather_parts(tmp_path, 2)
+    selection.score_part(teacher, shard, fn, 4, None, 1, 2, tmp_path, log=quiet)
+    npz = tmp_path / "parts" / "part-001.npz"
+    with np.load(npz) as z:
+        np.savez(npz, scores=z["scores"][::-1].copy(), positions=z["positions"])  # same size, other order
+    with pytest.raises(ValueError, match="part-001.npz does not match the hash its scoring job recorded"):
+        scores.gather_parts(tmp_path, 2)
 
 
 def test_scoring_flops_count_both_miniplm_models(ref, teacher):
@@ -198,10 +180,9 @@ def test_scoring_flops_count_both_miniplm_models(ref, teacher):
 
 def test_damaged_scores_are_refused_naming_the_file(ref, teacher, tmp_path):
     shard = _shard()
-    selection.score_sequences((ref, teacher), shard, tmp_path / "scores.npy", selection.miniplm_score, 8,
-                              log=lambda *_: None)
-    scores, pool, info = selection.load_scores(tmp_path / "scores.npy")
-    assert len(scores) == len(pool) == len(shard) and info["sha256"]
-    np.save(tmp_path / "scores.npy", scores[::-1].copy())  # same size, other order: a silent wrong selection
+    selection.score_part((ref, teacher), shard, selection.miniplm_score, 8, None, 0, 1, tmp_path, log=lambda *_: None)
+    got, pool, info = scores.load_scores(scores.gather_parts(tmp_path, 1))
+    assert len(got) == len(pool) == len(shard) and info["sha256"]
+    np.save(tmp_path / "scores.npy", got[::-1].copy())  # same size, other order: a silent wrong selection
     with pytest.raises(ValueError, match=r"scores.npy does not match the hash its selection recorded"):
-        selection.load_scores(tmp_path / "scores.npy")
+        scores.load_scores(tmp_path / "scores.npy")

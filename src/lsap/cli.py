@@ -82,9 +82,14 @@ def _targets(args, cfg):
 
 
 def _select(args, cfg):
+    if args.gather:  # numpy only: a local rule, no torch import
+        from lsap.scores import gather_parts
+
+        gather_parts(args.out, cfg["compute"]["scoring_parts"])
+        return
     from lsap.selection import select_job
 
-    select_job(cfg, keys.method_of(cfg, "selection", args.spec), args.tokenizer, args.shards, args.out)
+    select_job(cfg, keys.method_of(cfg, "selection", args.spec), args.tokenizer, args.shards, args.out, args.part)
 
 
 def _evaluate(args, cfg):
@@ -223,11 +228,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, required=True, help="the student seed whose runs read the cache")
     s.add_argument("--out", required=True)
 
-    s = stage("select", _select, "score every training sequence for a data-selecting method (miniplm, salt_ds)")
+    s = stage("select", _select, "score one part of the training sequences for a data-selecting method (miniplm, "
+                                 "salt_ds), or gather the parts")
     s.add_argument("--spec", required=True, help="the selection spec id (lsap.keys.selection_id)")
-    s.add_argument("--tokenizer", required=True)
-    s.add_argument("--shards", required=True)
-    s.add_argument("--out", required=True)
+    s.add_argument("--tokenizer")
+    s.add_argument("--shards")
+    s.add_argument("--out", required=True, help="the selection's folder (its parts go in parts/)")
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--part", type=int, help="which of compute.scoring_parts ranges to score")
+    g.add_argument("--gather", action="store_true", help="join the parts into scores.npy, sequences.npy, scores.json")
 
     s = stage("evaluate", _evaluate, "lm-eval benchmarks + bits per byte at every checkpoint of a run")
     s.add_argument("--run", required=True, help="a run folder with checkpoints/frac-*/")

@@ -86,7 +86,7 @@ TRAINING_RULES = ("student", "reference_model")  # the jobs run under torchrun o
 
 def slurm_resources(rule: str, cfg: RunConfig, profile: dict) -> dict:
     """What the Slurm profile requests for a rule's job (None: a local rule, run where snakemake runs)."""
-    if rule in ("corpus", "shards", "tokenizer", "translation", "overlap", "report", "notebook"):
+    if rule in ("corpus", "shards", "tokenizer", "translation", "overlap", "selection", "report", "notebook"):
         return {"local": True}
     res = {**profile["default-resources"], **profile.get("set-resources", {}).get(rule, {})}
     if "cpus_per_gpu" in res:  # training jobs take compute.gpus GPUs (DDP), the others one
@@ -138,6 +138,28 @@ def _table1_fpt(cfg: RunConfig, m: dict) -> int:
         ref = cfg["references"][m["name"]]
         return plan.model_flops_per_token(ref["model"], vocab_size(cfg, ref["tokenizer"]), cfg["shards"]["seq_len"]) // 3
     return plan.source_flops_per_token(cfg, m)
+
+
+def _scoring_parts(cfg: RunConfig, mname: str, pool: int | None, flops_per_token: float, rate: float, profile: dict,
+                   warnings: list) -> list[dict]:
+    """The selection_part jobs of a method's scoring (the batch-aligned ranges of lsap.scores), and
+    a warning naming compute.scoring_parts when the longest part would not finish in one submission:
+    a part is written at its end, so a retry redoes it whole."""
+    from lsap.scores import part_ranges
+
+    seq, parts, res = cfg["shards"]["seq_len"], cfg["compute"]["scoring_parts"], slurm_resources("selection_part", cfg,
+                                                                                                    profile)
+    ranges = part_ranges(pool, cfg["training"]["micro_batch"], parts) if pool is not None else [None] * parts
+    rows = [_row("selection_part", f"{mname} part {i}", tokens=(r[1] - r[0]) * seq if r else None,
+                 flops=(r[1] - r[0]) * seq * flops_per_token if r else None,
+                 gpu_hours=(r[1] - r[0]) * seq * flops_per_token / rate / 3600 if r else None, slurm=res)
+            for i, r in enumerate(ranges)]
+    longest = max((r["gpu_hours"] or 0) for r in rows)
+    if "runtime" in res and longest * 60 > res["runtime"]:
+        need = math.ceil(sum(r["gpu_hours"] for r in rows) * 60 / res["runtime"] * 1.25)
+        warnings.append(f"selection {mname}: a scoring part takes ~{longest:.1f} h, beyond one submission of "
+                        f"{res['runtime']} min: raise compute.scoring_parts to about {need} (now {parts})")
+    return rows
 
 
 def price(cfg: RunConfig) -> dict:
@@ -213,9 +235,7 @@ def price(cfg: RunConfig) -> dict:
             pool = selection.pool_size(cfg, mname, n_data, p0)
             known = pool != math.inf  # unknown: the whole shard of a corpus not yet tokenised
             scoring = pool * seq * scorers if known else 0.0
-            jobs.append(_row("selection", mname, tokens=pool * seq if known else None, flops=scoring if known else None,
-                             gpu_hours=scoring / rate / 3600 if known else None,
-                             slurm=slurm_resources("selection", cfg, profile)))
+            jobs += _scoring_parts(cfg, mname, pool if known else None, scorers, rate, profile, warnings)
         if methods.uses_targets_cache(m):
             p0 = plan.make(cfg, s["budget_flops"], plan.model_flops_per_token(s["model"], v_student, seq), teacher[0],
                            frac, seq)
@@ -246,7 +266,7 @@ def price(cfg: RunConfig) -> dict:
                      gpu_hours=t1_flops / rate / 3600, slurm=slurm_resources("table1", cfg, profile)))
     for j in jobs:  # one process per job outside training (torchrun runs only the training jobs)
         lim = j["slurm"].get("runtime")
-        if j["job"] in ("targets", "selection", "evaluate", "table1") and lim and j["gpu_hours"] * 60 > lim * (
+        if j["job"] in ("targets", "evaluate", "table1") and lim and j["gpu_hours"] * 60 > lim * (
                 1 + profile.get("retries", 0)):
             warnings.append(f"{j['job']} {j['method']}: ~{j['gpu_hours']:.0f} h on one process, beyond "
                             f"{1 + profile.get('retries', 0)} submissions of {lim} min (its work is not split over "
@@ -313,8 +333,8 @@ def render(priced: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|"]
     rows, seen = [], {}
     for j in priced["jobs"]:
-        if j["job"] in ("corpus_part", "shards_part"):
-            what = j["method"].split(" ")[0] if j["job"] == "shards_part" else ""
+        if j["job"] in ("corpus_part", "shards_part", "selection_part"):
+            what = j["method"].split(" ")[0] if j["job"] != "corpus_part" else ""
             key = (j["job"], what)
             if key in seen:
                 seen[key]["n"] += 1
@@ -323,14 +343,15 @@ def render(priced: dict) -> str:
         rows.append(j)
     for j in rows:
         what = j["method"] if "n" not in j else f"{j['n']} jobs" + (f", {j['method'].split(' ')[0]}"
-                                                                    if j["job"] == "shards_part" else "")
+                                                                    if j["job"] != "corpus_part" else "")
         req = _request(j["slurm"])
         per = " each" if "n" in j else ""
         lines.append(f"| {j['job']} | {what} | {_fmt(j.get('tokens'), unit)}{per} | "
-                     f"{'—' if j.get('flops') is None else format(j['flops'], '.3g')} | {_fmt(j.get('epochs'))} | "
-                     f"{_fmt(j.get('gpu_hours'), g_unit, 1 if g_unit == 1 else 2)} | "
-                     f"{_fmt(j.get('cpu_hours'), 1, 2)}{per} | "
-                     f"{_fmt(j.get('memory_gb'), 1, 1)} | {_fmt(j.get('disk_gb'), 1, 1)}{per} | {req} |")
+                     f"{'—' if j.get('flops') is None else format(j['flops'], '.3g') + per} | {_fmt(j.get('epochs'))} | "
+                     f"{_fmt(j.get('gpu_hours'), g_unit, 1 if g_unit == 1 else 2)}{per if j.get('gpu_hours') else ''} | "
+                     f"{_fmt(j.get('cpu_hours'), 1, 2)}{per if j.get('cpu_hours') else ''} | "
+                     f"{_fmt(j.get('memory_gb'), 1, 1)} | {_fmt(j.get('disk_gb'), 1, 1)}{per if j.get('disk_gb') else ''} | "
+                     f"{req} |")
     total = f"{gpu_h:,.0f} GPU-hours" if g_unit == 1 else f"{gpu_h * 60:.1f} GPU-minutes"
     lines += ["", f"Total: {total} over {sum(j['job'] == 'student' for j in priced['jobs'])} "
                   f"student runs and the jobs above. Disk: {disk_total(priced) / 1e3:,.2f} TB of outputs "

@@ -165,6 +165,7 @@ def build(cfg: dict, name: str, model, n_sequences: int, translation=None, targe
     """(objective, indices, extra summary fields) for student method `name`. `indices` is None
     (all sequences), an array, or `(step, total_steps, global_batch) -> array`."""
     from lsap import models, selection
+    from lsap import scores as score_files
 
     m = cfg["methods"][name]
     inputs = {"translation": translation, "targets": targets_dir, "n_sequences": n_sequences}
@@ -173,7 +174,7 @@ def build(cfg: dict, name: str, model, n_sequences: int, translation=None, targe
     if m["data"] != "all":
         if scores is None:
             raise ValueError(f"method '{name}' (data: {m['data']}) needs the selection scores (--scores)")
-        score_arr, pool, info = selection.load_scores(scores)
+        score_arr, pool, info = score_files.load_scores(scores)
         extra["selection_flops"] = info["flops"]
         if len(score_arr) != len(pool) or (len(pool) and pool.max() >= n_sequences):
             raise ValueError(f"{scores} does not score this shard's sequences: rerun the selection rule")

@@ -5,7 +5,7 @@ the embedded (registry) assets.
 Kept from paper.yaml, whatever it says at the time: the domains and their readers (`hf_dataset`),
 the methods and seeds, online LSAP, `compile`, the scattered data jobs, hub-kind tokenizers,
 teachers and Table-1 models, the Slurm profile. Scaled down: every size, budget, document count,
-part count and evaluation limit, and `compute.gpus` (2 DDP processes on gloo, under torchrun).
+part counts (corpus, scoring) and evaluation limit, and `compute.gpus` (2 DDP processes on gloo, under torchrun).
 Replaced: hub ids by folders under the output directory, and lm-eval's hub-data tasks by the
 pinned offline items (lm-eval's built-in tasks read their data from the hub).
 
@@ -148,7 +148,9 @@ def transform(paper: dict, out: Path) -> dict:
     t = cfg["training"]
     t.update(micro_batch=2, grad_accum=1, save_every_steps=4, checkpoint_fractions=[1.0], eval_sequences=8)
     t.pop("global_batch", None)  # the rehearsal's batch: one micro-batch per rank
-    cfg["compute"] = {**cfg.get("compute", {}), "gpus": 2}
+    # scattered scoring kept, at 2 parts per selection (a gather of several, not 192 Slurm jobs)
+    cfg["compute"] = {**cfg.get("compute", {}), "gpus": 2,
+                      "scoring_parts": min(2, cfg.get("compute", {}).get("scoring_parts", 1))}
     batch = 2 * 1 * 2
     n_student = len(vocab.load(cfg["tokenizers"]["student"]["id"])) if cfg["tokenizers"]["student"]["kind"] == "hub" \
         else 4096

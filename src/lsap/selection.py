@@ -16,10 +16,10 @@ the text says those losses are "removed" before aggregating and §6 that unlearn
 sequence with more than half its tokens outside the top k scores 0, which with a small teacher
 ties much of the corpus; under `drop` a sequence with no top-k token at all scores −inf (last).
 
-Scoring is incremental: scores are appended to a raw float32 file, each batch fsynced before a
-small progress file says it is done, so a killed job resumes at the last batch it finished and
-gives bit-identical scores (same batches, same kernels). The complete array is renamed into
-place atomically at the end, with a JSON beside it (FLOPs: 2·N per token per model scored).
+Scoring scatters: compute.scoring_parts jobs each score one batch-aligned range of the pool and
+write it atomically at their end; a local gather joins them into the selection's scores, the
+same bits a one-job run gives (same batches, same kernels), with a JSON beside them (FLOPs: 2·N
+per token per model scored).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -37,8 +36,9 @@ import numpy as np
 import torch
 
 from lsap import models
-from lsap.files import atomic_path, read_json, sha256_file, write_json
+from lsap.files import atomic_path, sha256_file, write_json
 from lsap.fused_nll import CHUNK_ELEMENTS
+from lsap.scores import part_paths, part_ranges
 from lsap.shards import Shard
 
 ZEROS = ("keep", "drop")
@@ -124,84 +124,60 @@ def scoring_flops(model, n_tokens: int) -> float:
     return float(n_tokens) * sum(models.forward_flops_per_token(m) for m in _models(model))
 
 
-def _paths(out_path: Path) -> tuple[Path, Path, Path]:
-    return (out_path.with_name(out_path.name + ".partial"), out_path.with_name(out_path.name + ".progress.json"),
-            out_path.with_suffix(".json"))
-
-
-def score_sequences(model, shard: Shard, out_path, score_fn: ScoreFn, batch_size: int,
-                    meta: dict | None = None, max_batches: int | None = None, which: np.ndarray | None = None,
-                    log=print) -> np.ndarray | None:
-    """Score every sequence of `shard` in corpus order with `score_fn(model, x)` (`model`: one LM
-    or a tuple, passed through) and write the float32 scores to `out_path` (.npy), plus
-    `out_path` with suffix .json (count, tokens, FLOPs, seconds, key). Resumes a killed run from
-    `<out>.partial` + `<out>.progress.json` when their key (shard hash, score spec, `meta`: put
-    the models' identity there) matches, else starts over. Returns the scores, or None when
-    `max_batches` stopped it first (a test hook for interruption). `which` (sorted dataset
-    positions): score only this pool, in its order; it is saved as `sequences.npy` beside."""
-    out_path = Path(out_path)
-    partial, progress, info_path = _paths(out_path)
+def score_sequences(model, shard: Shard, score_fn: ScoreFn, batch_size: int, which: np.ndarray | None = None,
+                    log=print) -> tuple[np.ndarray, float]:
+    """Score the sequences at dataset positions `which` (default: all, in corpus order) with
+    `score_fn(model, x)` (`model`: one LM or a tuple, passed through) -> (float32 scores, seconds).
+    Nothing is written while it runs: a scoring part is sized to finish inside one job (the plan
+    checks it), so a killed part is simply rerun, with no per-batch I/O slowing the GPU."""
     seqs = shard.sequences
     which = np.arange(len(shard)) if which is None else np.asarray(which, dtype=np.int64)
-    n = len(which)
     mods = _models(model)
+    for m in mods:
+        m.eval()
+    dev = next(mods[0].parameters()).device
+    out = np.empty(len(which), dtype=np.float32)
+    t0 = t_log = time.perf_counter()
+    for a in range(0, len(which), batch_size):
+        x = torch.from_numpy(seqs[which[a:a + batch_size]].astype(np.int64)).to(dev)
+        with torch.inference_mode():
+            out[a:a + len(x)] = score_fn(model, x).float().cpu().numpy()
+        now = time.perf_counter()
+        if now - t_log > 30 or a + len(x) == len(which):
+            t_log = now
+            log(f"[select] {a + len(x)}/{len(which)} sequences, {(a + len(x)) * shard.seq_len / (now - t0):,.0f} "
+                f"tokens/s")
+    return out, time.perf_counter() - t0
+
+
+def score_part(model, shard: Shard, score_fn: ScoreFn, batch_size: int, which: np.ndarray | None, part: int,
+               parts: int, out_dir, meta: dict | None = None, log=print) -> Path:
+    """One scoring job: part `part` of `parts` batch-aligned ranges of the pool `which` (default:
+    the whole shard). Writes `parts/part-PPP.npz` (scores, positions) and then its JSON (range,
+    seconds, FLOPs, sha256 and the key every part of one gather must share: shard, pool, score
+    spec, models in `meta`), each atomically at the end. Returns the JSON's path."""
+    which = np.arange(len(shard)) if which is None else np.asarray(which, dtype=np.int64)
+    n = len(which)
+    if not 0 <= part < parts:
+        raise ValueError(f"scoring part {part} does not exist: compute.scoring_parts is {parts} (parts 0 to {parts - 1})")
+    start, stop = part_ranges(n, batch_size, parts)[part]
     key = {"n_sequences": n, "seq_len": shard.seq_len, "shard_sha256": shard.manifest.get("sha256"),
            "pool_sha256": hashlib.sha256(which.tobytes()).hexdigest(),
            "score": getattr(score_fn, "spec", {"fn": getattr(score_fn, "__qualname__", repr(score_fn))}),
-           "params": [models.n_params(m) for m in mods], **(meta or {})}
-    key = json.loads(json.dumps(key))  # compared with its JSON copy: tuples become lists
-    if out_path.exists() and info_path.exists() and read_json(info_path).get("key") == key:
-        log(f"[select] {out_path} is complete")
-        return np.load(out_path)
-    done, seconds = 0, 0.0
-    if progress.exists() and partial.exists():
-        state = read_json(progress)
-        if state["key"] == key and partial.stat().st_size >= 4 * state["done"]:
-            done, seconds = state["done"], state["seconds"]
-            log(f"[select] resuming {out_path} at {done}/{n} sequences")
-        else:
-            log(f"[select] discarding the partial scores of {out_path}: another shard, score or model")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(partial, "r+b" if done else "wb") as f:
-        f.truncate(4 * done)  # a batch written after the last progress record is redone
-        f.seek(4 * done)
-        for m in mods:
-            m.eval()
-        dev = next(mods[0].parameters()).device
-        start, batches, t0, t_log = done, 0, time.perf_counter(), time.perf_counter()
-        for a in range(done, n, batch_size):
-            if max_batches is not None and batches >= max_batches:
-                return None
-            x = torch.from_numpy(seqs[which[a:a + batch_size]].astype(np.int64)).to(dev)
-            with torch.inference_mode():
-                s = score_fn(model, x)
-            f.write(s.float().cpu().numpy().astype("<f4").tobytes())
-            f.flush()
-            os.fsync(f.fileno())  # on disk before progress says so: a kill never loses a counted batch
-            done, batches = a + len(x), batches + 1
-            now = time.perf_counter()
-            write_json(progress, {"done": done, "seconds": seconds + now - t0, "key": key})
-            if now - t_log > 30 or done == n:
-                t_log = now
-                log(f"[select] {done}/{n} sequences, {(done - start) * shard.seq_len / (now - t0):,.0f} tokens/s")
-        seconds += time.perf_counter() - t0
-    scores = np.fromfile(partial, dtype="<f4")
-    if len(scores) != n:
-        raise RuntimeError(f"{partial} holds {len(scores)} scores, expected {n}: delete it and rerun")
-    tokens = n * shard.seq_len
-    write_json(info_path, {"sequences": n, "tokens_scored": tokens, "flops": scoring_flops(model, tokens),
-                           "seconds": seconds, "tokens_per_s": tokens / max(seconds, 1e-9), "key": key})
-    sha = {}
-    for path, arr in ((out_path.with_name("sequences.npy"), which), (out_path, scores)):
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, arr)
-            sha[path.name] = sha256_file(tmp)
-    info = read_json(info_path)
-    write_json(info_path, {**info, "sha256": sha})
-    partial.unlink()
-    progress.unlink()
-    return scores
+           "params": [models.n_params(m) for m in _models(model)], "batch_size": batch_size, **(meta or {})}
+    log(f"[select] part {part} of {parts}: sequences {start}:{stop} of {n}")
+    scores, seconds = score_sequences(model, shard, score_fn, batch_size, which[start:stop], log=log)
+    npz, info = part_paths(out_dir, part)
+    npz.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(npz) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, scores=scores, positions=which[start:stop])
+        sha = sha256_file(tmp)
+    tokens = (stop - start) * shard.seq_len
+    write_json(info, {"part": part, "parts": parts, "start": start, "stop": stop, "tokens_scored": tokens,
+                      "flops": scoring_flops(model, tokens), "seconds": seconds, "sha256": sha,
+                      "key": json.loads(json.dumps(key))})  # its JSON copy: tuples become lists
+    return info
 
 
 def select_top(scores: np.ndarray, keep: int | float) -> np.ndarray:
@@ -226,9 +202,10 @@ def select_top(scores: np.ndarray, keep: int | float) -> np.ndarray:
     return np.sort(order[:m])
 
 
-def select_job(cfg: dict, method: str, tokenizer_dir, shards_dir, out, log=print) -> None:
-    """The selection stage: score the training sequences (a pool, or the whole shard) for the data
-    selection of `method` (MiniPLM's difference, SALT_DS's median top-k loss)."""
+def select_job(cfg: dict, method: str, tokenizer_dir, shards_dir, out, part: int, log=print) -> None:
+    """The scoring stage: part `part` of compute.scoring_parts of the training sequences (a pool,
+    or the whole shard) scored for the data selection of `method` (MiniPLM's difference, SALT_DS's
+    median top-k loss). `gather_parts` then joins the parts into the selection's scores."""
     from lsap import methods, plan, shards, vocab
     from lsap.files import sha256_file
 
@@ -237,7 +214,7 @@ def select_job(cfg: dict, method: str, tokenizer_dir, shards_dir, out, log=print
     # SALT_DS scores with an early checkpoint of its teacher (SALT §4), on data it never read
     specs = [models.resolve(cfg, teachers[r], methods.scoring_fraction(m)) for r in roles]
     lms = [models.load_pretrained(s) for s in specs]
-    # the models' identity, so a partial scoring by other checkpoints is never resumed
+    # the models' identity: every part of one gather must have scored with the same checkpoints
     ident = [sha256_file(Path(s["id"]) / "model.safetensors") if Path(s.get("id", "")).is_dir() else s for s in specs]
     if m["data"] == "miniplm":
         model, score_fn = tuple(lms), miniplm_score
@@ -250,8 +227,8 @@ def select_job(cfg: dict, method: str, tokenizer_dir, shards_dir, out, log=print
     if pool < len(data):  # score a uniform pool sized by what the run will draw
         which = np.sort(np.random.default_rng([cfg["seed"], 7]).choice(len(data), pool, replace=False))
         log(f"[select] pool of {pool} of {len(data)} sequences (pool_factor {m['pool_factor']})")
-    score_sequences(model, data, Path(out) / "scores.npy", score_fn, cfg["training"]["micro_batch"],
-                    meta={"models": ident, "roles": roles}, which=which, log=log)
+    score_part(model, data, score_fn, cfg["training"]["micro_batch"], which, part, cfg["compute"]["scoring_parts"],
+               out, meta={"models": ident, "roles": roles}, log=log)
 
 
 def pool_size(cfg: dict, method: str, n_data: int, p) -> int:
@@ -262,15 +239,3 @@ def pool_size(cfg: dict, method: str, n_data: int, p) -> int:
         return n_data
     steps = p.steps if m["data"] == "miniplm" else round(m["kd_steps_frac"] * p.steps)
     return min(n_data, math.ceil(m["pool_factor"] * steps * p.global_batch))
-
-
-def load_scores(scores_path) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(scores, the dataset positions they score, the scoring info), verified against the hashes
-    the selection job recorded: damaged or edited scores are refused, naming the file."""
-    scores_path = Path(scores_path)
-    info = read_json(scores_path.with_suffix(".json"))
-    for f in (scores_path.name, "sequences.npy"):
-        if sha256_file(scores_path.with_name(f)) != info.get("sha256", {}).get(f):
-            raise ValueError(f"{scores_path.with_name(f)} does not match the hash its selection recorded (damaged "
-                             f"or edited): delete {scores_path.parent} and rerun the same command")
-    return np.load(scores_path), np.load(scores_path.with_name("sequences.npy")), info

@@ -96,12 +96,47 @@ rule student:
         "--out {params.out} > {log} 2>&1"
 
 
-rule selection:
-    """Score the training sequences with frozen LMs (MiniPLM's difference, SALT_DS's median top-k
-    loss), once per scoring spec; incremental, so a killed job resumes where it stopped."""
+rule selection_part:
+    """Score one batch-aligned range of the training sequences (or of a pool) with frozen LMs
+    (MiniPLM's difference, SALT_DS's median top-k loss): compute.scoring_parts one-GPU jobs per
+    scoring spec, each written atomically at its end."""
     input:
         unpack(lambda w: {"tokenizer": STUDENT_TOKENIZER, "shards": STUDENT_SHARDS,
                           **{role: _trained(role) for role in methods.DATA[w.spec.split("-")[0]].roles}}),
+    output:
+        f"{layout.selection(RUN, '{spec}')}/parts/part-{{part}}.npz",
+        f"{layout.selection(RUN, '{spec}')}/parts/part-{{part}}.json",
+    params:
+        lsap=LSAP,
+        config=CONFIG,
+        key=key("selection"),
+        parts=config["compute"]["scoring_parts"],  # another split rescores (the ranges move)
+        index=lambda w: int(w.part),
+        tokenizer=lambda w, input: os.path.dirname(input.tokenizer),
+        shards=lambda w, input: os.path.dirname(input.shards),
+        out=lambda w, output: os.path.dirname(os.path.dirname(output[0])),
+    wildcard_constraints:
+        spec=r"(miniplm|salt_ds)-[0-9a-f]+",
+        part=r"\d{3}",
+    threads: THREADS
+    resources:
+        gpu=GPU_ONE,
+    log:
+        f"{R}/logs/selection_{{spec}}-part-{{part}}.log",
+    benchmark:
+        f"{R}/benchmarks/selection_{{spec}}-part-{{part}}.tsv"
+    conda:
+        ENV
+    shell:
+        "{params.lsap} select --config {params.config} --key {params.key} --spec {wildcards.spec} --part {params.index} "
+        "--tokenizer {params.tokenizer} --shards {params.shards} --out {params.out} > {log} 2>&1"
+
+
+rule selection:
+    """The scores of one scoring spec, gathered from its parts (checked, concatenated: a local rule)."""
+    input:
+        lambda w: [f"{layout.selection(RUN, w.spec)}/parts/part-{p:03d}.json"
+                   for p in range(config["compute"]["scoring_parts"])],
     output:
         f"{layout.selection(RUN, '{spec}')}/scores.npy",
         f"{layout.selection(RUN, '{spec}')}/scores.json",
@@ -109,20 +144,13 @@ rule selection:
         lsap=LSAP,
         config=CONFIG,
         key=key("selection"),
-        tokenizer=lambda w, input: os.path.dirname(input.tokenizer),
-        shards=lambda w, input: os.path.dirname(input.shards),
         out=lambda w, output: os.path.dirname(output[0]),
     wildcard_constraints:
         spec=r"(miniplm|salt_ds)-[0-9a-f]+",
-    threads: THREADS
-    resources:
-        gpu=GPU_ONE,
     log:
         f"{R}/logs/selection_{{spec}}.log",
-    benchmark:
-        f"{R}/benchmarks/selection_{{spec}}.tsv"
     conda:
         ENV
     shell:
-        "{params.lsap} select --config {params.config} --key {params.key} --spec {wildcards.spec} --tokenizer {params.tokenizer} "
-        "--shards {params.shards} --out {params.out} > {log} 2>&1"
+        "{params.lsap} select --config {params.config} --key {params.key} --spec {wildcards.spec} --gather "
+        "--out {params.out} > {log} 2>&1"
