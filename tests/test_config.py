@@ -127,6 +127,7 @@ def test_a_method_lacking_a_knob_its_objective_needs(tiny_cfg):
      r"shards.seq_len 16384 exceeds the context of the surrogate teacher smollm2 \(8192 positions\)"),
     (lambda c: c["corpus"]["domains"]["wiki"]["sources"][0].update(asset="no-such-asset"),
      r"corpus asset 'no-such-asset' is not in config/assets.yaml"),
+    (lambda c: c["compute"].update(gpus=16), r"compute.gpus 16 is more than one node's compute.gpus_per_node 8"),
 ])
 def test_sizes_that_would_fail_inside_a_job_fail_on_load(tiny_cfg, edit, message):
     bad = copy.deepcopy(tiny_cfg)

@@ -41,6 +41,9 @@ def _changed(cfg, edit):
     (lambda c: c["training"].update(lr=1e-3), {"reference_model", "student", "student_ce"}),
     (lambda c: c["methods"]["salt_ds"].update(ds_zeros="keep"), {"selection", "report"}),
     (lambda c: c["corpus"].update(min_chars=100), {"corpus"}),  # downstream jobs rerun through their inputs
+    # how resume states are written and how scoring is split change no result: no key
+    (lambda c: c["training"].update(save_every_steps=None, save_every_minutes=30), set()),
+    (lambda c: c["compute"].update(scoring_parts=5), set()),
 ])
 def test_a_key_changes_exactly_when_what_its_job_reads_changes(tiny_cfg, edit, changed):
     assert _changed(tiny_cfg, edit) == changed

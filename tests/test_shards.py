@@ -151,6 +151,34 @@ def test_a_missing_or_damaged_part_is_refused_by_name(three_parts, tmp_path, dam
         shards.open_shard(copy, "train")
 
 
+def test_content_is_verified_once_at_the_gather_and_a_job_checks_sizes_and_the_manifest(three_parts, tmp_path,
+                                                                                      monkeypatch):
+    import json
+    import shutil
+
+    copy = tmp_path / "shards"
+    shutil.copytree(three_parts[3] / "shards", copy)
+    bin_path = copy / "part-001" / "train.bin"
+    data = bytearray(bin_path.read_bytes())
+    data[10] ^= 1
+    bin_path.write_bytes(bytes(data))  # same size, one bit: only hashing finds it
+    with pytest.raises(shards.ShardError, match=r"part-001/train.bin: its sha256 differs .* rerun the shards jobs"):
+        shards.gather(copy, 3, log=lambda *_: None)
+    # a job start (verify=False) reads no content: sizes, format and the manifest's own hashes
+    monkeypatch.setattr(shards, "sha256_file", lambda *_: pytest.fail("a job start hashed a shard"))
+    assert len(shards.open_shard(three_parts[3] / "shards", "train", verify=False)) > 0
+    man = json.loads((copy / "train.json").read_text())
+    man["parts"][0]["sha256"] = "0" * 64
+    (copy / "train.json").write_text(json.dumps(man))
+    with pytest.raises(shards.ShardError, match="parts' hashes do not make up the split's sha256"):
+        shards.open_shard(copy, "train", verify=False)
+    bin_path.write_bytes(bytes(data[:-2]))
+    man["parts"][0]["sha256"] = json.loads((three_parts[3] / "shards" / "train.json").read_text())["parts"][0]["sha256"]
+    (copy / "train.json").write_text(json.dumps(man))
+    with pytest.raises(shards.ShardError, match="part-001/train.bin: file holds .* bytes, manifest says"):
+        shards.open_shard(copy, "train", verify=False)
+
+
 def test_more_parts_than_documents_is_a_clear_error(tiny_cfg, fetched, tmp_path):
     from lsap import config, corpus
 

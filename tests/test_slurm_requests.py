@@ -110,3 +110,20 @@ def test_a_request_beyond_the_node_is_refused(slurm_cluster):
         job = SimpleNamespace(threads=student.threads, resources=_Resources({**student.resources, **change}))
         p = _sbatch_test_only(job)
         assert p.returncode != 0 and "configuration is not available" in p.stderr, (change, p.stderr)
+
+
+def test_a_job_reads_its_own_time_left_from_slurm(slurm_cluster, tmp_path):
+    """The trainer's deadline: a job submitted with a 7-minute limit reads 6-7 minutes left."""
+    out = tmp_path / "left.txt"
+    code = f"from lsap.resume import slurm_time_left; open({str(out)!r}, 'w').write(str(slurm_time_left()))"
+    p = subprocess.run(["sbatch", "--parsable", "-p", "cpu", "-t", "7", "--mem", "1000", "-o", str(tmp_path / "log"),
+                        "--wrap", f"{sys.executable} -c \"{code}\""], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    import time
+
+    for _ in range(300):
+        if out.exists() and out.read_text():
+            break
+        time.sleep(0.2)
+    left = float(out.read_text())
+    assert 6 * 60 <= left <= 7 * 60, left

@@ -102,20 +102,47 @@ def test_killed_run_resumes_to_identical_weights(setup):
     assert steps == list(range(1, 25))  # the log reads as one uninterrupted run
 
 
+@pytest.fixture(scope="module")
+def teachers(setup, small_corpus):
+    """Stand-in teachers for the DDP tests: small random LMs saved as LSAP's surrogate (its own
+    real BPE tokenizer, the Σ∩ tables with the student's) and as SALT's teacher (the student's)."""
+    root, _, tok_dir = setup
+    texts = [t for _, t in iter_documents(small_corpus, "train")]
+    sur_tok = vocab.load(vocab.save(vocab.train_bpe(texts, 300, split_digits=True), root / "sur_tok"))
+    vocab.save_translation(root / "translation.npz", vocab.load(tok_dir), sur_tok)
+    models.build(SMALL, len(sur_tok), 33, seed=5).save_pretrained(root / "surrogate")
+    models.build(SMALL, 400, 33, seed=6).save_pretrained(root / "salt_teacher")
+    return {"surrogate": {"kind": "hub", "id": str(root / "surrogate")},
+            "salt_teacher": {"kind": "hub", "id": str(root / "salt_teacher")}}
+
+
+DDP_METHODS = {"ce": {"objective": "ce"}, "lsap": {"objective": "lsap", "alpha": 0.05, "targets": "online"},
+               "salt": {"objective": "salt"}}
+
+
 @pytest.mark.slow
-def test_two_gloo_processes_match_one_with_double_accumulation(setup):
+@pytest.mark.parametrize("method", list(DDP_METHODS))
+def test_two_gloo_processes_match_one_with_double_accumulation(setup, teachers, method):
+    """DDP of a teacher-free, a surrogate-reading and a teacher-reading student: 2 processes with
+    one micro-batch each train the same weights as 1 process accumulating two; the 2-process run
+    decides its clock-based saves on rank 0 (every step here) and every rank follows."""
     root, cfg, _ = setup
-    one = dict(cfg, training={**cfg["training"], "grad_accum": 2})
-    two = dict(cfg, training={**cfg["training"], "grad_accum": 1}, compute={**cfg["compute"], "gpus": 2})  # 2 processes
+    base = config.validate({**cfg, "methods": {method: DDP_METHODS[method]}, "students": {
+        **cfg["students"], "methods": [method], "teachers": {**cfg["students"]["teachers"], **teachers}}})
+    one = dict(base, training={**base["training"], "grad_accum": 2})
+    two = dict(base, training={**base["training"], "grad_accum": 1, "save_every_steps": None, "save_every_minutes": 1e-9},
+               compute={**base["compute"], "gpus": 2})  # 2 processes
+    extra = ["--method", method] + (["--translation", str(root / "translation.npz")] if method == "lsap" else [])
     (root / "cfg.yaml").write_text(yaml.safe_dump(one))
-    _run(_cli(root, root / "one"))
-    (root / "cfg.yaml").write_text(yaml.safe_dump(two))
     try:
-        _run(_cli(root, root / "two", nproc=2))
+        _run(_cli(root, root / f"one-{method}") + extra)
+        (root / "cfg.yaml").write_text(yaml.safe_dump(two))
+        _run(_cli(root, root / f"two-{method}", nproc=2) + extra)
     finally:
         (root / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-    a, b = _weights(root / "one"), _weights(root / "two")
-    assert json.loads((root / "two" / "summary.json").read_text())["steps"] == 24
+    a, b = _weights(root / f"one-{method}"), _weights(root / f"two-{method}")
+    summary = json.loads((root / f"two-{method}" / "summary.json").read_text())
+    assert summary["steps"] == json.loads((root / f"one-{method}" / "summary.json").read_text())["steps"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
 
@@ -351,8 +378,8 @@ def test_a_second_trainer_on_the_same_folder_stops(setup, tmp_path):
     root, cfg, _ = setup
     out = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); "
-                               "from lsap import train; from pathlib import Path; "
-                               "f = train.lock_run_folder(Path(sys.argv[2])); print('held', flush=True); time.sleep(60)",
+                               "from lsap import resume; from pathlib import Path; "
+                               "f = resume.lock_run_folder(Path(sys.argv[2])); print('held', flush=True); time.sleep(60)",
                                str(REPO_ROOT / "src"), str(out)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -381,3 +408,29 @@ def test_a_torn_resume_file_falls_back_to_the_generation_before(setup, tmp_path)
     assert any("generation before it" in m for m in logged) and second["steps"] == first["steps"]
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert steps == list(range(1, first["steps"] + 1))  # resumed from the earlier step, the log reads as one run
+
+
+def test_a_bf16_evaluation_checkpoint_holds_the_rounded_weights_tied_and_recorded(tmp_path):
+    """The GPU path's checkpoint (bf16, as training computes there), on CPU: half the bytes, every
+    weight its bf16 rounding, the tied head one tensor, the record verified when it is read."""
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM
+
+    from lsap import checkpoints
+
+    spec = {"arch": "qwen3", "hidden": 32, "layers": 2, "heads": 2, "intermediate": 64, "tie_embeddings": True}
+    model = models.build(spec, 500, 33, 0)
+    assert model.config.tie_word_embeddings
+    checkpoints.save(model, tmp_path / "fp32")
+    checkpoints.save(model, tmp_path / "bf16", torch.bfloat16)
+    size = lambda d: (d / "model.safetensors").stat().st_size  # noqa: E731
+    assert 0.49 < size(tmp_path / "bf16") / size(tmp_path / "fp32") < 0.52
+    with safe_open(tmp_path / "bf16" / "model.safetensors", "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.bfloat16}
+        assert "lm_head.weight" not in f.keys()  # tied: stored once
+    back = models.from_pretrained(AutoModelForCausalLM, str(tmp_path / "bf16"), dtype=torch.float32)
+    want = {k: v.to(torch.bfloat16).float() for k, v in model.state_dict().items()}
+    for k, v in back.state_dict().items():
+        assert torch.equal(v, want[k]), k
+    assert back.get_output_embeddings().weight.data_ptr() == back.get_input_embeddings().weight.data_ptr()
+    assert checkpoints.recorded(tmp_path / "bf16")

@@ -21,6 +21,25 @@ class CheckpointError(RuntimeError):
     """A checkpoint's weights differ from what was saved."""
 
 
+def save(model, folder, dtype=None) -> dict[str, str]:
+    """`model.save_pretrained(folder)` and its record. `dtype`: the weights' type in the file
+    (bf16 where training computes in bf16: half the bytes, the precision the model ran at;
+    None keeps the parameters' own). Tied weights stay one tensor, so they stay tied in the file."""
+    import torch
+
+    state = None
+    if dtype is not None:
+        cast: dict = {}
+        state = {}
+        for k, v in model.state_dict().items():
+            shared = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape))
+            if shared not in cast:
+                cast[shared] = v.to(dtype) if torch.is_floating_point(v) else v
+            state[k] = cast[shared]
+    model.save_pretrained(folder, state_dict=state)
+    return record(folder)
+
+
 def record(folder) -> dict[str, str]:
     folder = Path(folder)
     sums = {p.name: sha256_file(p) for p in sorted(folder.glob("*.safetensors"))}

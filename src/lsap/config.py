@@ -142,6 +142,11 @@ def _check_run_shape(cfg: dict, source: str) -> None:
             plan.accumulation(t, plan.world_size(cfg))
         except ValueError as e:
             raise ConfigError(f"{source}: {e}") from None
+    c = cfg["compute"]
+    if c["gpus"] > c["gpus_per_node"]:
+        raise ConfigError(f"{source}: compute.gpus {c['gpus']} is more than one node's compute.gpus_per_node "
+                          f"{c['gpus_per_node']}: a training job runs on one node (torchrun --standalone). Lower "
+                          f"compute.gpus (training.global_batch keeps the run the same), or set gpus_per_node")
     seeds = cfg["students"]["seeds"]
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"{source}: students.seeds {seeds} repeats a seed: each seed is one run per method")

@@ -34,7 +34,8 @@ class Training(TypedDict):
     min_lr_frac: float
     grad_clip: float
     checkpoint_fractions: list[float]
-    save_every_steps: int
+    save_every_steps: int | None
+    save_every_minutes: float | None
     eval_sequences: int
     compile: bool
 

@@ -107,11 +107,11 @@ def memory_gb(train_spec: dict | None, train_params: int, cfg: RunConfig, teache
 
 FIELDS = ("job", "method", "steps", "tokens", "flops", "epochs", "gpu_hours", "cpu_hours", "memory_gb", "disk_gb",
           "slurm")
-# bytes a job leaves on disk: a trained model's checkpoints (fp32 safetensors, one per checkpoint
-# fraction) and its resume state (fp32 weights + AdamW's two moments, two generations); a token
+# bytes a job leaves on disk: a trained model's checkpoints (safetensors, one per checkpoint fraction:
+# fp32 on CPU, bf16 on GPU) and its resume state (fp32 weights + AdamW's two moments, two generations); a token
 # of shards (uint16/uint32) or of corpus text (about 4.4 bytes, bench/data_prep); a cached
 # candidate (int32 id + float32 log-prob)
-CHECKPOINT_BYTES, RESUME_BYTES, CANDIDATE_BYTES = 4, 2 * 12, 8
+CHECKPOINT_BYTES, RESUME_BYTES, CANDIDATE_BYTES = {"cpu": 4, "gpu": 2}, 2 * 12, 8
 
 
 def _row(job: str, method: str, **kw) -> dict:
@@ -193,19 +193,21 @@ def price(cfg: RunConfig) -> dict:
         res = slurm_resources(job, cfg, profile)
         row = _row(job, label, steps=p.steps, tokens=p.tokens, flops=p.steps * p.tokens_per_step * (fpt + teacher[0] * frac),
                    epochs=epochs, gpu_hours=hours, memory_gb=memory_gb(spec, fpt // 6, cfg, teacher[1], teacher[2]),
-                   disk_gb=fpt // 6 * (CHECKPOINT_BYTES * len(cfg["training"]["checkpoint_fractions"]) + RESUME_BYTES)
+                   disk_gb=fpt // 6 * (CHECKPOINT_BYTES["gpu" if c["gpus"] else "cpu"]
+                                       * len(cfg["training"]["checkpoint_fractions"]) + RESUME_BYTES)
                    / 1e9, slurm=res)
         if epochs and epochs > 1.0:
             warnings.append(f"{job} {label} reads its data {epochs:.2f} times (repeats data)")
         wall_min = hours * 60 / max(1, c["gpus"])
-        fr = sorted(cfg["training"]["checkpoint_fractions"])  # a resume point at each, and every save_every_steps
+        t = cfg["training"]
+        fr = sorted(t["checkpoint_fractions"])  # a resume point at each, every save_every_steps / _minutes
         first_gap = min(b - a for a, b in zip([0.0] + fr[:-1], fr, strict=True))
-        gap = min(cfg["training"]["save_every_steps"], max(1, round(first_gap * p.steps)))
-        interval = wall_min * min(1.0, gap / max(p.steps, 1))
+        gap = min(t["save_every_steps"] or math.inf, max(1, round(first_gap * p.steps)))
+        interval = min(wall_min * min(1.0, gap / max(p.steps, 1)), t.get("save_every_minutes") or math.inf)
         if "runtime" in res and interval > res["runtime"]:
-            warnings.append(f"{job} {label}: {gap} steps between resume checkpoints take ~{interval:.0f} min, "
-                            f"beyond the job's runtime limit of {res['runtime']} min: it "
-                            f"could never resume. Lower training.save_every_steps or raise the runtime")
+            warnings.append(f"{job} {label}: ~{interval:.0f} min between resume checkpoints, beyond the job's "
+                            f"runtime limit of {res['runtime']} min: only the save before the time limit (read "
+                            f"from Slurm) lets it resume. Set training.save_every_minutes below the runtime")
         elif "runtime" in res and wall_min > res["runtime"] * (1 + profile.get("retries", 0)):
             warnings.append(f"{job} {label}: ~{wall_min / 60:.1f} h of wall time needs "
                             f"{math.ceil(wall_min / res['runtime'])} submissions of {res['runtime']} min; the profile "

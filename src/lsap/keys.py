@@ -37,6 +37,14 @@ def _student_plan(cfg: dict) -> dict:
             "seq_len": cfg["shards"]["seq_len"]}
 
 
+# how a run writes its resume state: resume is exact, so these change no result and no key
+SAVE_KNOBS = ("save_every_steps", "save_every_minutes")
+
+
+def _training(cfg: RunConfig) -> dict:
+    return {k: v for k, v in cfg["training"].items() if k not in SAVE_KNOBS}
+
+
 def _teachers(cfg: RunConfig, roles) -> dict:
     return {r: cfg["students"]["teachers"][r] for r in roles}
 
@@ -107,7 +115,7 @@ def reads(cfg: RunConfig, job: str, **wc) -> dict:
         return {"table1": cfg["analysis"]["table1"], "columns": {d: s.get("table1") for d, s in domains.items()}}
     if job == "reference_model":
         ref = cfg["references"][wc["name"]]
-        return {"reference": ref, "training": cfg["training"], "gpus": cfg["compute"]["gpus"],
+        return {"reference": ref, "training": _training(cfg), "gpus": cfg["compute"]["gpus"],
                 "checkpoints": methods.checkpoint_fractions(cfg, wc["name"])}
     if job == "targets":
         return {"targets": targets_spec(cfg, method_of(cfg, job, wc["spec"])), "seed": int(wc["seed"])}
@@ -117,7 +125,7 @@ def reads(cfg: RunConfig, job: str, **wc) -> dict:
         m = cfg["methods"][wc["method"]]
         return {"method": _objective_knobs(cfg, wc["method"]),
                 "data": selection_spec(cfg, wc["method"]) if m["data"] != "all" else "all",
-                "keep_frac": m.get("keep_frac"), "plan": _student_plan(cfg), "training": cfg["training"],
+                "keep_frac": m.get("keep_frac"), "plan": _student_plan(cfg), "training": _training(cfg),
                 "teachers": _teachers(cfg, methods.teacher_roles(m)), "seed": int(wc["seed"])}
     if job == "evaluate":
         return {"evaluation": cfg["evaluation"]}

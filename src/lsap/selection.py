@@ -221,7 +221,7 @@ def select_job(cfg: dict, method: str, tokenizer_dir, shards_dir, out, part: int
     else:
         model, score_fn = lms[0], salt_ds_score(m["ds_top_k"], m["ds_zeros"])
     n_vocab = len(vocab.load(tokenizer_dir))
-    data = shards.open_shard(shards_dir, "train", tokenizer=vocab.fingerprint(tokenizer_dir))
+    data = shards.open_shard(shards_dir, "train", tokenizer=vocab.fingerprint(tokenizer_dir), verify=False)
     which = None
     pool = pool_size(cfg, method, len(data), plan.student(cfg, method, n_vocab, data.seq_len))
     if pool < len(data):  # score a uniform pool sized by what the run will draw

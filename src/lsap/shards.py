@@ -100,6 +100,9 @@ def gather(shards_dir: str | Path, n_parts: int, log=print) -> dict[str, dict]:
     names = [corpus.part_name(p) for p in range(n_parts)]
     for split in SPLITS:
         parts = [read_json(shards_dir / n / f"{split}.json") for n in names]
+        for n, p in zip(names, parts, strict=True):  # content verified here, once: jobs check sizes
+            if problem := _part_problem(shards_dir / n / f"{split}.bin", p, p, verify=True):
+                raise ShardError(f"{shards_dir / n / f'{split}.bin'}: {problem}: rerun the shards jobs of {n}")
         for key in ("format", "seq_len", "dtype", "eos_id", "vocab_size", "tokenizer"):
             if len({str(p[key]) for p in parts}) != 1:
                 raise ShardError(f"the parts of {shards_dir}/{split} disagree on {key}: rerun their shards jobs")
@@ -176,8 +179,10 @@ class Shard:
 
 def open_shard(shards_dir: str | Path, split: str, tokenizer: str | None = None, verify: bool = True) -> Shard:
     """Split `split` of a shards folder (gathered parts, or the files of one part), refusing it if a
-    manifest and its file disagree. `tokenizer`: the fingerprint the caller expects; `verify`: also
-    check every part's content hash and id range."""
+    manifest and its files disagree (format, tokenizer, sizes, the parts' hashes against the
+    split's). `tokenizer`: the fingerprint the caller expects; `verify`: also hash every part and
+    check its id range. The gather verified the content once; a job opens with verify=False (a
+    paper-size split is ≈ 200 GB: hashing it in every rank of every job start took minutes)."""
     shards_dir = Path(shards_dir)
     man_path = shards_dir / f"{split}.json"
     if not man_path.exists():
@@ -189,6 +194,8 @@ def open_shard(shards_dir: str | Path, split: str, tokenizer: str | None = None,
         problem = f"format {m.get('format')} != {FORMAT}"
     elif tokenizer is not None and tokenizer != m["tokenizer"]:
         problem = f"it was made with tokenizer {m['tokenizer'][:12]}, expected {tokenizer[:12]}"
+    elif m.get("parts") and hashlib.sha256("".join(p["sha256"] for p in parts).encode()).hexdigest() != m["sha256"]:
+        problem = "its parts' hashes do not make up the split's sha256 (the manifest was edited)"
     tokens = []
     for p in parts if problem is None else []:
         bin_path = shards_dir / p["bin"]

@@ -24,14 +24,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lsap import checkpoints, layout, models, plan
+from lsap import checkpoints, layout, models, plan, resume
 from lsap.config_types import Training
-from lsap.files import atomic_dir, atomic_path, write_json
+from lsap.files import atomic_dir, write_json
+from lsap.resume import TrainingError
 from lsap.shards import Shard
-
-
-class TrainingError(RuntimeError):
-    """The run cannot go on (non-finite loss, bad setup); the last good checkpoint is kept."""
 
 
 @dataclass
@@ -66,6 +63,15 @@ class Dist:
     def barrier(self) -> None:
         if self.world > 1:
             torch.distributed.barrier()
+
+    def agree(self, flag: bool, needed: bool = True) -> bool:
+        """Rank 0's `flag` on every rank (a decision read from rank 0's clock); `needed` False:
+        every rank computed the same flag already, nothing is sent."""
+        if self.world == 1 or not needed:
+            return flag
+        t = torch.tensor([int(flag)], device=self.device)
+        torch.distributed.broadcast(t, 0)
+        return bool(t.item())
 
 
 def lr_lambda(total_steps: int, warmup_frac: float, min_lr_frac: float):
@@ -106,60 +112,6 @@ def sample_ids(step: int, micro: int, n_micro: int, dist: Dist, n_data: int, see
     return out
 
 
-def lock_run_folder(out: Path):
-    """An exclusive lock on the run folder for this process's lifetime (the kernel drops it when
-    the process ends, kill -9 included): a second trainer on the same folder, e.g. one started by
-    a rerun while an orphan of a killed Snakemake still trains, stops instead of interleaving."""
-    import fcntl
-
-    out.mkdir(parents=True, exist_ok=True)  # inside the run folder: readers of students/* see runs only
-    f = open(out / ".trainer.lock", "a+")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.seek(0)
-        raise TrainingError(f"another trainer (pid {f.read().strip() or '?'}) is training into {out}: end it "
-                            f"(kill <pid>; `ps -ef | grep 'lsap train'` lists them) or wait for it, then rerun") from None
-    f.seek(0)
-    f.truncate()
-    f.write(str(os.getpid()))
-    f.flush()
-    return f  # keep it referenced: closing the file releases the lock
-
-
-def _resume_path(out: Path) -> Path:
-    return out / "resume.pt"
-
-
-def _previous(path: Path) -> Path:
-    return path.with_name("resume.prev.pt")
-
-
-def _save_resume(out, model, opt, sched, step, key):
-    """Two generations, each fsync'd before its rename: the last one, and the one before it."""
-    state = {"key": key, "model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
-             "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-    path = _resume_path(out)
-    with atomic_path(path, durable=True) as tmp:
-        torch.save(state, tmp)
-        if path.exists():
-            os.replace(path, _previous(path))
-
-
-def _load_resume(path: Path, dev, log=print) -> dict:
-    if not path.exists():  # a save interrupted between its two renames: the previous generation
-        return _load_resume(_previous(path), dev, log)
-    try:
-        return torch.load(path, map_location=dev, weights_only=False)
-    except Exception as e:  # a truncated or overwritten file: pickle, zip and EOF errors alike
-        if _previous(path).exists():
-            log(f"[train] {path} is damaged ({type(e).__name__}): resuming from the generation before it, "
-                f"{_previous(path)}")
-            return _load_resume(_previous(path), dev, log)
-        raise TrainingError(f"{path} is damaged and cannot be resumed ({type(e).__name__}: {e}). Delete it to "
-                            f"restart this run from step 0, then rerun the same command.") from e
-
-
 def to_host(parts: dict, gnorm: torch.Tensor) -> tuple[dict[str, float], float]:
     """The step's logged parts and gradient norm as Python floats in one device-to-host copy:
     the step's only sync, after its micro-batches (per-micro-batch .item() would stall the GPU)."""
@@ -167,14 +119,6 @@ def to_host(parts: dict, gnorm: torch.Tensor) -> tuple[dict[str, float], float]:
     values = torch.stack([parts[k].float().reshape(()) for k in keys] + [gnorm.float().reshape(())]).tolist()
     host = {k: float(v) for k, v in parts.items() if not torch.is_tensor(v)}
     return {**host, **dict(zip(keys, values[:-1], strict=True))}, values[-1]
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines past the resumed step, so the log reads as one uninterrupted run."""
-    if path.exists():
-        keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        with atomic_path(path) as tmp:
-            tmp.write_text("".join(line + "\n" for line in keep))
 
 
 @torch.no_grad()
@@ -299,8 +243,7 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total_steps, tcfg["warmup_frac"], tcfg["min_lr_frac"]))
     step = 0
     key = f"{run_key}|{objective.name}|{total_steps}|{tokens_per_step}|{seed}|{len(data)}"
-    saved_any = _resume_path(out).exists() or _previous(_resume_path(out)).exists()
-    state = _load_resume(_resume_path(out), dev, log) if saved_any else None
+    state = resume.load(resume.resume_path(out), dev, log) if resume.exists(out) else None
     if state is not None and state.get("key") != key:
         stale = out.with_name(f".{out.name}.stale")
         log(f"[train] {out} holds a run of another setup: moved to {stale}, starting from step 0")
@@ -321,8 +264,9 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
         log(f"[train] resuming {out} at step {step}/{total_steps}")
     saved = step  # the step of the last resume.pt written (0: none)
     if dist.main:
-        lock = lock_run_folder(out)  # noqa: F841 (held until this process ends)
-        _truncate_log(out / "log.jsonl", step)
+        lock = resume.lock_run_folder(out)  # noqa: F841 (held until this process ends)
+        resume.truncate_log(out / "log.jsonl", step)
+    policy = resume.SavePolicy.for_job(tcfg["save_every_steps"], tcfg.get("save_every_minutes"))
     flops = sum(step_flops(s) for s in range(step))
     net = compiled_trunk(model, dist, bool(tcfg.get("compile")))
     autocast = autocast_for(dev)
@@ -334,7 +278,7 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
                                             n_micro, dist, autocast, model, tcfg["grad_clip"])
         if not (math.isfinite(parts_sum.get("loss", 0.0)) and math.isfinite(gnorm)):
             # checked before the update: a non-finite step is neither applied nor saved
-            last = f"{_resume_path(out)} (step {saved})" if saved else "none (a rerun starts at step 0)"
+            last = f"{resume.resume_path(out)} (step {saved})" if saved else "none (a rerun starts at step 0)"
             raise TrainingError(f"{out}: non-finite loss ({parts_sum.get('loss')}) or gradient norm ({gnorm}) "
                                 f"at step {step} with lr {sched.get_last_lr()[0]:.3g} (peak training.lr "
                                 f"{tcfg['lr']}); not applied, not saved. Last good checkpoint: {last}. Lower "
@@ -352,17 +296,18 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
         if step in ckpt_steps and val is not None:
             record["val_loss"] = eval_loss(
                 model, val, tcfg["eval_sequences"], micro, dev, autocast)
+        save = step in ckpt_steps or step == total_steps or dist.agree(policy.due(step, time.monotonic()), policy.timed)
         if dist.main:
             with open(out / "log.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
             if step in ckpt_steps:
                 with atomic_dir(layout.checkpoint(out, ckpt_steps[step])) as tmp:
-                    model.save_pretrained(tmp)
-                    checkpoints.record(tmp)
+                    # the evaluation checkpoint in the precision training computes in (bf16 on GPU)
+                    checkpoints.save(model, tmp, models.inference_dtype(dev) if dev.type == "cuda" else None)
                     if tokenizer is not None:
                         tokenizer.save_pretrained(tmp)
-            if step in ckpt_steps or step % tcfg["save_every_steps"] == 0 or step == total_steps:
-                _save_resume(out, model, opt, sched, step, key)
+            if save:
+                policy.saved(time.monotonic(), resume.save(out, model, opt, sched, step, key))
                 saved = step
         dist.barrier()
     bar.close()
