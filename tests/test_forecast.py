@@ -57,12 +57,27 @@ def test_the_ledger_shows_miniplm_scoring_beside_the_budget(priced, paper):
 def test_repeated_data_and_unreachable_resume_intervals_are_warned(paper):
     cfg = copy.deepcopy(paper)
     cfg["corpus"]["domains"]["slimpajama"]["sources"][0]["max_docs"] = 12_000_000  # the old paper.yaml
-    cfg["training"]["save_every_steps"] = 10 ** 6
+    cfg["training"].update(save_every_steps=10 ** 6, save_every_minutes=None)
     cfg["compute"]["gpus"] = 1  # one GPU: a student is ~186 h, and it saves only at its checkpoint fractions
     cfg["training"]["checkpoint_fractions"] = [1.0]
     warnings = forecast.price(config.validate(cfg))["warnings"]
     assert any(w.startswith("student ce-s0 reads its data 2.") for w in warnings), warnings
-    assert any("could never resume" in w for w in warnings), warnings
+    assert any("only the save before the time limit" in w and "save_every_minutes" in w for w in warnings), warnings
+
+
+def test_the_paper_plan_fits_every_scoring_part_in_one_submission(paper):
+    priced = forecast.price(paper)
+    parts = [j for j in priced["jobs"] if j["job"] == "selection_part"]
+    assert len(parts) == 2 * paper["compute"]["scoring_parts"] == 192
+    assert all(j["gpu_hours"] * 60 < j["slurm"]["runtime"] for j in parts)
+    assert sum(j["tokens"] for j in parts) == pytest.approx(2 * 52.75e9, rel=0.01)
+    assert not any("scoring" in w or "resume" in w for w in priced["warnings"]), priced["warnings"]
+    few = copy.deepcopy(paper)
+    few["compute"]["scoring_parts"] = 16  # MiniPLM's ≈ 630 GPU-h in 16 parts: ≈ 39 h each
+    warnings = forecast.price(config.validate(few))["warnings"]
+    assert any(w.startswith("selection miniplm: a scoring part takes ~39") and "compute.scoring_parts to about 66 "
+               "(now 16)" in w for w in warnings), warnings
+    assert not any(w.startswith("selection salt_ds") for w in warnings), warnings  # ≈ 2.2 h parts fit
 
 
 def test_the_cli_prints_json_and_the_table():
@@ -121,15 +136,15 @@ def test_gpu_small_fits_its_minutes_with_the_real_surrogate():
 
 
 def test_the_paper_plan_prices_its_disk():
-    """Every job's outputs on disk: a student's checkpoints (fp32, one per checkpoint fraction) and
-    two resume generations (weights + AdamW moments), the shards and the corpus text."""
+    """Every job's outputs on disk: a student's checkpoints (bf16 on GPU, one per checkpoint fraction)
+    and two resume generations (fp32 weights + AdamW moments), the shards and the corpus text."""
     cfg = config.load(REPO_ROOT / "config" / "paper.yaml")
     priced = forecast.price(cfg)
     ce = next(j for j in priced["jobs"] if j["job"] == "student" and j["method"] == "ce-s0")
     params = 1_484_916_736  # OLMo-2-0425-1B (tests/test_plans.py)
     n_ckpt = len(cfg["training"]["checkpoint_fractions"])
-    assert ce["disk_gb"] == pytest.approx(params * (4 * n_ckpt + 24) / 1e9, rel=1e-3)
+    assert ce["disk_gb"] == pytest.approx(params * (2 * n_ckpt + 24) / 1e9, rel=1e-3)
     shards = [j for j in priced["jobs"] if j["job"] == "shards_part"]
     assert sum(j["disk_gb"] for j in shards) == pytest.approx(sum(j["tokens"] for j in shards) * 4 / 1e9)  # uint32
     assert 1_000 < forecast.disk_total(priced) < 3_000  # GB: the run needs ~1.5 TB, which the README states
-    assert "Disk: 1.52 TB" in forecast.render(priced)
+    assert "Disk: 1.24 TB" in forecast.render(priced)
