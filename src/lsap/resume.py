@@ -49,39 +49,6 @@ def lock_run_folder(out: Path):
     return f  # keep it referenced: closing the file releases the lock
 
 
-def _resume_path(out: Path) -> Path:
-    return out / "resume.pt"
-
-
-def _previous(path: Path) -> Path:
-    return path.with_name("resume.prev.pt")
-
-
-def _save_resume(out, model, opt, sched, step, key):
-    """Two generations, each fsync'd before its rename: the last one, and the one before it."""
-    state = {"key": key, "model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
-             "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-    path = _resume_path(out)
-    with atomic_path(path, durable=True) as tmp:
-        torch.save(state, tmp)
-        if path.exists():
-            os.replace(path, _previous(path))
-
-
-def _load_resume(path: Path, dev, log=print) -> dict:
-    if not path.exists():  # a save interrupted between its two renames: the previous generation
-        return _load_resume(_previous(path), dev, log)
-    try:
-        return torch.load(path, map_location=dev, weights_only=False)
-    except Exception as e:  # a truncated or overwritten file: pickle, zip and EOF errors alike
-        if _previous(path).exists():
-            log(f"[train] {path} is damaged ({type(e).__name__}): resuming from the generation before it, "
-                f"{_previous(path)}")
-            return _load_resume(_previous(path), dev, log)
-        raise TrainingError(f"{path} is damaged and cannot be resumed ({type(e).__name__}: {e}). Delete it to "
-                            f"restart this run from step 0, then rerun the same command.") from e
-
-
 def resume_path(out: Path) -> Path:
     return out / "resume.pt"
 
