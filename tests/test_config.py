@@ -128,6 +128,15 @@ def test_a_method_lacking_a_knob_its_objective_needs(tiny_cfg):
     (lambda c: c["corpus"]["domains"]["wiki"]["sources"][0].update(asset="no-such-asset"),
      r"corpus asset 'no-such-asset' is not in config/assets.yaml"),
     (lambda c: c["compute"].update(gpus=16), r"compute.gpus 16 is more than one node's compute.gpus_per_node 8"),
+    (lambda c: [d.update(train=False) for d in c["corpus"]["domains"].values()],
+     r"corpus.domains: every domain has train: false"),
+    (lambda c: (c["corpus"]["domains"]["books"].update(train=False)),
+     r"tokenizers.surrogate.train_domains \['books'\] are held out"),
+    (lambda c: c["references"]["salt_teacher"].update(tokenizer="surrogate"),
+     r"students.teachers.salt_teacher is references.salt_teacher, trained with the surrogate tokenizer"),
+    (lambda c: c["references"]["reference"].update(budget_flops=1e6),
+     r"references.reference.budget_flops 1e\+06 buys no training step: one step of 2,048 tokens"),
+    (lambda c: c["students"].update(budget_flops=1e8), r"students.budget_flops 1e\+08 buys no training step"),
 ])
 def test_sizes_that_would_fail_inside_a_job_fail_on_load(tiny_cfg, edit, message):
     bad = copy.deepcopy(tiny_cfg)

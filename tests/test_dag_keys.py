@@ -122,6 +122,25 @@ def test_a_deleted_student_is_rebuilt_by_make_run_while_a_second_invocation_chan
     assert planned_jobs("--configfile", str(path)) == []
 
 
+def test_another_config_beside_a_finished_run_leaves_it_with_nothing_to_do(dag_run, finished, tmp_path):
+    """A second config (its own run and file name) runs its data stages in the same checkout,
+    fetching and verifying the shared assets: the finished tiny run still plans nothing."""
+    other = copy.deepcopy(finished)
+    other["run"] = "side-by-side"
+    other["corpus"]["max_docs_per_domain"] = 40
+    path = tmp_path / "side-by-side.yaml"
+    path.write_text(yaml.safe_dump(other, sort_keys=False))
+    target = "results/side-by-side/shards/student/train.json"
+    try:
+        proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(path), target],
+                              cwd=REPO_ROOT, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert (REPO_ROOT / target).exists()
+        assert planned_jobs("--config", f"run={E2E_RUN}") == []
+    finally:
+        shutil.rmtree(REPO_ROOT / "results" / "side-by-side", ignore_errors=True)
+
+
 def test_results_move_to_another_checkout(dag_run, tmp_path):
     """results/ + resources/ copied into a checkout elsewhere, run by another interpreter path:
     nothing to redo, and `make tables` rebuilds paper_tables/<run>/ and figures/<run>/ from them."""

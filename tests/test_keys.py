@@ -44,6 +44,16 @@ def _changed(cfg, edit):
     # how resume states are written and how scoring is split change no result: no key
     (lambda c: c["training"].update(save_every_steps=None, save_every_minutes=30), set()),
     (lambda c: c["compute"].update(scoring_parts=5), set()),
+    # too broad before: a Table-1 label or a size estimate reran the whole DAG; fraction order, CPU compile
+    (lambda c: c["corpus"]["domains"]["wiki"].update(table1="FW-E"), {"table1"}),
+    (lambda c: c["corpus"]["domains"]["wiki"]["sources"][0].update(tokens_per_doc=300), set()),
+    (lambda c: c["training"].update(checkpoint_fractions=[1.0, 0.75, 0.5, 0.25]), set()),
+    (lambda c: c["training"].update(compile=True), set()),  # the loop compiles only on CUDA
+    (lambda c: c["methods"]["salt_ds"].update(omega=0.5, rho=0.5, transition="linear"), {"report"}),  # not its scores
+    (lambda c: c["methods"]["salt_ds"].update(kd_steps_frac=0.3), {"selection", "report"}),  # its pool: the KD phase
+    # too narrow before: the domains' order is the text's order in the shards
+    (lambda c: c["corpus"].update(domains=dict(reversed(list(c["corpus"]["domains"].items())))),
+     {"corpus", "overlap", "report"}),
 ])
 def test_a_key_changes_exactly_when_what_its_job_reads_changes(tiny_cfg, edit, changed):
     assert _changed(tiny_cfg, edit) == changed

@@ -108,6 +108,45 @@ def test_scattered_scoring_equals_one_job_on_the_embedded_corpus(dag_run, tmp_pa
 
 
 @pytest.mark.slow
+def test_tables_are_complete_or_not_written(dag_run, tmp_path):
+    """Results copied as a user would (summaries, logs, evaluations, analysis): the set renders; an
+    evaluation short of its final checkpoint, or a truncated summary, is refused by name and rule,
+    and the tables already there are left exactly as they were."""
+    import json
+    import shutil
+
+    from lsap import config, results, tables
+
+    out, _ = dag_run
+    cfg = config.load(out / "config.yaml")
+    res = tmp_path / "results"
+    shutil.copytree(out / "analysis", res / "analysis")
+    shutil.copytree(out / "eval", res / "eval")
+    for run in (out / "students").iterdir():
+        for f in ("summary.json", "log.jsonl"):
+            (res / "students" / run.name).mkdir(parents=True, exist_ok=True)
+            shutil.copy(run / f, res / "students" / run.name / f)
+    t, f = tmp_path / "tables", tmp_path / "figures"
+    tables.render(cfg, res, t, f)
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in sorted(t.iterdir()) + sorted(f.iterdir())}
+    assert len(before) > 20
+    ev = res / "eval" / "kd-s0.json"
+    data = json.loads(ev.read_text())
+    data["checkpoints"] = [c for c in data["checkpoints"] if c["fraction"] < 1.0]
+    ev.write_text(json.dumps(data))
+    with pytest.raises(results.IncompleteResults, match=r"kd-s0.json has no evaluation at checkpoint fraction\(s\) "
+                                                        r"\[1.0\].* rule 'evaluate'"):
+        tables.render(cfg, res, t, f)
+    shutil.copy(out / "eval" / "kd-s0.json", ev)
+    summary = res / "students" / "salt-s0" / "summary.json"
+    summary.write_text(summary.read_text()[:40])
+    with pytest.raises(results.IncompleteResults, match=r"salt-s0/summary.json is truncated or damaged .* rule 'student'"):
+        tables.render(cfg, res, t, f)
+    after = {p.relative_to(tmp_path): p.read_bytes() for p in sorted(t.iterdir()) + sorted(f.iterdir())}
+    assert after == before
+
+
+@pytest.mark.slow
 def test_second_run_has_nothing_to_do(dag_run):
     _, cmd = dag_run
     proc = subprocess.run([*cmd, "-n"], cwd=REPO_ROOT, capture_output=True, text=True)

@@ -68,11 +68,20 @@ def _check_consistency(cfg: dict, source: str) -> None:
             missing = [k for k in needs if k not in src]
             if missing:
                 raise ConfigError(f"{source}: {where}: reader '{src['reader']}' needs {missing}")
+    domains = cfg["corpus"]["domains"]
+    training = [d for d, spec in domains.items() if spec.get("train", True)]
+    if not training:
+        raise ConfigError(f"{source}: corpus.domains: every domain has train: false, so there is no training text "
+                          f"(and no text to train a BPE tokenizer on): set train: true on at least one")
     for role, spec in cfg["tokenizers"].items():
-        unknown = set(spec.get("train_domains") or []) - set(cfg["corpus"]["domains"])
+        unknown = set(spec.get("train_domains") or []) - set(domains)
         if unknown:
             raise ConfigError(f"{source}: tokenizers.{role}.train_domains: no corpus domain named "
                               f"{sorted(unknown)}")
+        held_out = set(spec.get("train_domains") or []) - set(training)
+        if held_out:
+            raise ConfigError(f"{source}: tokenizers.{role}.train_domains {sorted(held_out)} are held out "
+                              f"(train: false): a tokenizer trains on training text; name training domains")
     for i, m in enumerate(cfg["analysis"]["table1"]["models"]):
         _check_source(cfg, m, f"{source}: analysis.table1.models.{i}")
     for name, spec in cfg["students"]["teachers"].items():
@@ -184,11 +193,49 @@ def _check_run_shape(cfg: dict, source: str) -> None:
             m["kind"] == "trained" for m in cfg["analysis"]["table1"]["models"]):
         raise ConfigError(f"{source}: analysis.table1.seq_len exceeds the trained models' context "
                           f"(shards.seq_len {seq})")
+    _check_teacher_vocabularies(cfg, source)
+    _check_budgets(cfg, source)
     known = load_manifest()
     for name in corpus_assets(cfg):
         if name not in known:
             raise ConfigError(f"{source}: corpus asset '{name}' is not in config/assets.yaml "
                               f"(known: {', '.join(sorted(known))})")
+
+
+def _check_teacher_vocabularies(cfg: dict, source: str) -> None:
+    """Every teacher but LSAP's surrogate (read through Σ∩) scores or teaches on student tokens:
+    one this run trains must be trained with the student's tokenizer."""
+    from lsap import methods
+
+    roles = {r for n in cfg["students"]["methods"] for r in methods.teacher_roles(cfg["methods"][n])} - {"surrogate"}
+    for role in sorted(roles):
+        spec = cfg["students"]["teachers"][role]
+        if spec["kind"] == "trained" and cfg["references"][spec["name"]]["tokenizer"] != "student":
+            raise ConfigError(f"{source}: students.teachers.{role} is references.{spec['name']}, trained with the "
+                              f"{cfg['references'][spec['name']]['tokenizer']} tokenizer, but {role} reads the "
+                              f"student's tokens: set references.{spec['name']}.tokenizer: student")
+
+
+def _six_n_floor(model: dict) -> int:
+    """6·N per token counted low (attention's query and output projections and the MLP, no
+    embeddings, norms or key/value heads): a floor under every architecture built here."""
+    h, i = model["hidden"], model["intermediate"]
+    return 6 * model["layers"] * (2 * h * h + 3 * h * i)
+
+
+def _check_budgets(cfg: dict, source: str) -> None:
+    """A training budget that surely buys no step fails here, not after the jobs upstream of it."""
+    from lsap import plan
+
+    tokens = plan.global_batch(cfg) * cfg["shards"]["seq_len"]
+    budgets = [(f"references.{n}", r["budget_flops"], r["model"]) for n, r in cfg["references"].items()]
+    budgets.append(("students", cfg["students"]["budget_flops"], cfg["students"]["model"]))
+    for where, budget, model in budgets:
+        step = _six_n_floor(model) * tokens
+        if budget < step:
+            raise ConfigError(f"{source}: {where}.budget_flops {budget:.3g} buys no training step: one step of "
+                              f"{tokens:,} tokens costs at least {step:.3g} FLOPs. Raise the budget, or shrink "
+                              f"training.micro_batch / global_batch or shards.seq_len")
 
 
 def load(path: str | Path) -> RunConfig:
@@ -216,14 +263,18 @@ def tokenizer_assets(cfg: dict, role: str) -> list[str]:
     return [PRETRAINED[spec["name"]][0]] if spec["kind"] == "pretrained" else []
 
 
-def analysis_assets(cfg: dict) -> list[str]:
-    """Tokenizers of the overlap table and GGUF models of Table 1."""
+def analysis_assets(cfg: dict, job: str | None = None) -> list[str]:
+    """The registry assets of the analysis jobs: the overlap table's tokenizers (`job` overlap),
+    Table 1's GGUF models (`job` table1), or both (None). Each job waits only on its own."""
     from lsap.models import GGUF_MODELS
     from lsap.vocab import PRETRAINED
 
     a = cfg["analysis"]
-    names = {PRETRAINED[n][0] for n in a["overlap"]["bases"] + a["overlap"]["surrogates"]}
-    names |= {GGUF_MODELS[m["name"]][0] for m in a["table1"]["models"] if m["kind"] == "pretrained"}
+    names = set()
+    if job in (None, "overlap"):
+        names |= {PRETRAINED[n][0] for n in a["overlap"]["bases"] + a["overlap"]["surrogates"]}
+    if job in (None, "table1"):
+        names |= {GGUF_MODELS[m["name"]][0] for m in a["table1"]["models"] if m["kind"] == "pretrained"}
     return sorted(names)
 
 

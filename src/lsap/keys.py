@@ -42,7 +42,28 @@ SAVE_KNOBS = ("save_every_steps", "save_every_minutes")
 
 
 def _training(cfg: RunConfig) -> dict:
-    return {k: v for k, v in cfg["training"].items() if k not in SAVE_KNOBS}
+    """What training reads: no save knobs; checkpoint fractions as a set (the loop sorts them);
+    `compile` only where the loop compiles (on GPU: other kernels, other bits)."""
+    t = {k: v for k, v in cfg["training"].items() if k not in SAVE_KNOBS}
+    t["checkpoint_fractions"] = sorted(t["checkpoint_fractions"])
+    if not cfg["compute"]["gpus"]:
+        t.pop("compile", None)
+    return t
+
+
+# what the corpus job does not read: Table 1's column labels, and the tokens-per-document
+# estimate `lsap plan` sizes data with before the shards exist
+CORPUS_LABELS, SOURCE_ESTIMATES = ("table1",), ("tokens_per_doc",)
+
+
+def _corpus(cfg: RunConfig) -> dict:
+    """The corpus section as the corpus job reads it, the domains' order included (it is the
+    order of the text in every part, hence of the shards)."""
+    c = dict(cfg["corpus"])
+    c["domains"] = [[name, {**{k: v for k, v in d.items() if k not in CORPUS_LABELS},
+                            "sources": [{k: v for k, v in s.items() if k not in SOURCE_ESTIMATES} for s in d["sources"]]}]
+                    for name, d in cfg["corpus"]["domains"].items()]
+    return c
 
 
 def _teachers(cfg: RunConfig, roles) -> dict:
@@ -70,8 +91,11 @@ def selection_spec(cfg: RunConfig, method: str) -> dict:
     m = cfg["methods"][method]
     sel = methods.DATA[m["data"]]
     knobs = _pick(m, "data", "pool_factor", *sel.score_knobs)
-    if m["pool_factor"] is not None:  # the pool follows the run's plan (its steps, the KD phase)
-        knobs.update(plan=_student_plan(cfg), objective=_objective_knobs(cfg, method), seed=cfg["seed"])
+    if m["pool_factor"] is not None:  # the pool follows the run's plan: its steps (the objective's
+        # teacher and the share of steps it runs on) and, for SALT_DS, its KD phase; not ω, ρ, transition
+        kind = methods.OBJECTIVES[m["objective"]]
+        knobs.update(plan=_student_plan(cfg), seed=cfg["seed"], objective=m["objective"],
+                     teacher_fraction=kind.teacher_fraction(m), objective_teachers=_teachers(cfg, kind.teachers))
     return {**knobs, "teachers": _teachers(cfg, sel.roles), "micro_batch": cfg["training"]["micro_batch"]}
 
 
@@ -100,7 +124,7 @@ def reads(cfg: RunConfig, job: str, **wc) -> dict:
     """The config values job `job` (a rule name) with wildcards `wc` reads."""
     domains = cfg["corpus"]["domains"]
     if job == "corpus":
-        return {"seed": cfg["seed"], "corpus": cfg["corpus"]}
+        return {"seed": cfg["seed"], "corpus": _corpus(cfg)}
     if job == "tokenizer":
         return {"tokenizer": cfg["tokenizers"][wc["role"]]}
     if job == "shards":
@@ -133,7 +157,8 @@ def reads(cfg: RunConfig, job: str, **wc) -> dict:
         from lsap.config import required_assets
 
         s = cfg["students"]
-        return {"run": cfg["run"], "methods": {n: cfg["methods"][n] for n in s["methods"]}, "seeds": s["seeds"],
+        return {"run": cfg["run"], "methods": {n: cfg["methods"][n] for n in s["methods"]},
+                "method_order": list(s["methods"]), "seeds": s["seeds"],  # the tables' row order
                 "budget_flops": s["budget_flops"], "evaluation": cfg["evaluation"], "domains": list(domains),
                 "analysis": cfg["analysis"], "assets": required_assets(cfg)}
     raise KeyError(f"no job '{job}' (keys.reads knows: corpus, tokenizer, shards, translation, overlap, table1, "

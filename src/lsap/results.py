@@ -39,6 +39,47 @@ PAPER_DELTAS = [
 ]
 
 
+class IncompleteResults(RuntimeError):
+    """A result file the tables need is missing, unreadable or short: no table is written."""
+
+
+def _read(path: Path, rule: str, lines: bool = False):
+    if not path.exists():
+        raise IncompleteResults(f"{path} is missing: rerun snakemake, whose rule '{rule}' builds it (the report "
+                                f"runs after it); no table was written")
+    text = path.read_text()
+    try:
+        return [json.loads(line) for line in text.splitlines() if line] if lines else json.loads(text)
+    except json.JSONDecodeError as e:
+        raise IncompleteResults(f"{path} is truncated or damaged ({e}): delete it and rerun snakemake, whose rule "
+                                f"'{rule}' rebuilds it; no table was written") from None
+
+
+def check_complete(cfg: dict, results_dir: str | Path) -> None:
+    """Every file the tables read is there and whole: the analysis outputs, and for every (method,
+    seed) its summary, its log up to its last step and an evaluation at every checkpoint fraction.
+    A table is complete or not written: a missing run never silently leaves a row out."""
+    root = Path(results_dir)
+    if not (root / "analysis" / "overlap.csv").exists():
+        _read(root / "analysis" / "overlap.csv", "overlap")
+    _read(root / "analysis" / "table1.json", "table1")
+    want = {round(f, 6) for f in cfg["training"]["checkpoint_fractions"]}
+    for name in cfg["students"]["methods"]:
+        for seed in cfg["students"]["seeds"]:
+            run = root / "students" / f"{name}-s{seed}"
+            summary = _read(run / "summary.json", "student")
+            log = _read(run / "log.jsonl", "student", lines=True)
+            if not log or log[-1]["step"] != summary["steps"]:
+                raise IncompleteResults(f"{run / 'log.jsonl'} ends at step {log[-1]['step'] if log else 0} of "
+                                        f"{summary['steps']}: delete {run} and rerun snakemake (rule 'student'); no "
+                                        f"table was written")
+            path = root / "eval" / f"{name}-s{seed}.json"
+            have = {round(e["fraction"], 6) for e in _read(path, "evaluate").get("checkpoints", [])}
+            if want - have:
+                raise IncompleteResults(f"{path} has no evaluation at checkpoint fraction(s) {sorted(want - have)}: "
+                                        f"delete it and rerun snakemake (rule 'evaluate'); no table was written")
+
+
 def _at_step(log: list[dict], step: int) -> dict:
     return next(r for r in log if r["step"] == step)
 

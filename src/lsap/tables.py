@@ -8,11 +8,12 @@ run can be rebuilt on a laptop from the copied results.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from lsap import benchmarks, keys, layout, provenance, report, results, stats
 from lsap.config import required_assets
-from lsap.files import read_json, write_text
+from lsap.files import atomic_dir, read_json, write_text
 
 STUDENT_TABLES = ("table2", "head_to_head", "paper_vs_replication")
 ANALYSIS_TABLES = ("tokenizer_overlap", "table1")
@@ -89,6 +90,10 @@ def render(cfg: dict, results_dir=None, tables=None, figures=None) -> None:
     run = cfg["run"]
     results_dir = Path(results_dir or layout.run_dir(run))
     tables, figures = Path(tables or layout.tables(run)), Path(figures or layout.figures(run))
+    results.check_complete(cfg, results_dir)  # every input whole, before anything is written
     prov = provenance.collect(cfg, required_assets(cfg), keys.key(cfg, "report"))
-    render_analysis(cfg, results_dir, tables, figures, prov)
-    render_students(cfg, results_dir, tables, figures, prov)
+    # the set is written whole or not at all: rendered aside, swapped in when every file is there
+    with atomic_dir(tables) as t, (contextlib.nullcontext(t) if figures.resolve() == tables.resolve()
+                                   else atomic_dir(figures)) as f:
+        render_analysis(cfg, results_dir, t, f, prov)
+        render_students(cfg, results_dir, t, f, prov)

@@ -215,7 +215,8 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
     tokens_per_step = micro * n_micro * dist.world * seq_len
     if len(data) < micro:
         raise TrainingError(f"{data.path} holds {len(data)} sequences of {seq_len + 1} tokens, fewer than one "
-                            f"micro-batch ({micro}): lower shards.seq_len or add documents to the corpus")
+                            f"micro-batch ({micro}): lower training.micro_batch or shards.seq_len, or add documents "
+                            f"to the corpus")
     objective.bind(model)
     train_fpt, teacher_fpt = models.train_flops_per_token(model), objective.teacher_flops_per_token
     flops_per_token = train_fpt + teacher_fpt * objective.teacher_fraction  # average over the run

@@ -30,7 +30,7 @@ rule overlap:
         corpus=f"{layout.corpus(RUN)}/manifest.json",
         student=f"{layout.tokenizer(RUN, 'student')}/tokenizer.json",
         surrogate=f"{layout.tokenizer(RUN, 'surrogate')}/tokenizer.json",
-        assets=lsap_config.asset_markers(lsap_config.analysis_assets(config)),
+        assets=lsap_config.asset_markers(lsap_config.analysis_assets(config, "overlap")),
     output:
         layout.analysis(RUN, "overlap.csv"),
     params:
@@ -54,7 +54,7 @@ rule overlap:
 rule table1:
     input:
         corpus=f"{layout.corpus(RUN)}/manifest.json",
-        assets=lsap_config.asset_markers(lsap_config.analysis_assets(config)),
+        assets=lsap_config.asset_markers(lsap_config.analysis_assets(config, "table1")),
         trained=[f"{layout.reference(RUN, m['name'])}/summary.json" for m in config["analysis"]["table1"]["models"]
                  if m["kind"] == "trained"],
     output:
