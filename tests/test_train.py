@@ -60,12 +60,17 @@ def _run(cmd, **kw):
 def test_budget_checkpoints_and_log(setup):
     root, cfg, _ = setup
     out = root / "full"
-    _run(_cli(root, out))
+    proc = _run(_cli(root, out))
     summary = json.loads((out / "summary.json").read_text())
+    # a redirected log is watchable: timestamped lines with the step of the total, val_loss, time left
+    lines = [line for line in proc.stderr.splitlines() if "[train] step" in line]
+    assert "\r" not in proc.stderr and any("step 24/24 (100.0 %)" in line and "val_loss" in line for line in lines)
+    assert sum("val_loss" in line for line in lines) == 4 and "min left" in lines[-1]
     assert summary["steps"] == 24 and summary["flops"] <= summary["budget_flops"]
     assert summary["budget_flops"] - summary["flops"] < summary["flops"] / summary["steps"]  # within a step
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(1, 25))
+    assert {r["total_steps"] for r in log} == {24} and all(a["time"] <= b["time"] for a, b in zip(log, log[1:]))
     assert [r["step"] for r in log if "val_loss" in r] == [6, 12, 18, 24]
     assert log[-1]["val_loss"] < log[0]["ce"] and summary["final_val_loss"] == log[-1]["val_loss"]
     from transformers import AutoModelForCausalLM, AutoTokenizer

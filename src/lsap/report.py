@@ -32,8 +32,9 @@ def write_table(df: pd.DataFrame, stem: str | Path, caption: str, prov: dict, di
     line = one_line(prov)
     cells = [[_fmt(v, digits) for v in row] for row in df.itertuples(index=False)]
     head = [str(c) for c in df.columns]
-    md = [f"**{caption}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    md += ["| " + " | ".join(r) + " |" for r in cells]
+    pipe = lambda t: t.replace("|", "\\|")  # noqa: E731 (a '|' in a cell, e.g. |Σ∩|, would end it)
+    md = [f"**{caption}**", "", "| " + " | ".join(map(pipe, head)) + " |", "|" + "---|" * len(head)]
+    md += ["| " + " | ".join(map(pipe, r)) + " |" for r in cells]
     md += ["", notes, "", f"<sub>Provenance: {line}</sub>", ""] if notes else ["", f"<sub>Provenance: {line}</sub>", ""]
     write_text(stem.with_suffix(".md"), "\n".join(md))
     tex = [f"% Provenance: {line}", r"\begin{table}[t]", r"\centering", r"\small",

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from lsap import checkpoints, layout, models, plan, resume
 from lsap.config_types import Training
 from lsap.files import atomic_dir, write_json
+from lsap.progress import Progress
 from lsap.resume import TrainingError
 from lsap.shards import Shard
 
@@ -272,8 +272,8 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
     net = compiled_trunk(model, dist, bool(tcfg.get("compile")))
     autocast = autocast_for(dev)
     batches = MicroBatches(data.sequences, index_at, micro, n_micro, dist, seed, dev)
-    bar = tqdm(total=total_steps, initial=step, unit="step", disable=not dist.main, dynamic_ncols=True)
-    t_last = time.perf_counter()
+    progress = Progress(total_steps, step, enabled=dist.main)
+    t_last, t_start = time.perf_counter(), time.time()
     while step < total_steps:
         parts_sum, gnorm = forward_backward(net, objective, batches(step, total_steps), step, total_steps,
                                             n_micro, dist, autocast, model, tcfg["grad_clip"])
@@ -290,13 +290,14 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
         now = time.perf_counter()
         tok_s = tokens_per_step / (now - t_last)
         t_last = now
-        bar.update(1)
-        bar.set_postfix(loss=f"{parts_sum.get('loss', sum(parts_sum.values())):.3f}", tok_s=f"{tok_s:,.0f}")
-        record = {"step": step, "tokens": step * tokens_per_step, "flops": flops,
+        # time and total steps in every line: how far a job is, and when it ends, from its log alone
+        record = {"step": step, "total_steps": total_steps, "time": round(time.time(), 3),
+                  "elapsed_s": round(time.time() - t_start, 3), "tokens": step * tokens_per_step, "flops": flops,
                   "lr": sched.get_last_lr()[0], "grad_norm": gnorm, "tok_s": tok_s, **parts_sum}
         if step in ckpt_steps and val is not None:
             record["val_loss"] = eval_loss(
                 model, val, tcfg["eval_sequences"], micro, dev, autocast)
+        progress.update(record)
         save = step in ckpt_steps or step == total_steps or dist.agree(policy.due(step, time.monotonic()), policy.timed)
         if dist.main:
             with open(out / "log.jsonl", "a") as f:
@@ -311,7 +312,7 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
                 policy.saved(time.monotonic(), resume.save(out, model, opt, sched, step, key))
                 saved = step
         dist.barrier()
-    bar.close()
+    progress.close()
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if line]
     summary = {"steps": total_steps, "tokens": total_steps * tokens_per_step, "flops": flops,
                "training_flops": total_steps * tokens_per_step * train_fpt, "teacher_flops": flops - total_steps
