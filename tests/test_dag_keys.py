@@ -71,11 +71,11 @@ def test_an_edit_plans_the_right_instances(finished, tmp_path):
     """The alpha edit reruns that method's student only; the new seed's jobs are all seed 1."""
     alpha = _edit(finished, EDITS["alpha"][0])
     path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(alpha))
+    path.write_text(yaml.safe_dump(alpha, sort_keys=False))  # sorted, the domains' order (the corpus key) would change
     assert ("student", (("method", "lsap_a0.05"), ("seed", "0"))) in planned_jobs("--configfile", str(path))
     assert keys.targets_id(alpha, "lsap_a0.05") == keys.targets_id(finished, "lsap_a0.05")  # α only filters
     seed = _edit(finished, EDITS["seed"][0])
-    path.write_text(yaml.safe_dump(seed))
+    path.write_text(yaml.safe_dump(seed, sort_keys=False))
     assert all(dict(wc).get("seed", "1") == "1" for r, wc in planned_jobs("--configfile", str(path))
                if r in ("student", "targets"))
 
@@ -132,7 +132,8 @@ def test_another_config_beside_a_finished_run_leaves_it_with_nothing_to_do(dag_r
     path.write_text(yaml.safe_dump(other, sort_keys=False))
     target = "results/side-by-side/shards/student/train.json"
     try:
-        proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(path), target],
+        # the target first: --configfile takes every value after it
+        proc = subprocess.run([sys.executable, "-m", "snakemake", target, "--cores", "2", "--configfile", str(path)],
                               cwd=REPO_ROOT, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert (REPO_ROOT / target).exists()

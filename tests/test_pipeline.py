@@ -135,7 +135,7 @@ def test_tables_are_complete_or_not_written(dag_run, tmp_path):
     data["checkpoints"] = [c for c in data["checkpoints"] if c["fraction"] < 1.0]
     ev.write_text(json.dumps(data))
     with pytest.raises(results.IncompleteResults, match=r"kd-s0.json has no evaluation at checkpoint fraction\(s\) "
-                                                        r"\[1.0\].* rule 'evaluate'"):
+                                                        r"\[1.0\].*rule 'evaluate'"):
         tables.render(cfg, res, t, f)
     shutil.copy(out / "eval" / "kd-s0.json", ev)
     summary = res / "students" / "salt-s0" / "summary.json"
