@@ -52,7 +52,7 @@ EDITS = {
            {"reference_model": 4, "student": N, "targets": 1, **SCORING, "table1": 1, "evaluate": N, **REST}),
     "splits": (lambda c: c["corpus"].update(splits={"validation": 0.06, "reference": 0.10, "teacher": 0.30}),
                {"corpus_part": 1, "corpus": 1, "tokenizer": 2, "shards_part": 2, "shards": 2, "translation": 1,
-                "overlap": 1, "table1": 1,
+                "overlap": 1, "table1": 1, "reference_lines": 1,
                 "reference_model": 4, "student": N, "targets": 1, **SCORING, "evaluate": N, **REST}),
 }
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from lsap import REPO_ROOT, assets, benchmarks, config, evaluate, models, vocab
+from lsap import REPO_ROOT, assets, benchmarks, config, evaluate, heldout, models, vocab
 
 # lm-eval's evaluated split of each task and its size (HF dataset cards: HellaSwag validation
 # 10,042; PIQA validation 1,838; WinoGrande-XL validation 1,267; ARC-Easy / ARC-Challenge test
@@ -161,7 +161,7 @@ def test_bits_per_byte_by_hand(lm, tmp_path):
     model, tok = lm
     corpus_dir = _corpus(tmp_path, DOCS)
     seq_len = 7  # several windows per domain
-    got = evaluate.domain_bpb(model, tok, corpus_dir, seq_len=seq_len, batch_size=3)
+    got = heldout.domain_bpb(model, tok, corpus_dir, seq_len=seq_len, batch_size=3)
     bnd = vocab.boundary_id(tok)
     for domain, rows in DOCS.items():
         texts = [t for s, t in rows if s == "validation"]
@@ -180,7 +180,7 @@ def test_bits_per_byte_by_hand(lm, tmp_path):
         n_bytes = sum(len(t.encode("utf-8")) for t in texts)
         assert got[domain]["bytes"] == n_bytes and got[domain]["tokens"] == sum(scored)
         assert got[domain]["bpb"] == pytest.approx(nll / (math.log(2) * n_bytes), rel=1e-5)
-    capped = evaluate.domain_bpb(model, tok, corpus_dir, max_bytes=20, seq_len=seq_len)
+    capped = heldout.domain_bpb(model, tok, corpus_dir, max_bytes=20, seq_len=seq_len)
     assert all(17 <= d["bytes"] <= 20 and d["documents"] == 1 for d in capped.values())
 
 
@@ -233,3 +233,74 @@ def test_an_answer_longer_than_the_context_is_a_clear_error(olmo_eval, lm):
         evaluate.run_lm_eval(model, tok, task_dict, ecfg)
     ecfg["max_length"] = 512
     assert evaluate.run_lm_eval(model, tok, task_dict, ecfg)["results"]["piqa"]["acc,none"] is not None
+
+
+def _hand_logits(model, stream, seq_len):
+    """Per target position t ≥ 1: the logits from its window's prefix only (one forward each)."""
+    out = {}
+    for t in range(1, len(stream)):
+        start = (t - 1) // seq_len * seq_len
+        with torch.no_grad():
+            out[t] = model(input_ids=torch.tensor([stream[start:t]])).logits[0, -1].double()
+    return out
+
+
+def _hand_stream(tok, texts):
+    bnd, stream, scored = vocab.boundary_id(tok), [], []
+    for t in texts:
+        ids = tok.encode(t, add_special_tokens=False)
+        stream += [bnd] + ids
+        scored += [False] + [True] * len(ids)
+    return stream, scored
+
+
+def _trained_on(texts, steps=25):
+    """A tiny OLMo2 (GPT-2 tokenizer) trained a few Adam steps on some texts: it predicts part of
+    them, so accuracy and temperature have something to measure."""
+    tok = vocab.load_pretrained("gpt2")
+    model = models.build(TINY_LM, len(tok), 256, seed=3)
+    x = torch.tensor([[vocab.boundary_id(tok)] + tok.encode(" ".join(texts), add_special_tokens=False)])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(model(input_ids=x[:, :-1]).logits[0], x[0, 1:])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval(), tok
+
+
+def test_accuracy_and_fitted_temperature_by_hand(fetched, tmp_path):
+    """Top-1/top-5 hits and the temperature fitted on the documents after the scored slice (and
+    only those), then applied to the scored slice, against one forward per token by hand."""
+    docs = {"a": [("validation", "The café served crème brûlée to naïve guests."),
+                  ("validation", "Numbers 12345 and ünïcödé — dashes, too."),
+                  ("validation", "A third document, beyond the fit slice's bytes.")],
+            "b": [("validation", "A second domain with a single, somewhat longer document of plain text.")]}
+    seq_len, max_bytes = 6, 40
+    model, tok = _trained_on([rows[0][1] for rows in docs.values()], steps=50)  # the scored text: T > 1 fits unseen text
+    scores, calib = heldout.domain_scores(model, tok, _corpus(tmp_path, docs), max_bytes=max_bytes, seq_len=seq_len,
+                                          batch_size=2)
+    # the fit slice: domain a's second document only (b has nothing after its scored bytes; a's third
+    # document is past max_bytes of fit text)
+    stream, scored = _hand_stream(tok, [docs["a"][1][1]])
+    logits = _hand_logits(model, stream, seq_len)
+    fit_nll = [sum(-torch.log_softmax(logits[t] / temp, -1)[stream[t]].item() for t in logits if scored[t])
+               for temp in heldout.TEMPERATURES]
+    temp = heldout.TEMPERATURES[int(np.argmin(fit_nll))]
+    assert calib["temperature"] == pytest.approx(temp) and calib["fit_tokens"] == sum(scored)
+    assert not calib["at_grid_edge"] and temp != 1.0  # a fit that could have come out otherwise
+    for domain, rows in docs.items():
+        text = rows[0][1].encode("utf-8")[:max_bytes].decode("utf-8", "ignore")
+        stream, scored = _hand_stream(tok, [text])
+        logits = _hand_logits(model, stream, seq_len)
+        targets = [t for t in logits if scored[t]]
+        n_bytes = len(text.encode("utf-8"))
+        rank = [int((logits[t] > logits[t][stream[t]]).sum()) for t in targets]  # ties: none in float logits
+        got = scores[domain]
+        assert got["top1"] == pytest.approx(np.mean([r < 1 for r in rank]))
+        assert got["top5"] == pytest.approx(np.mean([r < 5 for r in rank]))
+        assert 0 < got["top1"] < got["top5"] < 1  # a model that learnt something, not all of it
+        nll_t = sum(-torch.log_softmax(logits[t] / temp, -1)[stream[t]].item() for t in targets)
+        assert got["bpb_calibrated"] == pytest.approx(nll_t / (math.log(2) * n_bytes), rel=1e-5)
+    _, none = heldout.domain_scores(model, tok, tmp_path, max_bytes=None, seq_len=seq_len)
+    assert none["temperature"] is None and "bpb_max_bytes" in none["note"]

@@ -30,6 +30,7 @@ READERS = [
     (r"shards/seq_len", {"shards", "targets", "selection", "student"}),
     (r"analysis/overlap/.*", {"overlap", "report"}),
     (r"analysis/table1/.*", {"table1", "report"}),
+    (r"evaluation/bpb_max_bytes", {"evaluate", "reference_lines", "report"}),  # the scored slices
     (r"evaluation/.*", {"evaluate", "report"}),
     # how resume states are written; fractions reordered; compile on CPU (the loop compiles on CUDA)
     (r"training/(save_every_steps|save_every_minutes|checkpoint_fractions|compile)", set()),
@@ -102,7 +103,7 @@ def _mutations(path, v):
 def _keys(cfg) -> dict:
     """Every keyed job of the config (a cache or selection by its method), with its key."""
     out = {(j,): keys.key(cfg, j) for j in ("corpus", "shards", "translation", "overlap", "table1", "evaluate",
-                                           "report")}
+                                           "reference_lines", "report")}
     out.update({("tokenizer", r): keys.key(cfg, "tokenizer", role=r) for r in ("student", "surrogate")})
     out.update({("reference_model", n): keys.key(cfg, "reference_model", name=n) for n in cfg["references"]})
     for m in cfg["students"]["methods"]:

@@ -255,3 +255,42 @@ def test_fused_nll_under_bf16_autocast_runs_the_head_in_bf16_with_fp32_log_sum_e
     assert rel[0] < 1e-4 and rel[1] < 5e-3 and rel[2] < 5e-3, rel
     assert bf16[1].dtype == torch.float64 and rel[1] > 1e-4  # the bf16 matmuls ran (fp32 would be ~1e-7)
     assert float((fp32[1] - ref[1]).norm() / ref[1].norm()) < 1e-5
+
+
+@pytest.mark.parametrize("proposals", ["surrogate", "unigram", "uniform"])
+@pytest.mark.parametrize("normaliser", ["total_targets", "split"])
+def test_lsap_variants_by_hand(proposals, normaliser):
+    """λ scale, no auxiliary term where the true token is outside Σ∩, the split normaliser, and the
+    controls (count-matched unigram targets; the same mass spread uniformly) against float64 loops."""
+    net, W, x, cand, logp = _setup(b=2, t=4, v=7, k=3)
+    alpha, scale = 0.1, 0.3
+    shared = torch.tensor([True, True, False, True, True, True, False])
+    real = 6  # the tokenizer's entries: row 6 of the head is padding
+    unigram = torch.tensor([0.3, 0.0, 0.2, 0.1, 0.25, 0.15], dtype=torch.float64)
+    obj = objectives.LSAP(lambda i, t, s: (cand, logp), alpha=alpha, normaliser=normaliser, lambda_scale=scale,
+                          proposals=proposals, shared_target=shared, unigram=unigram).bind(_Head(W))
+    seq_ids = np.array([4, 9])
+    loss, parts = obj(net, x, seq_ids, 3, 10)
+    lp = torch.log_softmax(net.h @ W.T, -1).numpy()
+    y = x[:, 1:].numpy()
+    ids = (obj._draw(x[:, 1:], 3, 3, seq_ids) if proposals == "unigram" else cand).numpy()
+    keep = (logp > math.log(alpha)).numpy() & shared.numpy()[y][..., None]
+    ce_sum = aux_sum = n_aux = 0.0
+    for b in range(2):
+        for t in range(4):
+            ce_sum -= lp[b, t, y[b, t]]
+            count = keep[b, t].sum()
+            n_aux += count
+            if proposals == "uniform":
+                aux_sum -= count * lp[b, t, :real].mean()
+            else:
+                aux_sum -= sum(lp[b, t, ids[b, t, j]] for j in range(3) if keep[b, t, j])
+    n = 8
+    assert 0 < n_aux < n * 3  # some positions lose their targets to Σ∩, others keep them
+    want = ce_sum / n + scale * aux_sum / n_aux if normaliser == "split" else (ce_sum + scale * aux_sum) / (n + n_aux)
+    assert loss.item() == pytest.approx(want, abs=1e-12)
+    assert parts["targets_per_pos"] == n_aux / n and parts["lambda"] == scale
+    if proposals == "unigram":
+        assert (ids != 1).all()  # never a token of zero unigram mass
+        assert (obj._draw(x[:, 1:], 3, 3, seq_ids) == obj._draw(x[:, 1:], 3, 3, seq_ids)).all()
+        assert not (obj._draw(x[:, 1:], 3, 4, seq_ids) == obj._draw(x[:, 1:], 3, 3, seq_ids)).all()

@@ -28,7 +28,8 @@ def _expected(cfg: dict) -> dict:
         "selection": {(("spec", sel),) for sel in selections},
         "selection_part": {(("part", f"{p:03d}"), ("spec", sel)) for sel in selections
                            for p in range(cfg["compute"]["scoring_parts"])},
-        "translation": {()}, "overlap": {()}, "table1": {()}, "report": {()}, "notebook": {()},
+        "translation": {()}, "overlap": {()}, "table1": {()}, "reference_lines": {()}, "report": {()},
+        "notebook": {()},
     }
 
 

@@ -98,6 +98,14 @@ def _evaluate(args, cfg):
     evaluate.evaluate_run(args.run, args.corpus, cfg["evaluation"], args.out)
 
 
+def _reference_lines(args, cfg):
+    from lsap import ngram
+
+    r = ngram.reference_lines(args.shards, args.tokenizer, args.corpus, cfg["evaluation"], args.out)
+    print(f"[reference-lines] {r['train_tokens_counted']} training tokens: " + "  ".join(
+        f"{m} {d} {v['bpb']:.3f}" for m in ("unigram", "bigram") for d, v in r[m].items()))
+
+
 def _report(args, cfg):
     from lsap import tables
 
@@ -158,6 +166,7 @@ JOBS = {
     "targets": lambda a: ("targets", {"spec": a.spec, "seed": a.seed}),
     "select": lambda a: ("selection", {"spec": a.spec}),
     "evaluate": lambda a: ("evaluate", {}),
+    "reference-lines": lambda a: ("reference_lines", {}),
     "report": lambda a: ("report", {}),
 }
 
@@ -242,6 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run", required=True, help="a run folder with checkpoints/frac-*/")
     s.add_argument("--corpus", required=True)
     s.add_argument("--out", required=True, help="JSON (per-checkpoint files go beside it)")
+
+    s = stage("reference-lines", _reference_lines, "unigram and bigram of the student training text, scored as "
+                                                   "the evaluation scores the held-out text")
+    s.add_argument("--shards", required=True, help="the student shards folder")
+    s.add_argument("--tokenizer", required=True, help="the student tokenizer folder")
+    s.add_argument("--corpus", required=True)
+    s.add_argument("--out", required=True, help="JSON")
 
     s = stage("report", _report, "every table and figure of a run, from its result files alone")
     s.add_argument("--results", help="default results/<run>")

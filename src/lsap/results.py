@@ -63,6 +63,7 @@ def check_complete(cfg: dict, results_dir: str | Path) -> None:
     if not (root / "analysis" / "overlap.csv").exists():
         _read(root / "analysis" / "overlap.csv", "overlap")
     _read(root / "analysis" / "table1.json", "table1")
+    _read(root / "analysis" / "reference_lines.json", "reference_lines")
     want = {round(f, 6) for f in cfg["training"]["checkpoint_fractions"]}
     for name in cfg["students"]["methods"]:
         for seed in cfg["students"]["seeds"]:
@@ -78,6 +79,10 @@ def check_complete(cfg: dict, results_dir: str | Path) -> None:
             if want - have:
                 raise IncompleteResults(f"{path} has no evaluation at checkpoint fraction(s) {sorted(want - have)}: "
                                         f"delete it and rerun snakemake (rule 'evaluate'); no table was written")
+
+
+# the held-out figures beside bits per byte (lsap.heldout): column prefix -> key in the evaluation
+HELDOUT = {"cal_bpb": "bpb_calibrated", "top1": "top1", "top5": "top5"}
 
 
 def _at_step(log: list[dict], step: int) -> dict:
@@ -115,7 +120,12 @@ def collect(cfg: dict, results_dir: str | Path) -> pd.DataFrame:
                 row["avg_se"] = np.sqrt(sum(row[f"{t}_se"] ** 2 for t in scored)) / len(scored) if scored else np.nan
                 for dom, d in e["bpb"].items():
                     row[f"bpb_{dom}"] = d["bpb"]
+                    for k in HELDOUT:  # evaluations older than lsap.heldout's extra figures: n/a
+                        row[f"{k}_{dom}"] = np.nan if d.get(HELDOUT[k]) is None else d[HELDOUT[k]]
                 row["bpb_mean"] = e["bpb_mean"]
+                for k in HELDOUT:
+                    row[f"{k}_mean"] = np.mean([row[f"{k}_{dom}"] for dom in e["bpb"]]) if e["bpb"] else np.nan
+                row["temperature"] = (e.get("temperature") or {}).get("temperature") or np.nan
                 rows.append(row)
     return pd.DataFrame(rows)
 
@@ -185,6 +195,31 @@ def head_to_head(df: pd.DataFrame, domains: list[str]) -> pd.DataFrame:
         for k, col in LEDGER.items():
             row[col] = f"{g[f'ledger_{k}'].mean():.3g}"
         row["wall (s)"] = g.wall_s.mean()
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def heldout(df: pd.DataFrame, lines: dict, domains: list[str]) -> pd.DataFrame:
+    """The reference lines (unigram, bigram of the training text) above every method at the matched
+    budget, on the same held-out tokens: bits per byte per domain and their mean, the mean after the
+    fitted temperature, top-1 and top-5 next-token accuracy (%), the temperature (mean over seeds)."""
+    out = []
+    for name in ("unigram", "bigram"):
+        d = lines[name]
+        row = {"Model": f"{name} (training text)", **{f"bpb {dom}": d[dom]["bpb"] for dom in domains}}
+        row.update({"bpb mean": np.mean([d[dom]["bpb"] for dom in domains]), "bpb at fitted T": np.nan,
+                    "top-1 %": 100 * np.mean([d[dom]["top1"] for dom in domains]),
+                    "top-5 %": 100 * np.mean([d[dom]["top5"] for dom in domains]), "T": np.nan, "seeds": np.nan})
+        out.append(row)
+    fin = final(df)
+    for name in ["ce"] + [m for m in fin.method.unique() if m != "ce"]:
+        g = fin[fin.method == name]
+        if g.empty:
+            continue
+        row = {"Model": name, **{f"bpb {dom}": g[f"bpb_{dom}"].mean() for dom in domains}}
+        row.update({"bpb mean": g.bpb_mean.mean(), "bpb at fitted T": g.cal_bpb_mean.mean(),
+                    "top-1 %": 100 * g.top1_mean.mean(), "top-5 %": 100 * g.top5_mean.mean(),
+                    "T": g.temperature.mean(), "seeds": len(g)})
         out.append(row)
     return pd.DataFrame(out)
 

@@ -177,6 +177,12 @@ class Shard:
         return self.manifest["n_sequences"]
 
 
+def unigram_counts(shard: "Shard") -> np.ndarray:
+    """The split's token counts (the sum of its parts' `<split>.unigram.npy`, written beside them)."""
+    bins = [p["bin"] for p in shard.manifest.get("parts") or [{"bin": f"{shard.manifest['split']}.bin"}]]
+    return sum(np.load(shard.path.parent / b.replace(".bin", ".unigram.npy")) for b in bins)
+
+
 def open_shard(shards_dir: str | Path, split: str, tokenizer: str | None = None, verify: bool = True) -> Shard:
     """Split `split` of a shards folder (gathered parts, or the files of one part), refusing it if a
     manifest and its files disagree (format, tokenizer, sizes, the parts' hashes against the

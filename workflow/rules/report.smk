@@ -35,6 +35,33 @@ rule evaluate:
         "--out {output} > {log} 2>&1"
 
 
+rule reference_lines:
+    """Unigram and bigram of the students' training text on the held-out slices (lsap.ngram): the
+    lines a student must pass before any comparison of methods says something."""
+    input:
+        shards=f"{layout.shards(RUN, 'student')}/train.json",
+        tokenizer=f"{layout.tokenizer(RUN, 'student')}/tokenizer.json",
+        corpus=f"{layout.corpus(RUN)}/manifest.json",
+    output:
+        layout.analysis(RUN, "reference_lines.json"),
+    params:
+        lsap=LSAP,
+        config=CONFIG,
+        key=key("reference_lines"),
+        shards=lambda w, input: os.path.dirname(input.shards),
+        tokenizer=lambda w, input: os.path.dirname(input.tokenizer),
+        corpus=lambda w, input: os.path.dirname(input.corpus),
+    log:
+        f"{R}/logs/reference_lines.log",
+    benchmark:
+        f"{R}/benchmarks/reference_lines.tsv"
+    conda:
+        ENV
+    shell:
+        "{params.lsap} reference-lines --config {params.config} --key {params.key} --shards {params.shards} "
+        "--tokenizer {params.tokenizer} --corpus {params.corpus} --out {output} > {log} 2>&1"
+
+
 rule report:
     """Every table and figure of the run, rendered from the result files alone (lsap.tables):
     `make tables` reruns just this rule on copied results."""
@@ -43,6 +70,7 @@ rule report:
         summaries=expand(f"{layout.run_dir(RUN)}/students/{{run}}/summary.json", run=STUDENT_RUNS),
         overlap=layout.analysis(RUN, "overlap.csv"),
         table1=layout.analysis(RUN, "table1.json"),
+        reference_lines=layout.analysis(RUN, "reference_lines.json"),
     output:
         csv=f"{TABLES}/students.csv",
         tables=[report(f"{TABLES}/{t}.md", caption="../report/tables.rst", category="Tables", subcategory=t)

@@ -29,7 +29,8 @@ def run_job(cfg: RunConfig, role: str, tokenizer_dir, shards_dir, out, key: str,
             raise TrainingError(f"no method '{method}' in the config's methods section "
                                 f"(defined: {', '.join(sorted(cfg['methods']))})")
         model = models.build(cfg["students"]["model"], len(tok), data.seq_len, seed=seed)
-        objective, indices, extra = methods.build(cfg, method, model, len(data), translation, targets, scores)
+        objective, indices, extra = methods.build(cfg, method, model, len(data), translation, targets, scores,
+                                                   data=data)
         p = plan.student(cfg, method, len(tok), data.seq_len, extra.get("selection_flops", 0.0))
         fixed = plan.fixed_flops(cfg, method, extra.get("selection_flops", 0.0))
         budget, expected = cfg["students"]["budget_flops"] - fixed, p.steps
