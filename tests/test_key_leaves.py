@@ -38,7 +38,7 @@ READERS = [
     (r"training/.*", {"reference_model", "student"}),
     (r"students/(model/.*|budget_counts)", {"targets", "selection", "student"}),
     (r"students/budget_flops", {"targets", "selection", "student", "report"}),
-    (r"students/(seeds|methods)", {"report"}),  # methods reordered: the tables' rows
+    (r"students/(seeds|methods|primary_contrast)", {"report"}),  # methods reordered: the tables' rows
     (r"students/teachers/surrogate/.*", {"targets", "student"}),
     # SALT's teacher is also SALT_DS's scorer, at an early checkpoint its trained model must save
     (r"students/teachers/salt_teacher/.*", {"reference_model", "selection", "student"}),

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as sps
 
 from lsap import results, stats
 
@@ -47,7 +48,7 @@ def _frame(methods_bpb: dict) -> pd.DataFrame:
         for seed, bpb in enumerate(per_seed):
             rows.append({"method": method, "label": method.replace("lsap", "lsap α=0.05"), "objective":
                          "lsap" if method.startswith("lsap") else "ce", "seed": seed, "fraction": 1.0,
-                         "flops": 1e12, "tokens": 1e5, "wall_s": 1.0, "avg": 25.0 + seed, "avg_se": 1.0,
+                         "flops": 1e12, "tokens": 1e5, "wall_s": 1.0, "avg": 25.0 + seed, "avg_se": 1.0, "chance": 28.6,
                          "bpb_mean": bpb, "bpb_web": bpb, **{f"ledger_{k}": 0.0 for k in results.LEDGER}})
     return pd.DataFrame(rows)
 
@@ -60,6 +61,54 @@ def test_tables_carry_intervals_and_verdicts():
     assert h2h["Δ bpb vs CE [95% CI]"].iloc[1].startswith("-0.103 [")
     pvr = results.paper_vs_replication(df)
     row = pvr[pvr.Method == "lsap"].iloc[0]
-    assert row["verdict (bpb)"] == "better" and row["verdict (score)"] == "n/a (no spread)" and row.seeds == 3
+    assert row["verdict (bpb)"] == "better" and row["verdict (score)"] == "n/a (at chance)" and row.seeds == 3
+    far = df.assign(avg=df.avg + 30)  # far above chance: the scores' zero spread is what stops a verdict
+    assert results.paper_vs_replication(far).set_index("Method").loc["lsap", "verdict (score)"] == "n/a (no spread)"
     bands = results.seed_bands(df, "bpb_mean")
     assert (bands.lo < bands["mean"]).all() and (bands.seeds == 3).all()
+
+
+def test_pooled_contrasts_reduce_to_the_paired_t_test_for_two_methods():
+    ce = {0: 3.00, 1: 3.10, 2: 2.95, 3: 3.05}
+    m = {0: 2.97, 1: 3.05, 2: 2.94, 3: 3.00}
+    c = stats.pooled_contrasts({"ce": ce, "m": m}, "ce")["m"]
+    d = [m[s] - ce[s] for s in ce]
+    t = sps.ttest_rel([m[s] for s in ce], [ce[s] for s in ce])
+    assert c.mean == pytest.approx(np.mean(d)) and c.p == pytest.approx(t.pvalue) and c.df == 3
+    iv = stats.t_interval(d)
+    assert (c.lo, c.hi) == (pytest.approx(iv.lo), pytest.approx(iv.hi))
+
+
+def test_pooled_contrasts_against_an_ols_fit_and_holm_by_hand():
+    """Three methods × four seeds: the residual variance of the additive model from least squares,
+    Holm over the two non-primary contrasts, and a primary contrast left unadjusted."""
+    rng = np.random.default_rng(0)
+    seeds = [0, 1, 2, 3]
+    y = {m: {s: 3 + off + 0.02 * s + rng.normal(0, 0.01) for s in seeds}
+         for m, off in (("ce", 0), ("a", -0.02), ("b", 0.005), ("c", -0.03))}
+    got = stats.pooled_contrasts(y, "ce", primary="a")
+    names = ["ce", "a", "b", "c"]
+    X, obs = [], []
+    for i, m in enumerate(names):
+        for j, s in enumerate(seeds):
+            X.append([1] + [int(i == k) for k in (1, 2, 3)] + [int(j == k) for k in (1, 2, 3)])
+            obs.append(y[m][s])
+    X, obs = np.array(X, float), np.array(obs)
+    beta, res, *_ = np.linalg.lstsq(X, obs, rcond=None)
+    df = len(obs) - X.shape[1]
+    se = np.sqrt(res[0] / df * 2 / 4)
+    p = {m: 2 * sps.t.sf(abs(beta[1 + k]) / se, df) for k, m in enumerate(["a", "b", "c"])}
+    assert all(got[m].mean == pytest.approx(beta[1 + k]) for k, m in enumerate(["a", "b", "c"]))
+    assert all(got[m].p == pytest.approx(p[m]) for m in p) and got["a"].df == df == 9
+    lo, hi = sorted(["b", "c"], key=p.get)
+    assert got[lo].p_adj == pytest.approx(min(1, 2 * p[lo]))
+    assert got[hi].p_adj == pytest.approx(max(min(1, 2 * p[lo]), p[hi]))
+    assert got["a"].p_adj == got["a"].p and got["a"].primary
+    assert got["c"].verdict(lower_is_better=True) == "better" and got["b"].verdict(lower_is_better=True) != "better"
+    mde = (sps.t.ppf(0.975, df) + sps.t.ppf(0.8, df)) * se
+    assert got["a"].mde == pytest.approx(mde)
+
+
+def test_one_seed_gives_no_contrast_verdict():
+    c = stats.pooled_contrasts({"ce": {0: 3.0}, "m": {0: 2.9}}, "ce")["m"]
+    assert c.verdict(True) == "n/a (1 seed)" and np.isnan(c.lo)

@@ -27,7 +27,7 @@ def setup(small_corpus, tiny_cfg, tmp_path_factory):
         shards.write_split(tok_dir, small_corpus, split, root / "shards", seq_len=32, log=lambda *_: None)
     cfg = {**tiny_cfg, "training": {**tiny_cfg["training"], "micro_batch": 4, "grad_accum": 2,
                                     "save_every_steps": 3, "eval_sequences": 8, "lr": 1e-3},
-           "students": {**tiny_cfg["students"], "model": SMALL}}
+           "students": {**tiny_cfg["students"], "model": SMALL, "primary_contrast": None}}  # tests pick methods
     probe = models.build(SMALL, 400, 32, 0)
     step_flops = models.train_flops_per_token(probe) * 4 * 2 * 32
     cfg["students"]["budget_flops"] = 24.5 * step_flops  # 24 steps
@@ -123,7 +123,10 @@ def teachers(setup, small_corpus):
 
 
 DDP_METHODS = {"ce": {"objective": "ce"}, "lsap": {"objective": "lsap", "alpha": 0.05, "targets": "online"},
-               "salt": {"objective": "salt"}}
+               "salt": {"objective": "salt"},
+               # the random-target control with every LSAP knob off its default: draws per rank and micro-batch
+               "lsap_control": {"objective": "lsap", "alpha": 0.003, "targets": "online", "proposals": "unigram",
+                                "aux_positions": "shared_target", "normaliser": "split", "lambda_scale": 0.3}}
 
 
 @pytest.mark.slow
@@ -138,7 +141,7 @@ def test_two_gloo_processes_match_one_with_double_accumulation(setup, teachers, 
     one = dict(base, training={**base["training"], "grad_accum": 2})
     two = dict(base, training={**base["training"], "grad_accum": 1, "save_every_steps": None, "save_every_minutes": 1e-9},
                compute={**base["compute"], "gpus": 2})  # 2 processes
-    extra = ["--method", method] + (["--translation", str(root / "translation.npz")] if method == "lsap" else [])
+    extra = ["--method", method] + (["--translation", str(root / "translation.npz")] if "lsap" in method else [])
     (root / "cfg.yaml").write_text(yaml.safe_dump(one))
     try:
         _run(_cli(root, root / f"one-{method}") + extra)
@@ -467,3 +470,29 @@ def test_a_retrained_teacher_retrains_its_student(setup, tmp_path, monkeypatch):
     assert not all(torch.equal(first[k], second[k]) for k in first)
     assert (tmp_path / ".student.stale").is_dir()  # the old run kept aside, not resumed
     assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()][0] == 1
+
+
+@pytest.mark.parametrize("proposals", ["unigram", "uniform"])
+def test_the_controls_build_from_the_training_shard_and_step(setup, teachers, proposals):
+    """The controls read the training shard's unigram and the Σ∩ tables through the method registry
+    and give a finite loss with a gradient, on real shards and tokenizers."""
+    from lsap import methods
+
+    root, cfg, tok_dir = setup
+    # the random surrogate is near uniform over its 300 entries: α below 1/300 gives it candidates
+    cfg = config.validate({**cfg, "methods": {"c": {"objective": "lsap", "alpha": 0.003, "targets": "online",
+                                                    "proposals": proposals, "aux_positions": "shared_target"}},
+                           "students": {**cfg["students"], "methods": ["c"],
+                                        "teachers": {**cfg["students"]["teachers"], **teachers}}})
+    data = shards.open_shard(root / "shards", "train")
+    model = models.build(SMALL, 400, 32, seed=0)
+    obj, _, _ = methods.build(cfg, "c", model, len(data), root / "translation.npz", data=data,
+                              dev=torch.device("cpu"))
+    counts = shards.unigram_counts(data)
+    assert counts.sum() == data.manifest["n_tokens"] and obj.unigram.shape[0] == len(vocab.load(tok_dir))
+    assert not obj.shared_target.all() and obj.shared_target.any()  # Σ∩ is a real subset
+    x = torch.from_numpy(data.sequences[:4].astype(np.int64))
+    loss, parts = obj.bind(model)(models.Trunk(model), x, np.arange(4), 0, 10)
+    loss.backward()
+    assert torch.isfinite(loss) and float(parts["targets_per_pos"]) > 0
+    assert model.get_output_embeddings().weight.grad.abs().sum() > 0

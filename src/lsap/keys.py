@@ -167,6 +167,7 @@ def reads(cfg: RunConfig, job: str, **wc) -> dict:
         s = cfg["students"]
         return {"run": cfg["run"], "methods": {n: cfg["methods"][n] for n in s["methods"]},
                 "method_order": list(s["methods"]), "seeds": s["seeds"],  # the tables' row order
+                "primary_contrast": s["primary_contrast"],
                 "budget_flops": s["budget_flops"], "evaluation": cfg["evaluation"], "domains": list(domains),
                 "analysis": cfg["analysis"], "assets": required_assets(cfg)}
     raise KeyError(f"no job '{job}' (keys.reads knows: corpus, tokenizer, shards, translation, overlap, table1, "

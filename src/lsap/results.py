@@ -26,6 +26,10 @@ PAPER_LSAP = {  # row -> 7 task scores (HeSw PIQA LMB ARC-E ARC-C WinoG OBQA)
     "lsap α=0.2": [45.40, 67.40, 28.00, 44.40, 24.60, 53.60, 29.60],
     "lsap α=0.05 anneal": [47.40, 69.40, 32.40, 46.60, 26.00, 56.40, 32.20],
 }
+# the score of guessing, in %: 1 / the number of choices (ARC items have 3-5, 4 in almost all);
+# LAMBADA's open-vocabulary word has none
+CHANCE = {"hellaswag": 25.0, "piqa": 50.0, "lambada_openai": 0.0, "arc_easy": 25.0, "arc_challenge": 25.0,
+          "winogrande": 50.0, "openbookqa": 25.0}
 # (method kind, paper, comparison, reported delta in points over the paper's baseline)
 PAPER_DELTAS = [
     ("lsap α=0.01", "LSAP", "7-task mean vs CE, OLMo2-1B", None),
@@ -116,6 +120,7 @@ def collect(cfg: dict, results_dir: str | Path) -> pd.DataFrame:
                     row[t] = 100 * b["value"] if b.get("value") is not None else np.nan
                     row[f"{t}_se"] = 100 * b["stderr"] if b.get("stderr") is not None else np.nan
                 row["avg"] = np.mean([row[t] for t in scored]) if scored else np.nan
+                row["chance"] = np.mean([CHANCE[t] for t in scored]) if scored else np.nan
                 # the mean of independent task scores: stderr = sqrt(Σ se²) / n
                 row["avg_se"] = np.sqrt(sum(row[f"{t}_se"] ** 2 for t in scored)) / len(scored) if scored else np.nan
                 for dom, d in e["bpb"].items():
@@ -170,15 +175,40 @@ def vs_ce(fin: pd.DataFrame, method: str, col: str) -> stats.Interval:
     return stats.paired(by_seed(fin, method, col), by_seed(fin, "ce", col))
 
 
+def contrasts(fin: pd.DataFrame, col: str, primary: str | None) -> dict:
+    """{method: stats.Contrast of method − CE on `col`} from the pooled method + seed model of every
+    method at once (the primary contrast alone, the others Holm-adjusted)."""
+    return stats.pooled_contrasts({m: by_seed(fin, m, col) for m in fin.method.unique()}, "ce", primary)
+
+
+def _p(c: stats.Contrast) -> str:
+    if np.isnan(c.p):
+        return "n/a"
+    return f"{c.p:.3f} (primary)" if c.primary else f"{c.p:.3f} (Holm {c.p_adj:.3f})"
+
+
+def at_chance(g: pd.DataFrame) -> bool:
+    """A method's benchmark mean is within two lm-eval standard errors of chance (CHANCE)."""
+    return bool((g.avg - g.chance).mean() < 2 * g.avg_se.mean())
+
+
+def score_verdict(fin: pd.DataFrame, name: str, c: stats.Contrast) -> str:
+    if at_chance(fin[fin.method == "ce"]) or at_chance(fin[fin.method == name]):
+        return "n/a (at chance)"
+    return c.verdict(lower_is_better=False)
+
+
 LEDGER = {"training": "training FLOPs", "teacher": "teacher inference FLOPs", "selection": "data scoring FLOPs",
           "trained_models": "FLOPs of models trained for it"}
 
 
-def head_to_head(df: pd.DataFrame, domains: list[str]) -> pd.DataFrame:
+def head_to_head(df: pd.DataFrame, domains: list[str], primary: str | None = None) -> pd.DataFrame:
     """Every method at the matched budget, CE first: no LSAP row is singled out, since choosing
-    the best α on the held-out split it is reported on would bias it."""
+    the best α on the held-out split it is reported on would bias it; only the config's
+    pre-registered primary contrast is tested alone."""
     fin = final(df)
     order = ["ce"] + [m for m in fin.method.unique() if m != "ce"]
+    bpb = contrasts(fin, "bpb_mean", primary)
     out = []
     for name in order:
         g = fin[fin.method == name]
@@ -187,10 +217,11 @@ def head_to_head(df: pd.DataFrame, domains: list[str]) -> pd.DataFrame:
         row = {"Method": name, "Avg score": _pm(*_seed_mean(g, "avg"))}
         for dom in domains:
             row[f"bpb {dom}"] = g[f"bpb_{dom}"].mean()
-        d_bpb = vs_ce(fin, name, "bpb_mean")
+        c = bpb.get(name)
         row.update({"bpb mean": g.bpb_mean.mean(),
-                    "Δ bpb vs CE [95% CI]": "–" if name == "ce" else d_bpb.fmt(3),
-                    "verdict (bpb)": "–" if name == "ce" else stats.verdict(d_bpb, lower_is_better=True),
+                    "Δ bpb vs CE [95% CI]": "–" if c is None else c.fmt(3),
+                    "p": "–" if c is None else _p(c), "MDE bpb": np.nan if c is None else c.mde,
+                    "verdict (bpb)": "–" if c is None else c.verdict(lower_is_better=True),
                     "seeds": len(g), "tokens (M)": g.tokens.mean() / 1e6})
         for k, col in LEDGER.items():
             row[col] = f"{g[f'ledger_{k}'].mean():.3g}"
@@ -224,23 +255,25 @@ def heldout(df: pd.DataFrame, lines: dict, domains: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def paper_vs_replication(df: pd.DataFrame) -> pd.DataFrame:
+def paper_vs_replication(df: pd.DataFrame, primary: str | None = None) -> pd.DataFrame:
     """Each paper's reported gain over its baseline beside ours over CE (same budget): the mean
-    paired difference over seeds with its 95 % t-interval, in points of average score and in
-    bits per byte (negative = better), and what the interval says."""
+    difference with its 95 % interval from the pooled method + seed model, in points of average
+    score and in bits per byte (negative = better), the p-value (Holm-adjusted unless it is the
+    primary contrast), the minimum detectable difference, and the verdict (none for scores at chance)."""
     fin = final(df)
     paper_ce = np.mean(PAPER_LSAP["ce"])
+    score, bpb = contrasts(fin, "avg", primary), contrasts(fin, "bpb_mean", primary)
     out = []
     for label, paper, what, reported in PAPER_DELTAS:
         if reported is None:
             reported = f"{np.mean(PAPER_LSAP[label]) - paper_ce:+.2f}"
         for name in fin[fin.label == label].method.unique():
-            d_avg, d_bpb = vs_ce(fin, name, "avg"), vs_ce(fin, name, "bpb_mean")
+            d_avg, d_bpb = score[name], bpb[name]
             out.append({"Method": name, "Paper": paper, "Paper's comparison": what, "Paper Δ": reported,
-                        "Our Δ avg (pts) [95% CI]": d_avg.fmt(2),
-                        "verdict (score)": stats.verdict(d_avg, lower_is_better=False),
-                        "Our Δ bpb [95% CI]": d_bpb.fmt(3),
-                        "verdict (bpb)": stats.verdict(d_bpb, lower_is_better=True), "seeds": d_bpb.n})
+                        "Our Δ avg (pts) [95% CI]": d_avg.fmt(2), "p (score)": _p(d_avg), "MDE pts": d_avg.mde,
+                        "verdict (score)": score_verdict(fin, name, d_avg),
+                        "Our Δ bpb [95% CI]": d_bpb.fmt(3), "p (bpb)": _p(d_bpb), "MDE bpb": d_bpb.mde,
+                        "verdict (bpb)": d_bpb.verdict(lower_is_better=True), "seeds": d_bpb.n})
     return pd.DataFrame(out)
 
 

@@ -1,5 +1,10 @@
 """Paired differences against a baseline over seeds, their 95 % intervals, and the verdict.
 
+The tables' contrasts (every method − CE) come from one pooled model of all methods at once,
+y[method, seed] = μ + method + seed + ε, whose residual variance all contrasts share (more
+degrees of freedom than any one pair has), with one pre-registered primary contrast tested alone
+and every other one Holm-adjusted; beside each, the minimum detectable difference.
+
 Why a t-interval over seeds (docs/statistics.md has the longer argument): a seed is the unit of
 replication here (it redraws the initialisation and the data order, and CE's seed-s run reads the
 same sequences as every other method's seed-s run), while the documents scored and the benchmark
@@ -67,3 +72,67 @@ def verdict(iv: Interval, lower_is_better: bool) -> str:
 def smoke_note(n_seeds: int) -> str:
     """What a caption says of a run too small to be evidence (one seed: no interval at all)."""
     return "" if n_seeds >= 2 else " Smoke test, not evidence: one seed, so no interval (n/a) and no verdict."
+
+
+POWER = 0.8  # for the minimum detectable difference
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """method − baseline from the pooled method + seed model."""
+    mean: float
+    lo: float        # the contrast's own 95 % interval (not adjusted for multiplicity)
+    hi: float
+    p: float         # two-sided, unadjusted
+    p_adj: float     # Holm over the non-primary contrasts; = p for the primary one
+    mde: float       # the smallest |difference| this design detects with POWER at LEVEL
+    df: int          # residual degrees of freedom
+    n: int           # seeds
+    primary: bool
+
+    def fmt(self, digits: int = 2) -> str:
+        return Interval(self.mean, self.lo, self.hi, self.n).fmt(digits)
+
+    def verdict(self, lower_is_better: bool) -> str:
+        if np.isnan(self.mean):
+            return "n/a"
+        if self.df < 1 or np.isnan(self.p):
+            return "n/a (1 seed)" if self.n == 1 else "n/a (no spread)" if self.df >= 1 else "n/a"
+        if self.p_adj >= 1 - LEVEL:
+            return "inconclusive"
+        return "better" if (self.mean < 0) == lower_is_better else "worse"
+
+
+def holm(p: dict) -> dict:
+    """Holm's step-down adjustment of a family of p-values ({name: p})."""
+    order = sorted(p, key=lambda k: p[k])
+    out, running = {}, 0.0
+    for i, k in enumerate(order):
+        running = max(running, min(1.0, (len(order) - i) * p[k]))
+        out[k] = running
+    return out
+
+
+def pooled_contrasts(values: dict, baseline: str, primary: str | None = None, level: float = LEVEL,
+                     power: float = POWER) -> dict:
+    """{method: Contrast of method − baseline} from y[method][seed] ({method: {seed: value}}), on the
+    seeds every method has. Residual variance of the additive method + seed model, df = (M−1)(S−1)."""
+    seeds = sorted(set.intersection(*(set(v) for v in values.values()))) if values else []
+    names = [m for m in values if m != baseline]
+    nan = Contrast(np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, 0, len(seeds), False)
+    if baseline not in values or not names or not seeds:
+        return {m: nan for m in names}
+    y = np.array([[values[m][s] for s in seeds] for m in [baseline, *names]], dtype=np.float64)
+    n_m, n_s = y.shape
+    resid = y - y.mean(1, keepdims=True) - y.mean(0, keepdims=True) + y.mean()
+    df = (n_m - 1) * (n_s - 1)
+    sigma = float(np.sqrt((resid ** 2).sum() / df)) if df > 0 else np.nan
+    se = sigma * np.sqrt(2 / n_s) if df > 0 else np.nan
+    crit = float(sps.t.ppf(0.5 + level / 2, df)) if df > 0 else np.nan
+    mde = (crit + float(sps.t.ppf(power, df))) * se if df > 0 else np.nan
+    est = {m: float(y[i + 1].mean() - y[0].mean()) for i, m in enumerate(names)}
+    p = {m: float(2 * sps.t.sf(abs(est[m]) / se, df)) if df > 0 and se > 0 else np.nan for m in names}
+    adj = holm({m: v for m, v in p.items() if m != primary and not np.isnan(v)})
+    return {m: Contrast(est[m], est[m] - crit * se if df > 0 else np.nan, est[m] + crit * se if df > 0 else np.nan,
+                        p[m], p[m] if m == primary else adj.get(m, np.nan), mde, df, n_s, m == primary)
+            for m in names}
