@@ -80,8 +80,12 @@ def test_tiny_dag_tables_figures_and_training(dag_run):
     assert len(held) == 11 and lines.iloc[1] < lines.iloc[0]
     assert held["top-1 %"].between(0, 100).all() and (held["top-5 %"] >= held["top-1 %"]).all()
     assert held.loc["ce", "T"] > 0 and held.loc["ce", "bpb at fitted T"] < held.loc["ce", "bpb mean"] + 0.05
-    for name in ("figure2_score_vs_flops", "bpb_vs_flops", "targets_vs_alpha"):
+    for name in ("figure2_score_vs_flops", "bpb_vs_flops", "heldout_vs_flops", "targets_vs_alpha"):
         assert (figures / f"{name}.png").stat().st_size > 10_000
+    eff = read_table(tables / "effective_compute.csv")
+    assert len(eff) == 8 and (eff["seeds"] + eff["seeds beyond CE's curve"] <= 1).all()
+    contrasts = read_table(tables / "contrasts.csv")
+    assert set(contrasts.metric) == {"bpb_mean", "avg"} and contrasts.primary.sum() == 2  # lsap_a0.05, both metrics
     assert (out / "notebook" / "results.ipynb").exists() and (out / "notebook" / "final_val_loss.csv").exists()
 
 

@@ -112,3 +112,20 @@ def test_pooled_contrasts_against_an_ols_fit_and_holm_by_hand():
 def test_one_seed_gives_no_contrast_verdict():
     c = stats.pooled_contrasts({"ce": {0: 3.0}, "m": {0: 2.9}}, "ce")["m"]
     assert c.verdict(True) == "n/a (1 seed)" and np.isnan(c.lo)
+
+
+def test_compute_multiplier_reads_ces_curve_in_log_flops():
+    """CE at 1, 2, 4 TFLOPs scores 3.0, 2.8, 2.6 bpb; a method at 2 TFLOPs scoring 2.7 matches CE at
+    √8 ≈ 2.83 TFLOPs (halfway in log-FLOPs): 1.41×, on every seed; at 2.5 it is beyond CE's curve."""
+    rows = []
+    for seed in (0, 1, 2):
+        for f, (flops, bpb) in enumerate(((1e12, 3.0), (2e12, 2.8), (4e12, 2.6))):
+            rows.append({"method": "ce", "seed": seed, "fraction": (f + 1) / 3, "flops": flops, "bpb_mean": bpb})
+        rows.append({"method": "m", "seed": seed, "fraction": 1.0, "flops": 2e12, "bpb_mean": 2.7 + 0.001 * seed})
+        rows.append({"method": "far", "seed": seed, "fraction": 1.0, "flops": 2e12, "bpb_mean": 2.5})
+    df = pd.DataFrame(rows)
+    r = results.compute_multiplier(df, "m")
+    assert r["seeds"] == 3 and 1.38 < r["lo"] <= r["ratio"] <= r["hi"] < 1.43
+    assert r["ratio"] == pytest.approx(np.sqrt(8) / 2, rel=0.01)
+    far = results.compute_multiplier(df, "far")
+    assert np.isnan(far["ratio"]) and far["beyond_curve"] == 3

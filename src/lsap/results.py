@@ -135,6 +135,24 @@ def collect(cfg: dict, results_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+CURVE_COLUMNS = ("step", "tokens", "flops", "loss", "ce", "val_loss", "lambda", "targets_per_pos", "pos_with_targets",
+                 "student_top_in_targets", "kl")
+
+
+def curves(cfg: dict, results_dir: str | Path, every: int = 1) -> pd.DataFrame:
+    """Every student's training log, one row per logged step (every `every`-th, and the last),
+    the columns the notebook plots: the curves travel with the tables, so the notebook opens from
+    committed files when results/ is not there."""
+    root, frames = Path(results_dir), []
+    for name in cfg["students"]["methods"]:
+        for seed in cfg["students"]["seeds"]:
+            log = [json.loads(line) for line in (root / "students" / f"{name}-s{seed}" / "log.jsonl").read_text()
+                   .splitlines() if line]
+            rec = pd.DataFrame(log[::every] + ([log[-1]] if (len(log) - 1) % every else []))
+            frames.append(rec[[c for c in CURVE_COLUMNS if c in rec]].assign(method=name, seed=seed))
+    return pd.concat(frames, ignore_index=True)
+
+
 def final(df: pd.DataFrame) -> pd.DataFrame:
     return df[df.fraction == df.fraction.max()]
 
@@ -185,6 +203,36 @@ def _p(c: stats.Contrast) -> str:
     if np.isnan(c.p):
         return "n/a"
     return f"{c.p:.3f} (primary)" if c.primary else f"{c.p:.3f} (Holm {c.p_adj:.3f})"
+
+
+def contrast_frame(df: pd.DataFrame, primary: str | None) -> pd.DataFrame:
+    """Every method − CE at the matched budget, on bits per byte and the benchmark mean: one row per
+    (method, metric) with the pooled contrast, its p-values, MDE and verdict (the tables, the
+    notebook and the report's verdict read this)."""
+    fin, rows = final(df), []
+    for col, lower in (("bpb_mean", True), ("avg", False)):
+        for name, c in contrasts(fin, col, primary).items():
+            verdict = c.verdict(lower) if col == "bpb_mean" else score_verdict(fin, name, c)
+            rows.append({"method": name, "metric": col, "mean": c.mean, "lo": c.lo, "hi": c.hi, "p": c.p,
+                         "p_adjusted": c.p_adj, "mde": c.mde, "df": c.df, "seeds": c.n, "primary": c.primary,
+                         "verdict": verdict})
+    return pd.DataFrame(rows)
+
+
+def verdict_sentence(contrasts_df: pd.DataFrame, primary: str | None) -> str:
+    """The run's answer in one sentence: the primary contrast on bits per byte, as the tables give it."""
+    if not primary:
+        return "No primary contrast is set for this run (students.primary_contrast): read every row as exploratory."
+    r = contrasts_df[(contrasts_df.method == primary) & (contrasts_df.metric == "bpb_mean")]
+    if r.empty:
+        return f"The primary contrast {primary} − CE has no result."
+    r = r.iloc[0]
+    if np.isnan(r.lo):
+        return (f"{primary} − CE in held-out bits per byte: {r['mean']:+.3f} from {r.seeds} seed(s): no interval, "
+                f"no verdict (a smoke test, not evidence).")
+    return (f"{primary} − CE in held-out bits per byte: {r['mean']:+.3f} [95 % CI {r.lo:+.3f}, {r.hi:+.3f}], "
+            f"p = {r.p:.3f} over {r.seeds} seeds; verdict: {r.verdict}. This design detects differences of "
+            f"{r.mde:.3f} bits per byte or more (80 % power).")
 
 
 def at_chance(g: pd.DataFrame) -> bool:
@@ -300,10 +348,15 @@ def seed_bands(df: pd.DataFrame, y: str, at: str = "fraction") -> pd.DataFrame:
 def _vs_flops(df: pd.DataFrame, y: str, ylabel: str, title: str):
     """One line per method against training TFLOPs, one point per checkpoint: the mean over seeds
     with its 95 % t-interval as a band (none with one seed)."""
+    fig, ax = _axes()
+    _bands_on(ax[0, 0], df, y, ylabel, title)
+    return fig
+
+
+def _bands_on(a, df: pd.DataFrame, y: str, ylabel: str, title: str) -> None:
     import seaborn as sns
 
-    fig, ax = _axes()
-    bands, a = seed_bands(df, y), ax[0, 0]
+    bands = seed_bands(df, y)
     for (method, g), color in zip(bands.groupby("method", sort=False),
                                   sns.color_palette("tab10", bands.method.nunique()), strict=True):
         g = g.sort_values("tflops")
@@ -316,7 +369,60 @@ def _vs_flops(df: pd.DataFrame, y: str, ylabel: str, title: str):
     a.set(xlabel="training TFLOPs (teacher inference included)", ylabel=ylabel,
           title=title + (f" ({n} seeds, 95% t-bands)" if n >= 2 else " (smoke test, not evidence: 1 seed)"))
     a.legend(fontsize=6, ncols=2)
+
+
+def figure_heldout_vs_flops(df: pd.DataFrame):
+    """The held-out figures beside bits per byte against compute: after the fitted temperature,
+    top-1 and top-5 next-token accuracy (mean of domains)."""
+    fig, ax = _axes(ncols=3, width=4.6)
+    for a, (col, label) in zip(ax[0], (("cal_bpb_mean", "bits per byte at the fitted temperature"),
+                                       ("top1_mean", "top-1 next-token accuracy"),
+                                       ("top5_mean", "top-5 next-token accuracy")), strict=True):
+        _bands_on(a, df, col, label, label.split(" at ")[0].capitalize())
+    fig.tight_layout()
     return fig
+
+
+def compute_multiplier(df: pd.DataFrame, method: str, col: str = "bpb_mean", lower_is_better: bool = True) -> dict:
+    """LSAP's (any method's) effect as CE compute: per seed, the TFLOPs at which CE's curve reaches
+    the method's final value (linear in log-FLOPs between CE's checkpoints), over the method's own
+    TFLOPs; the mean of the log-ratios over seeds with its 95 % t-interval, back on the ratio
+    scale. A final value beyond CE's best point has no ratio (it is reported as beyond the curve).
+    CE's points before its last are checkpoints of one cosine schedule, not annealed: CE at those
+    budgets trained on its own would do better, so the ratio is an upper bound."""
+    fin, logs, beyond = final(df), [], 0
+    for seed, g in df[df.method == "ce"].groupby("seed"):
+        m = fin[(fin.method == method) & (fin.seed == seed)]
+        if m.empty or len(g) < 2:
+            continue
+        g = g.sort_values("flops")
+        x, yv = np.log(g.flops.to_numpy()), g[col].to_numpy() * (1 if lower_is_better else -1)
+        target = float(m[col].iloc[0]) * (1 if lower_is_better else -1)
+        if target < yv.min():
+            beyond += 1
+            continue
+        hit = next((i for i in range(len(yv) - 1, 0, -1) if (yv[i] - target) * (yv[i - 1] - target) <= 0), None)
+        if hit is None:  # worse than CE's first checkpoint: before its curve
+            beyond += 1
+            continue
+        a, b = yv[hit - 1], yv[hit]
+        t = 0.0 if a == b else (a - target) / (a - b)
+        logs.append(x[hit - 1] + t * (x[hit] - x[hit - 1]) - np.log(float(m.flops.iloc[0])))
+    iv = stats.t_interval(logs)
+    return {"ratio": float(np.exp(iv.mean)) if logs else np.nan, "lo": float(np.exp(iv.lo)) if logs else np.nan,
+            "hi": float(np.exp(iv.hi)) if logs else np.nan, "seeds": len(logs), "beyond_curve": beyond}
+
+
+def effective_compute(df: pd.DataFrame) -> pd.DataFrame:
+    """Every method's final bits per byte as a multiple of CE's compute (compute_multiplier)."""
+    out = []
+    for name in [m for m in final(df).method.unique() if m != "ce"]:
+        r = compute_multiplier(df, name)
+        ratio = "n/a" if np.isnan(r["ratio"]) else (f"{r['ratio']:.2f}×" + (
+            f" [{r['lo']:.2f}, {r['hi']:.2f}]" if not np.isnan(r["lo"]) else " [n/a]"))
+        out.append({"Method": name, "CE compute to match its bpb (× its own)": ratio, "seeds": r["seeds"],
+                    "seeds beyond CE's curve": r["beyond_curve"]})
+    return pd.DataFrame(out)
 
 
 def figure_score_vs_flops(df: pd.DataFrame):

@@ -15,9 +15,9 @@ from lsap import benchmarks, keys, layout, provenance, report, results, stats
 from lsap.config import required_assets
 from lsap.files import atomic_dir, read_json, write_text
 
-STUDENT_TABLES = ("table2", "head_to_head", "heldout", "paper_vs_replication")
+STUDENT_TABLES = ("table2", "head_to_head", "heldout", "effective_compute", "paper_vs_replication")
 ANALYSIS_TABLES = ("tokenizer_overlap", "table1")
-FIGURES = ("figure2_score_vs_flops", "bpb_vs_flops", "targets_vs_alpha", "table1_counts")
+FIGURES = ("figure2_score_vs_flops", "bpb_vs_flops", "heldout_vs_flops", "targets_vs_alpha", "table1_counts")
 
 
 def _budget(cfg: dict) -> str:
@@ -27,6 +27,12 @@ def _budget(cfg: dict) -> str:
                 f"papers' convention; data scoring and the models trained for a method are listed, not charged")
     return (f"{s['budget_flops']:.3g} FLOPs per run: training, teacher inference, data scoring and the models "
             f"trained for a method all charged (budget_counts: everything)")
+
+
+def json_steps(results_dir: Path, cfg: dict) -> list[int]:
+    """Each student run's step count (its summary)."""
+    return [read_json(results_dir / "students" / f"{m}-s{s}" / "summary.json")["steps"]
+            for m in cfg["students"]["methods"] for s in cfg["students"]["seeds"]]
 
 
 def _contrast_note(primary: str | None) -> str:
@@ -64,6 +70,8 @@ def render_students(cfg: dict, results_dir: Path, tables: Path, figures: Path, p
 
     df = results.collect(cfg, results_dir)
     write_text(tables / "students.csv", df.to_csv(index=False))  # the rows behind every table below
+    steps = max(1, max(json_steps(results_dir, cfg)) // 2000)  # ≤ ~2,000 rows per run: a compact file to commit
+    write_text(tables / "curves.csv", results.curves(cfg, results_dir, every=steps).to_csv(index=False, float_format="%.6g"))
     ev = cfg["evaluation"]
     n = benchmarks.describe_limit(ev)
     domains = sorted(c[4:] for c in df.columns if c.startswith("bpb_") and c != "bpb_mean")
@@ -74,6 +82,7 @@ def render_students(cfg: dict, results_dir: Path, tables: Path, figures: Path, p
                        f"{n}, {ev['metric']}; mean over seeds.{smoke}", prov,
                        notes="TrQA (truthfulqa_mc2) has no offline data: n/a. Avg over the 7 other tasks.")
     primary = cfg["students"]["primary_contrast"]
+    write_text(tables / "contrasts.csv", results.contrast_frame(df, primary).to_csv(index=False))
     report.write_table(results.head_to_head(df, domains, primary), tables / "head_to_head",
                        f"Head to head at the matched budget ({_budget(cfg)}): average score ± std over seeds (one "
                        f"seed: ± lm-eval stderr), held-out bits per byte per domain, the mean bits-per-byte "
@@ -92,6 +101,15 @@ def render_students(cfg: dict, results_dir: Path, tables: Path, figures: Path, p
                        notes="A student at the unigram line has learnt token frequencies only: no difference "
                        "between methods says anything about their targets until the students pass the bigram. "
                        "Accuracy ranks and ignores calibration, which LSAP's extra targets change on purpose.")
+    report.write_table(results.effective_compute(df), tables / "effective_compute",
+                       f"Each method's effect as compute: the CE training FLOPs at which CE's curve (its "
+                       f"checkpoints at {sorted(cfg['training']['checkpoint_fractions'])} of its budget, linear in "
+                       f"log-FLOPs between them) reaches the method's final bits per byte, as a multiple of the "
+                       f"method's own FLOPs; geometric mean over seeds with its 95 % t-interval. Above 1: the method "
+                       f"does what more CE compute would.{smoke}", prov,
+                       notes="CE's points before its last are checkpoints of one cosine schedule, not annealed runs "
+                       "of that budget, which would score better: every ratio here is an upper bound. A method "
+                       "better than CE's final point is beyond the curve (no ratio without CE at larger budgets).")
     report.write_table(results.paper_vs_replication(df, primary), tables / "paper_vs_replication",
                        "Each paper's reported gain over its baseline beside ours over CE at the same budget, in "
                        "points of average score and in bits per byte (negative = better): the difference "
@@ -99,6 +117,7 @@ def render_students(cfg: dict, results_dir: Path, tables: Path, figures: Path, p
                        f"standard errors of chance.{smoke}", prov)
     for name, fn in (("figure2_score_vs_flops", results.figure_score_vs_flops),
                      ("bpb_vs_flops", results.figure_bpb_vs_flops),
+                     ("heldout_vs_flops", results.figure_heldout_vs_flops),
                      ("targets_vs_alpha", results.figure_targets_vs_alpha)):
         fig = fn(df)
         report.save_figure(fig, figures / name, prov)

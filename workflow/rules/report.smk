@@ -73,6 +73,8 @@ rule report:
         reference_lines=layout.analysis(RUN, "reference_lines.json"),
     output:
         csv=f"{TABLES}/students.csv",
+        curves=f"{TABLES}/curves.csv",
+        contrasts=f"{TABLES}/contrasts.csv",
         tables=[report(f"{TABLES}/{t}.md", caption="../report/tables.rst", category="Tables", subcategory=t)
                 for t in lsap_tables.STUDENT_TABLES + lsap_tables.ANALYSIS_TABLES],
         tex=expand(f"{TABLES}/{{t}}.{{ext}}", t=lsap_tables.STUDENT_TABLES + lsap_tables.ANALYSIS_TABLES,
