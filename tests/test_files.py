@@ -42,3 +42,24 @@ def test_a_full_disk_inside_an_atomic_folder(full_disk):
         with files.atomic_dir(target) as tmp:
             (tmp / "model.safetensors").write_bytes(b"\0" * (2 << 20))
     assert list(target.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_outputs_follow_the_umask(tmp_path, umask):
+    """Atomic files and folders come out as any file made here would (0644 / 0755 under umask 022),
+    not mkstemp's 0600 and mkdtemp's 0700, which would hide results from a lab group."""
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        files.write_json(tmp_path / "a.json", {"x": 1})
+        with files.atomic_dir(tmp_path / "ckpt") as d:
+            (d / "model.bin").write_bytes(b"w")
+        with files.atomic_path(tmp_path / "b.npy") as p:
+            np.save(open(p, "wb"), np.zeros(3))
+    finally:
+        os.umask(old)
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    assert mode(tmp_path / "a.json") == mode(tmp_path / "b.npy") == 0o666 & ~umask
+    assert mode(tmp_path / "ckpt") == 0o777 & ~umask and mode(tmp_path / "ckpt" / "model.bin") == 0o666 & ~umask

@@ -112,6 +112,12 @@ def _report(args, cfg):
     tables.render(cfg, args.results, args.tables, args.figures)
 
 
+def _notebook(args, cfg):
+    from lsap import notebook
+
+    print(f"[notebook] {notebook.execute(cfg['run'], args.tables, args.figures, args.out, args.html)}")
+
+
 def _plan(args, cfg):
     from lsap import forecast, hub
 
@@ -263,6 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--results", help="default results/<run>")
     s.add_argument("--tables", help="default paper_tables/<run>")
     s.add_argument("--figures", help="default figures/<run>")
+
+    s = stage("notebook", _notebook, "execute the results notebook on a run's tables into a portable copy")
+    s.add_argument("--tables", required=True)
+    s.add_argument("--figures", required=True)
+    s.add_argument("--out", required=True, help="the executed .ipynb")
+    s.add_argument("--html", help="its HTML rendering")
 
     s = stage("plan", _plan, "price every job of the config's DAG before launch (FLOPs, tokens, epochs, hours)")
     s.add_argument("--json", action="store_true", help='{"jobs": [{"job", "method", "tokens", "flops", ...}]}')

@@ -99,22 +99,28 @@ rule report:
 
 
 rule notebook:
-    """The results notebook, executed on this run's files (open the copy under results/ to explore)."""
+    """The results notebook executed on this run's tables (lsap.notebook): a copy that opens wherever
+    the run's folder goes (relative paths only), and its HTML for the report."""
     input:
         rules.report.output.csv,
+        rules.report.output.curves,
+        rules.report.output.contrasts,
         rules.report.output.tables,
         rules.report.output.figures,
     output:
-        report(f"{R}/notebook/final_val_loss.csv", caption="../report/notebook.rst", category="Notebook"),
+        ipynb=f"{R}/notebook/results.ipynb",
+        html=report(f"{R}/notebook/results.html", caption="../report/notebook.rst", category="Notebook"),
     params:
-        results=lambda w: R,
-        tables=lambda w, input: os.path.dirname(input[1]),
+        lsap=LSAP,
+        config=CONFIG,
+        tables=lambda w, input: os.path.dirname(input[0]),
         figures=lambda w, input: os.path.dirname(rules.report.output.figures[0]),
     log:
-        notebook=f"{R}/notebook/results.ipynb",
+        f"{R}/logs/notebook.log",
     benchmark:
         f"{R}/benchmarks/notebook.tsv"
     conda:
         ENV
-    notebook:
-        "../notebooks/results.py.ipynb"
+    shell:
+        "{params.lsap} notebook --config {params.config} --tables {params.tables} --figures {params.figures} "
+        "--out {output.ipynb} --html {output.html} > {log} 2>&1"
