@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -65,7 +66,9 @@ def test_budget_checkpoints_and_log(setup):
     # a redirected log is watchable: timestamped lines with the step of the total, val_loss, time left
     lines = [line for line in proc.stderr.splitlines() if "[train] step" in line]
     assert "\r" not in proc.stderr and any("step 24/24 (100.0 %)" in line and "val_loss" in line for line in lines)
-    assert sum("val_loss" in line for line in lines) == 4 and "min left" in lines[-1]
+    assert sum("val_loss" in line for line in lines) == 4 and "| eta " in lines[-1]
+    assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[train\] step \d+/24 .*\| loss [\d.]+ \| ce [\d.]+.* \| lr "
+                        r"[\d.e-]+ \| [\d,]+ tok/s \| elapsed [\d.]+ min \| eta [\d.]+ min$", line) for line in lines), lines
     assert summary["steps"] == 24 and summary["flops"] <= summary["budget_flops"]
     assert summary["budget_flops"] - summary["flops"] < summary["flops"] / summary["steps"]  # within a step
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]

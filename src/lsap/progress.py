@@ -35,10 +35,12 @@ class Progress:
         self.t_last = now
         per_step = (now - self.t0) / max(step - self.start, 1)
         left = per_step * (self.total - step)
-        val = f" val_loss {record['val_loss']:.4f}" if "val_loss" in record else ""
+        parts = "".join(f" | {name} {record[key]:.4f}" for key, name in (("ce", "ce"), ("aux_nll", "aux"), ("kl", "kl"),
+                                                                          ("val_loss", "val_loss")) if key in record)
+        lr = f" | lr {record['lr']:.3g}" if "lr" in record else ""
         print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} [train] step {step}/{self.total} "
-              f"({100 * step / self.total:.1f} %) loss {loss if loss is None else f'{loss:.4f}'}{val} "
-              f"{record['tok_s']:,.0f} tok/s, {(now - self.t0) / 60:.1f} min in, ~{left / 60:.1f} min left",
+              f"({100 * step / self.total:.1f} %) | loss {loss if loss is None else f'{loss:.4f}'}{parts}{lr} | "
+              f"{record['tok_s']:,.0f} tok/s | elapsed {(now - self.t0) / 60:.1f} min | eta {left / 60:.1f} min",
               file=self.stream, flush=True)
 
     def close(self) -> None:
