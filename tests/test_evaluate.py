@@ -269,9 +269,11 @@ def _trained_on(texts, steps=25):
     return model.eval(), tok
 
 
-def test_accuracy_and_fitted_temperature_by_hand(fetched, tmp_path):
+def test_accuracy_and_fitted_temperature_by_hand(fetched, tmp_path, monkeypatch):
     """Top-1/top-5 hits and the temperature fitted on the documents after the scored slice (and
-    only those), then applied to the scored slice, against one forward per token by hand."""
+    only those), then applied to the scored slice, against one forward per token by hand (the
+    logits scored 3 rows at a time, as a large vocabulary is)."""
+    monkeypatch.setattr(heldout, "ROW_ELEMENTS", 3 * 50257)
     docs = {"a": [("validation", "The café served crème brûlée to naïve guests."),
                   ("validation", "Numbers 12345 and ünïcödé — dashes, too."),
                   ("validation", "A third document, beyond the fit slice's bytes.")],

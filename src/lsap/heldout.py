@@ -24,6 +24,7 @@ from lsap import corpus, vocab
 
 TEMPERATURES = np.geomspace(0.25, 4.0, 61)  # steps of 4.7 %: the NLL error of the grid is second order
 TOP_K = (1, 5)
+ROW_ELEMENTS = 1 << 26  # float32 logits scored at once (256 MiB)
 
 
 def select_slices(corpus_dir, split: str, max_bytes: int | None) -> tuple[dict, dict]:
@@ -75,14 +76,19 @@ def text_scores(model, tokenizer, texts: list[str], seq_len: int, batch_size: in
     for i in range(0, n_win, batch_size):
         w = x[idx[i:i + batch_size]].to(dev)
         mask = keep[idx[i:i + batch_size]][:, 1:].to(dev)
-        logits = model(input_ids=w[:, :-1]).logits.float()[mask]  # (scored tokens, V); sums in float64
-        target = w[:, 1:][mask]
-        true = logits.gather(1, target[:, None])[:, 0]
-        for j, temp in enumerate(temperatures):
-            nll[j] += (torch.logsumexp(logits / temp, -1) - true / temp).double().sum().item()
-        top = logits.topk(max(TOP_K), -1).indices  # temperature-free: a ranking
-        for k in TOP_K:
-            hits[k] += (top[:, :k] == target[:, None]).any(-1).sum().item()
+        out = model(input_ids=w[:, :-1]).logits
+        flat, rows = out.view(-1, out.shape[-1]), mask.reshape(-1).nonzero().squeeze(1)
+        targets = w[:, 1:].reshape(-1)
+        step = max(1, ROW_ELEMENTS // out.shape[-1])  # float32 rows at a time: a 150k vocabulary stays small
+        for a in range(0, len(rows), step):
+            r = rows[a:a + step]
+            logits, target = flat[r].float(), targets[r]
+            true = logits.gather(1, target[:, None])[:, 0]
+            for j, temp in enumerate(temperatures):  # sums in float64
+                nll[j] += (torch.logsumexp(logits / temp, -1) - true / temp).double().sum().item()
+            top = logits.topk(max(TOP_K), -1).indices  # temperature-free: a ranking
+            for k in TOP_K:
+                hits[k] += (top[:, :k] == target[:, None]).any(-1).sum().item()
     return {"nll": nll, "hits": hits, "tokens": int(scored.sum())}
 
 
