@@ -46,13 +46,15 @@ EDITS = {
     "budget": (lambda c: c["students"].update(budget_flops=2.5e12),
                {"student": N, "targets": 1, **SCORING, "evaluate": N, **REST}),
     "eval-limit": (lambda c: c["evaluation"].update(limit=5), {"evaluate": N, **REST}),
-    "alpha": (lambda c: c["methods"]["lsap_a0.05"].update(alpha=0.07), {"student": 1, "evaluate": 1, **REST}),
+    "alpha": (lambda c: c["methods"]["lsap_a0.05"].update(alpha=0.07),
+              {"student": 1, "evaluate": 1, "surrogate_lines": 1, **REST}),
     "seed": (lambda c: c["students"].update(seeds=[0, 1]), {"student": N, "targets": 1, "evaluate": N, **REST}),
     "lr": (lambda c: c["training"].update(lr=5e-3),
-           {"reference_model": 4, "student": N, "targets": 1, **SCORING, "table1": 1, "evaluate": N, **REST}),
+           {"reference_model": 4, "student": N, "targets": 1, **SCORING, "table1": 1, "surrogate_lines": 1, "evaluate": N,
+            **REST}),
     "splits": (lambda c: c["corpus"].update(splits={"validation": 0.06, "reference": 0.10, "teacher": 0.30}),
                {"corpus_part": 1, "corpus": 1, "tokenizer": 2, "shards_part": 2, "shards": 2, "translation": 1,
-                "overlap": 1, "table1": 1, "reference_lines": 1,
+                "overlap": 1, "table1": 1, "reference_lines": 1, "surrogate_lines": 1,
                 "reference_model": 4, "student": N, "targets": 1, **SCORING, "evaluate": N, **REST}),
 }
 

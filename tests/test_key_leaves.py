@@ -27,10 +27,11 @@ READERS = [
     (r"corpus/.*", {"corpus"}),
     (r"tokenizers/.*", {"tokenizer"}),
     (r"shards/roles", set()),  # reordered: the same shards
-    (r"shards/seq_len", {"shards", "targets", "selection", "student"}),
+    (r"shards/seq_len", {"shards", "targets", "selection", "student", "surrogate_lines"}),
     (r"analysis/overlap/.*", {"overlap", "report"}),
     (r"analysis/table1/.*", {"table1", "report"}),
-    (r"evaluation/bpb_max_bytes", {"evaluate", "reference_lines", "report"}),  # the scored slices
+    (r"evaluation/bpb_max_bytes", {"evaluate", "reference_lines", "surrogate_lines", "report"}),  # the slices
+    (r"evaluation/bpb_seq_len", {"evaluate", "surrogate_lines", "report"}),
     (r"evaluation/.*", {"evaluate", "report"}),
     # how resume states are written; fractions reordered; compile on CPU (the loop compiles on CUDA)
     (r"training/(save_every_steps|save_every_minutes|checkpoint_fractions|compile)", set()),
@@ -39,7 +40,7 @@ READERS = [
     (r"students/(model/.*|budget_counts)", {"targets", "selection", "student"}),
     (r"students/budget_flops", {"targets", "selection", "student", "report"}),
     (r"students/(seeds|methods|primary_contrast)", {"report"}),  # methods reordered: the tables' rows
-    (r"students/teachers/surrogate/.*", {"targets", "student"}),
+    (r"students/teachers/surrogate/.*", {"targets", "student", "surrogate_lines"}),
     # SALT's teacher is also SALT_DS's scorer, at an early checkpoint its trained model must save
     (r"students/teachers/salt_teacher/.*", {"reference_model", "selection", "student"}),
     (r"students/teachers/miniplm_\w+/.*", {"selection", "student"}),
@@ -47,6 +48,7 @@ READERS = [
     (r"methods/salt_ds/ds_checkpoint_frac", {"reference_model", "selection", "student", "report"}),
     (r"methods/(salt_ds/(pool_factor|kd_steps_frac|ds_top_k|ds_zeros)|miniplm/pool_factor)",
      {"selection", "student", "report"}),
+    (r"methods/lsap[\w.]*/alpha", {"student", "surrogate_lines", "report"}),  # the α the surrogate is judged at
     (r"methods/.*", {"student", "report"}),
     (r"references/.*", {"reference_model"}),
     (r"compute/gpus", {"reference_model", "targets", "selection", "student"}),
@@ -103,7 +105,7 @@ def _mutations(path, v):
 def _keys(cfg) -> dict:
     """Every keyed job of the config (a cache or selection by its method), with its key."""
     out = {(j,): keys.key(cfg, j) for j in ("corpus", "shards", "translation", "overlap", "table1", "evaluate",
-                                           "reference_lines", "report")}
+                                           "reference_lines", "surrogate_lines", "report")}
     out.update({("tokenizer", r): keys.key(cfg, "tokenizer", role=r) for r in ("student", "surrogate")})
     out.update({("reference_model", n): keys.key(cfg, "reference_model", name=n) for n in cfg["references"]})
     for m in cfg["students"]["methods"]:

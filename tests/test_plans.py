@@ -29,6 +29,7 @@ def _expected(cfg: dict) -> dict:
         "selection_part": {(("part", f"{p:03d}"), ("spec", sel)) for sel in selections
                            for p in range(cfg["compute"]["scoring_parts"])},
         "translation": {()}, "overlap": {()}, "table1": {()}, "reference_lines": {()}, "report": {()},
+        "surrogate_lines": {()} if config.lsap_alphas(cfg) else set(),
         "notebook": {()},
     }
 

@@ -86,7 +86,7 @@ def test_every_paper_job_is_accepted_by_a_standard_8_gpu_node(slurm_cluster):
     jobs = _paper_jobs()
     rules = {rule for rule, _ in jobs}
     assert rules == {"corpus_part", "shards_part", "reference_model", "student", "selection_part", "evaluate",
-                     "table1", "reference_lines"}
+                     "table1", "reference_lines", "surrogate_lines"}
     seen = {}
     for rule, job in jobs:  # one sbatch per distinct request (96 scoring parts ask the same)
         key = (rule, tuple(sorted(job.resources.items())), job.threads)

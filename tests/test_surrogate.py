@@ -101,3 +101,34 @@ def test_a_damaged_cache_is_refused_naming_the_file(pair, tmp_path):
     np.save(logp, np.zeros_like(arr))
     with pytest.raises(ValueError, match=r"logp.npy does not match the hash .* delete .*cache and rerun"):
         CachedCandidates(tmp_path / "cache", sur.top_k, "surrogate", len(seqs))
+
+
+def test_proposal_quality_by_hand(pair):
+    """How often the true next token is above α, and how many other Σ∩ tokens are, against a loop
+    over positions with the surrogate's own log-softmax (windows of T targets, as training reads)."""
+    from lsap import surrogate_lines
+
+    sur, b_to_s, s_to_b, seqs = pair
+    stream = seqs[:3].reshape(-1)
+    scored = np.ones(len(stream), dtype=bool)
+    scored[0] = scored[T + 1] = False  # two positions left out, as boundaries are
+    alphas = [1e-9, 0.01, 0.2]  # the random surrogate gives true tokens tiny but nonzero mass
+    got = surrogate_lines.proposal_quality(sur, stream, scored, alphas, T, batch_size=2)
+    shared = s_to_b >= 0
+    n, above, cands = 0, np.zeros(3), np.zeros(3)
+    x = torch.from_numpy(stream)
+    for t in range(1, len(stream)):
+        if not scored[t]:
+            continue
+        start = (t - 1) // T * T
+        logp = torch.log_softmax(sur.logits(x[start:t][None])[0, -1].float(), -1).numpy()[:len(s_to_b)]
+        s = b_to_s[stream[t]]
+        for j, a in enumerate(alphas):
+            true = s >= 0 and logp[s] > math.log(a)
+            above[j] += true
+            cands[j] += (logp[shared] > math.log(a)).sum() - true
+        n += 1
+    for j, a in enumerate(alphas):
+        assert got[a]["positions"] == n
+        assert got[a]["true_above"] == pytest.approx(above[j] / n) and got[a]["candidates"] == pytest.approx(cands[j] / n)
+    assert got[0.01]["candidates"] > got[0.2]["candidates"] and 0 < got[1e-9]["true_above"] < 1

@@ -106,6 +106,14 @@ def _reference_lines(args, cfg):
         f"{m} {d} {v['bpb']:.3f}" for m in ("unigram", "bigram") for d, v in r[m].items()))
 
 
+def _surrogate_lines(args, cfg):
+    from lsap.surrogate_lines import surrogate_lines
+
+    r = surrogate_lines(cfg, args.translation, args.tokenizer, args.corpus, args.out)
+    print(f"[surrogate-lines] {r['surrogate']}: " + "  ".join(
+        f"α={a} true above {sum(d['true_above'] for d in q.values()) / len(q):.3f}" for a, q in r["proposals"].items()))
+
+
 def _report(args, cfg):
     from lsap import tables
 
@@ -173,6 +181,7 @@ JOBS = {
     "select": lambda a: ("selection", {"spec": a.spec}),
     "evaluate": lambda a: ("evaluate", {}),
     "reference-lines": lambda a: ("reference_lines", {}),
+    "surrogate-lines": lambda a: ("surrogate_lines", {}),
     "report": lambda a: ("report", {}),
 }
 
@@ -261,6 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = stage("reference-lines", _reference_lines, "unigram and bigram of the student training text, scored as "
                                                    "the evaluation scores the held-out text")
     s.add_argument("--shards", required=True, help="the student shards folder")
+    s.add_argument("--tokenizer", required=True, help="the student tokenizer folder")
+    s.add_argument("--corpus", required=True)
+    s.add_argument("--out", required=True, help="JSON")
+
+    s = stage("surrogate-lines", _surrogate_lines, "the surrogate's own held-out scores and how often its "
+                                                   "proposals above each α hold the true next token")
+    s.add_argument("--translation", required=True)
     s.add_argument("--tokenizer", required=True, help="the student tokenizer folder")
     s.add_argument("--corpus", required=True)
     s.add_argument("--out", required=True, help="JSON")

@@ -283,6 +283,12 @@ def analysis_assets(cfg: dict, job: str | None = None) -> list[str]:
     return sorted(names)
 
 
+def lsap_alphas(cfg: dict) -> list[float]:
+    """The α of every LSAP method the run trains (sorted, once each)."""
+    return sorted({cfg["methods"][m]["alpha"] for m in cfg["students"]["methods"]
+                   if cfg["methods"][m]["objective"] == "lsap"})
+
+
 def required_assets(cfg: dict) -> list[str]:
     """Every registry asset this config reads; only these are fetched."""
     from lsap.models import GGUF_MODELS

@@ -157,6 +157,11 @@ def reads(cfg: RunConfig, job: str, **wc) -> dict:
                 "teachers": _teachers(cfg, methods.teacher_roles(m)), "seed": int(wc["seed"])}
     if job == "evaluate":
         return {"evaluation": cfg["evaluation"]}
+    if job == "surrogate_lines":
+        from lsap.config import lsap_alphas
+
+        return {"evaluation": _pick(cfg["evaluation"], "bpb_max_bytes", "bpb_seq_len"), "alphas": lsap_alphas(cfg),
+                "teachers": _teachers(cfg, ["surrogate"]), "seq_len": cfg["shards"]["seq_len"]}
     if job == "reference_lines":
         from lsap.ngram import DISCOUNT, MAX_TRAIN_TOKENS
 
@@ -171,7 +176,7 @@ def reads(cfg: RunConfig, job: str, **wc) -> dict:
                 "budget_flops": s["budget_flops"], "evaluation": cfg["evaluation"], "domains": list(domains),
                 "analysis": cfg["analysis"], "assets": required_assets(cfg)}
     raise KeyError(f"no job '{job}' (keys.reads knows: corpus, tokenizer, shards, translation, overlap, table1, "
-                   f"reference_model, targets, selection, student, evaluate, reference_lines, report)")
+                   f"reference_model, targets, selection, student, evaluate, reference_lines, surrogate_lines, report)")
 
 
 def key(cfg: RunConfig, job: str, **wc) -> str:

