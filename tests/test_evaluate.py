@@ -274,23 +274,31 @@ def test_accuracy_and_fitted_temperature_by_hand(fetched, tmp_path, monkeypatch)
     only those), then applied to the scored slice, against one forward per token by hand (the
     logits scored 3 rows at a time, as a large vocabulary is)."""
     monkeypatch.setattr(heldout, "ROW_ELEMENTS", 3 * 50257)
+    monkeypatch.setattr(heldout, "FIT_TOKENS", 5)  # fitted on 5 evenly spread positions of the fit slice
+    monkeypatch.setattr(heldout, "FIT_SHARE", 1)  # a fit slice as long as the scored one
     docs = {"a": [("validation", "The café served crème brûlée to naïve guests."),
-                  ("validation", "Numbers 12345 and ünïcödé — dashes, too."),
+                  ("validation", "The naïve guests served a single domain of plain crème brûlée."),
                   ("validation", "A third document, beyond the fit slice's bytes.")],
             "b": [("validation", "A second domain with a single, somewhat longer document of plain text.")]}
     seq_len, max_bytes = 6, 40
-    model, tok = _trained_on([rows[0][1] for rows in docs.values()], steps=50)  # the scored text: T > 1 fits unseen text
+    # trained on the scored text; the fit text reuses its words, so it is underconfident there (T < 1)
+    model, tok = _trained_on([rows[0][1] for rows in docs.values()], steps=40)
     scores, calib = heldout.domain_scores(model, tok, _corpus(tmp_path, docs), max_bytes=max_bytes, seq_len=seq_len,
                                           batch_size=2)
-    # the fit slice: domain a's second document only (b has nothing after its scored bytes; a's third
-    # document is past max_bytes of fit text)
-    stream, scored = _hand_stream(tok, [docs["a"][1][1]])
+    # the fit slice: domain a's second document only, cut at max_bytes / FIT_SHARE (b has nothing
+    # after its scored bytes; a's third document is past the fit slice's bytes)
+    stream, scored = _hand_stream(tok, [docs["a"][1][1].encode()[:max_bytes // heldout.FIT_SHARE].decode("utf-8", "ignore")])
     logits = _hand_logits(model, stream, seq_len)
-    fit_nll = [sum(-torch.log_softmax(logits[t] / temp, -1)[stream[t]].item() for t in logits if scored[t])
-               for temp in heldout.TEMPERATURES]
-    temp = heldout.TEMPERATURES[int(np.argmin(fit_nll))]
-    assert calib["temperature"] == pytest.approx(temp) and calib["fit_tokens"] == sum(scored)
-    assert not calib["at_grid_edge"] and temp != 1.0  # a fit that could have come out otherwise
+    fit_at = [t for t in logits if scored[t]]
+    fit_at = [fit_at[i] for i in np.linspace(0, len(fit_at) - 1, 5).round().astype(int)]
+    def fit_nll(temp):
+        return sum(-torch.log_softmax(logits[t] / temp, -1)[stream[t]].item() for t in fit_at)
+    coarse = heldout.TEMPERATURES
+    best = int(np.argmin([fit_nll(t) for t in coarse]))
+    fine = np.geomspace(coarse[max(best - 1, 0)], coarse[min(best + 1, len(coarse) - 1)], 25)
+    temp = fine[int(np.argmin([fit_nll(t) for t in fine]))]
+    assert calib["temperature"] == pytest.approx(temp) and calib["fit_tokens"] == 5 < sum(scored)
+    assert not calib["at_grid_edge"] and temp != 1.0, calib  # a fit that could have come out otherwise
     for domain, rows in docs.items():
         text = rows[0][1].encode("utf-8")[:max_bytes].decode("utf-8", "ignore")
         stream, scored = _hand_stream(tok, [text])

@@ -22,15 +22,18 @@ import torch
 
 from lsap import corpus, vocab
 
-TEMPERATURES = np.geomspace(0.25, 4.0, 61)  # steps of 4.7 %: the NLL error of the grid is second order
+TEMPERATURES = np.geomspace(0.25, 4.0, 13)  # the coarse grid (steps of 26 %); a fine one follows around its best
 TOP_K = (1, 5)
+FIT_TOKENS = 2048  # positions the temperature is fitted on, evenly spread (their logits are kept: 1.2 GB at 150k)
+FIT_SHARE = 4  # the fit slice: up to 1/FIT_SHARE of the scored bytes per domain (its forward is the fit's cost)
 ROW_ELEMENTS = 1 << 26  # float32 logits scored at once (256 MiB)
 
 
 def select_slices(corpus_dir, split: str, max_bytes: int | None) -> tuple[dict, dict]:
     """(scored, fit): per domain, the first max_bytes UTF-8 bytes of its documents in corpus order
-    (None: all), the last document cut at a character boundary; and the whole documents after
-    those, up to as many bytes again (the temperature's fit slice: empty when max_bytes is None)."""
+    (None: all), the last document cut at a character boundary; and the documents after those, up
+    to max_bytes / FIT_SHARE bytes, cut the same way (the temperature's fit slice: empty when
+    max_bytes is None)."""
     scored: dict[str, list[str]] = {}
     fit: dict[str, list[str]] = {}
     size: dict[str, int] = {}
@@ -43,7 +46,10 @@ def select_slices(corpus_dir, split: str, max_bytes: int | None) -> tuple[dict, 
                 text, n_bytes = text.encode("utf-8")[:left].decode("utf-8", "ignore"), left
             scored.setdefault(domain, []).append(text)
             size[domain] = size.get(domain, 0) + n_bytes
-        elif rest.get(domain, 0) < max_bytes:  # whole documents only: none shares text with the scored slice
+        elif rest.get(domain, 0) < max_bytes // FIT_SHARE:  # later documents: none shares text with the scored slice
+            room = max_bytes // FIT_SHARE - rest.get(domain, 0)
+            if n_bytes > room:  # cut as the scored slice's last document is
+                text, n_bytes = text.encode("utf-8")[:room].decode("utf-8", "ignore"), room
             fit.setdefault(domain, []).append(text)
             rest[domain] = rest.get(domain, 0) + n_bytes
     return scored, fit
@@ -59,51 +65,73 @@ def pack(tokenizer, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 @torch.no_grad()
-def text_scores(model, tokenizer, texts: list[str], seq_len: int, batch_size: int,
-                temperatures=(1.0,)) -> dict:
-    """NLL (nats, one per temperature), top-k hits and the number of tokens scored. The texts are
-    packed as [B] t1 [B] t2 ... (B the boundary token) and cut into windows of seq_len + 1 tokens
-    that overlap by one, so each token after the first is a target exactly once."""
+def scored_logits(model, tokenizer, texts: list[str], seq_len: int, batch_size: int, max_tokens: int | None = None):
+    """Yield (float32 logits (rows, V), true next tokens (rows,)) of every scored token, a few rows
+    at a time. The texts are packed as [B] t1 [B] t2 ... (B the boundary token) and cut into windows
+    of seq_len + 1 tokens that overlap by one, so each token after the first is a target exactly
+    once. `max_tokens`: only that many, evenly spaced (windows without one are not run)."""
     stream, scored = pack(tokenizer, texts)
+    if max_tokens is not None and scored.sum() > max_tokens:
+        at = np.flatnonzero(scored)
+        scored = np.zeros_like(scored)
+        scored[at[np.linspace(0, len(at) - 1, max_tokens).round().astype(int)]] = True
     n_win = max(1, math.ceil((len(stream) - 1) / seq_len))
     pad = n_win * seq_len + 1 - len(stream)
     x = torch.from_numpy(np.concatenate([stream, np.full(pad, vocab.boundary_id(tokenizer))]))
     keep = torch.from_numpy(np.concatenate([scored, np.zeros(pad, dtype=bool)]))
     idx = torch.arange(n_win)[:, None] * seq_len + torch.arange(seq_len + 1)  # (n_win, seq_len + 1)
     dev = next(model.parameters()).device
-    nll = np.zeros(len(temperatures))
-    hits = dict.fromkeys(TOP_K, 0)
     for i in range(0, n_win, batch_size):
-        w = x[idx[i:i + batch_size]].to(dev)
-        mask = keep[idx[i:i + batch_size]][:, 1:].to(dev)
+        sel = idx[i:i + batch_size]
+        sel = sel[keep[sel][:, 1:].any(1)]
+        if not len(sel):
+            continue
+        w, mask = x[sel].to(dev), keep[sel][:, 1:].to(dev)
         out = model(input_ids=w[:, :-1]).logits
         flat, rows = out.view(-1, out.shape[-1]), mask.reshape(-1).nonzero().squeeze(1)
         targets = w[:, 1:].reshape(-1)
         step = max(1, ROW_ELEMENTS // out.shape[-1])  # float32 rows at a time: a 150k vocabulary stays small
         for a in range(0, len(rows), step):
             r = rows[a:a + step]
-            logits, target = flat[r].float(), targets[r]
-            true = logits.gather(1, target[:, None])[:, 0]
-            for j, temp in enumerate(temperatures):  # sums in float64
-                nll[j] += (torch.logsumexp(logits / temp, -1) - true / temp).double().sum().item()
-            top = logits.topk(max(TOP_K), -1).indices  # temperature-free: a ranking
-            for k in TOP_K:
-                hits[k] += (top[:, :k] == target[:, None]).any(-1).sum().item()
-    return {"nll": nll, "hits": hits, "tokens": int(scored.sum())}
+            yield flat[r].float(), targets[r]
+
+
+def _nll(logits: torch.Tensor, target: torch.Tensor, temp: float) -> float:
+    true = logits.gather(1, target[:, None])[:, 0]
+    return (torch.logsumexp(logits / temp, -1) - true / temp).double().sum().item()  # sums in float64
+
+
+def text_scores(model, tokenizer, texts: list[str], seq_len: int, batch_size: int, temperatures=(1.0,)) -> dict:
+    """NLL (nats, one per temperature), top-k hits and the number of tokens scored."""
+    nll = np.zeros(len(temperatures))
+    hits, n = dict.fromkeys(TOP_K, 0), 0
+    for logits, target in scored_logits(model, tokenizer, texts, seq_len, batch_size):
+        for j, temp in enumerate(temperatures):
+            nll[j] += _nll(logits, target, temp)
+        top = logits.topk(max(TOP_K), -1).indices  # temperature-free: a ranking
+        for k in TOP_K:
+            hits[k] += (top[:, :k] == target[:, None]).any(-1).sum().item()
+        n += len(target)
+    return {"nll": nll, "hits": hits, "tokens": n}
 
 
 def fit_temperature(model, tokenizer, fit: dict[str, list[str]], seq_len: int, batch_size: int) -> dict:
-    """The temperature that minimises the NLL of the fit slice, pooled over its domains (grid search
-    over TEMPERATURES); None when there is no fit slice."""
+    """The temperature that minimises the NLL of FIT_TOKENS positions of the fit slice, pooled over
+    its domains: their logits kept, a coarse geometric grid over [0.25, 4], then a fine one between
+    the best point's neighbours (steps of ~1 %); None when there is no fit slice."""
     texts = [t for docs in fit.values() for t in docs]
     if not texts:
         return {"temperature": None, "fit_tokens": 0,
                 "note": "no validation text after the scored slice (evaluation.bpb_max_bytes is null): "
                         "no temperature fitted"}
-    s = text_scores(model, tokenizer, texts, seq_len, batch_size, TEMPERATURES)
-    best = int(np.argmin(s["nll"]))
-    return {"temperature": float(TEMPERATURES[best]), "fit_tokens": s["tokens"],
-            "at_grid_edge": best in (0, len(TEMPERATURES) - 1)}
+    rows = list(scored_logits(model, tokenizer, texts, seq_len, batch_size, max_tokens=FIT_TOKENS))
+    nll = lambda temp: sum(_nll(z, y, temp) for z, y in rows)  # noqa: E731
+    grid = TEMPERATURES
+    best = int(np.argmin([nll(t) for t in grid]))
+    fine = np.geomspace(grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)], 25)
+    temp = float(fine[int(np.argmin([nll(t) for t in fine]))])
+    return {"temperature": temp, "fit_tokens": sum(len(y) for _, y in rows),
+            "at_grid_edge": best in (0, len(grid) - 1)}
 
 
 def domain_scores(model, tokenizer, corpus_dir, max_bytes: int | None = None, seq_len: int | None = None,
