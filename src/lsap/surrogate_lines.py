@@ -74,7 +74,9 @@ def surrogate_lines(cfg: dict, translation, student_tokenizer_dir, corpus_dir, o
         stream, mask = heldout.pack(student_tok, texts)
         for a, q in proposal_quality(sur, stream, mask, alphas, seq_len, ecfg["batch_size"]).items():
             quality.setdefault(str(a), {})[domain] = q
-    result = {"surrogate": spec.get("name") or spec.get("id"), "params": models.n_params(sur.model),
+    raw = cfg["students"]["teachers"]["surrogate"]
+    label = f"{raw['name']} (trained here)" if raw["kind"] == "trained" else raw.get("name") or raw.get("id")
+    result = {"surrogate": label, "params": models.n_params(sur.model),
               "heldout": own, "temperature": calib, "alphas": alphas, "proposals": quality}
     write_json(out, result)
     return result
