@@ -176,8 +176,8 @@ def split(archives: dict[str, Path], out: Path, limit: int = LIMIT, extra: dict 
 
 
 # the config's stages that need no GPU: run here, shipped as results (the sweep starts after them)
-GPU_RULES = ("reference_model", "targets", "student", "selection_part", "selection", "table1", "evaluate", "report",
-             "notebook")
+GPU_RULES = ("reference_model", "targets", "student", "selection_part", "selection", "table1", "evaluate",
+             "surrogate_lines", "report", "notebook")
 
 
 def device_assets(cfg: dict) -> list[str]:
