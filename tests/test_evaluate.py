@@ -314,3 +314,14 @@ def test_accuracy_and_fitted_temperature_by_hand(fetched, tmp_path, monkeypatch)
         assert got["bpb_calibrated"] == pytest.approx(nll_t / (math.log(2) * n_bytes), rel=1e-5)
     _, none = heldout.domain_scores(model, tok, tmp_path, max_bytes=None, seq_len=seq_len)
     assert none["temperature"] is None and "bpb_max_bytes" in none["note"]
+
+
+def test_a_short_slice_is_scored_in_one_window_of_its_own_length(lm, tmp_path):
+    """A slice shorter than the context is not padded up to it (a 2^20-token window here would
+    not fit in memory): the scores equal those of any window that holds the whole slice."""
+    model, tok = lm
+    corpus_dir = _corpus(tmp_path, DOCS)
+    huge = heldout.domain_bpb(model, tok, corpus_dir, seq_len=1 << 20)
+    exact = heldout.domain_bpb(model, tok, corpus_dir, seq_len=200)
+    for d in DOCS:
+        assert huge[d]["bpb"] == pytest.approx(exact[d]["bpb"], rel=1e-5) and huge[d]["tokens"] == exact[d]["tokens"]

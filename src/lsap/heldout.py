@@ -64,6 +64,13 @@ def pack(tokenizer, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return stream, scored
 
 
+def window(seq_len: int, n_tokens: int) -> int:
+    """The scoring window: seq_len, or the whole stream when it is shorter. A causal model's
+    logits at a position do not depend on what follows it, so the scores are the same; a short
+    slice is not padded to a long context (SmolLM2's 8,192 on a CPU: minutes per domain)."""
+    return max(1, min(seq_len, n_tokens - 1))
+
+
 @torch.no_grad()
 def scored_logits(model, tokenizer, texts: list[str], seq_len: int, batch_size: int, max_tokens: int | None = None):
     """Yield (float32 logits (rows, V), true next tokens (rows,)) of every scored token, a few rows
@@ -75,6 +82,7 @@ def scored_logits(model, tokenizer, texts: list[str], seq_len: int, batch_size: 
         at = np.flatnonzero(scored)
         scored = np.zeros_like(scored)
         scored[at[np.linspace(0, len(at) - 1, max_tokens).round().astype(int)]] = True
+    seq_len = window(seq_len, len(stream))
     n_win = max(1, math.ceil((len(stream) - 1) / seq_len))
     pad = n_win * seq_len + 1 - len(stream)
     x = torch.from_numpy(np.concatenate([stream, np.full(pad, vocab.boundary_id(tokenizer))]))

@@ -25,6 +25,7 @@ def proposal_quality(sur, stream: np.ndarray, scored: np.ndarray, alphas: list[f
                      batch_size: int) -> dict:
     """{α: {true_above, candidates, positions}} over one packed slice (heldout.pack), in windows of
     seq_len targets (each scored token once, context from its window's start)."""
+    seq_len = heldout.window(seq_len, len(stream))
     n_win = max(1, math.ceil((len(stream) - 1) / seq_len))
     pad = n_win * seq_len + 1 - len(stream)
     x = torch.from_numpy(np.concatenate([stream, np.full(pad, stream[0])]))
