@@ -57,6 +57,11 @@ include: "workflow/rules/training.smk"
 include: "workflow/rules/report.smk"
 
 
+# The HTML report's landing page: the run's verdict, written by the report rule; a generic page
+# until that rule has run.
+report: CAPTION("description") if os.path.exists(CAPTION("description")) else "workflow/report/workflow.rst"
+
+
 localrules:
     all,
     asset,

@@ -97,3 +97,30 @@ def slurm_cluster():
     yield
     down = _cluster("down")
     assert down.returncode == 0, down.stderr
+
+
+# ---- a real headless browser, for the HTML report ----------------------------------------------
+def chromium() -> str:
+    """The path of a headless Chromium, installed with apt-get where it is missing and this is root
+    (as CI is); else the test skips, naming why."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("no Chromium, and no root apt-get to install it (apt-get install -y chromium)")
+    proc = subprocess.run(["apt-get", "install", "-y", "chromium"], capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        subprocess.run(["apt-get", "update"], capture_output=True, timeout=600)
+        proc = subprocess.run(["apt-get", "install", "-y", "chromium"], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"apt-get install -y chromium failed: {proc.stderr[-2000:]}"
+    return shutil.which("chromium")
+
+
+def rendered_text(html_file, timeout: int = 120) -> str:
+    """What a reader sees of a page: Chromium loads it, runs its scripts, and we keep the DOM
+    without <script> elements (where the report's data sits before it is drawn), tags removed."""
+    proc = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=15000",
+                           "--dump-dom", f"file://{html_file}"], capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = re.sub(r"<script\b.*?</script>", " ", proc.stdout, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))

@@ -4,7 +4,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import E2E_RUN
+from conftest import E2E_RUN, rendered_text
 
 from lsap import REPO_ROOT, shards, vocab
 
@@ -194,5 +194,14 @@ def test_html_report_holds_the_tables_and_figures(dag_run):
     proc = subprocess.run([*cmd, "--report", str(html)], cwd=REPO_ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = html.read_text(errors="replace")
-    for name in ("figure2_score_vs_flops", "head_to_head", "results.html"):
+    for name in ("contrasts_forest", "figure2_score_vs_flops", "head_to_head", "results.html"):
         assert name in text
+    # what a reader sees on opening it, in a real browser: the run's verdict and the contrasts
+    import pandas as pd
+    seen = rendered_text(html)
+    contrasts = pd.read_csv(out / "report" / "tables" / "contrasts.csv")
+    primary = contrasts[contrasts.primary & (contrasts.metric == "bpb_mean")].iloc[0]
+    assert f"Verdict. {primary.method} − CE in held-out bits per byte: {primary['mean']:+.3f}" in seen, seen[:2000]
+    for r in contrasts.itertuples():  # every contrast's cell, drawn in the landing page's table
+        assert f" {r.mean:+.3f} " in seen
+    assert "Smoke test, not evidence" in seen  # the tiny run has one seed

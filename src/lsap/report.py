@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import textwrap
 from pathlib import Path
@@ -27,7 +28,8 @@ def _tex_escape(s: str) -> str:
 
 def write_table(df: pd.DataFrame, stem: str | Path, caption: str, prov: dict, digits: int = 2,
                 notes: str = "") -> list[Path]:
-    """stem.md, stem.tex and stem.csv; the provenance goes in each (CSV: '#' comment lines)."""
+    """stem.md, stem.tex, stem.csv and stem.html (the report shows it in place); the provenance goes
+    in each (CSV: '#' comment lines)."""
     stem = Path(stem)
     line = one_line(prov)
     cells = [[_fmt(v, digits) for v in row] for row in df.itertuples(index=False)]
@@ -44,7 +46,25 @@ def write_table(df: pd.DataFrame, stem: str | Path, caption: str, prov: dict, di
     tex += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{_tex_escape(caption)}}}", r"\end{table}", ""]
     write_text(stem.with_suffix(".tex"), "\n".join(tex))
     write_text(stem.with_suffix(".csv"), f"# {caption}\n# Provenance: {line}\n" + df.to_csv(index=False))
-    return [stem.with_suffix(s) for s in (".md", ".tex", ".csv")]
+    write_text(stem.with_suffix(".html"), _html(head, cells, caption, notes, line))
+    return [stem.with_suffix(s) for s in (".md", ".tex", ".csv", ".html")]
+
+
+def _html(head: list[str], cells: list[list[str]], caption: str, notes: str, prov_line: str) -> str:
+    """One table as a page of its own (the Snakemake report shows HTML in place, Markdown as a download)."""
+    e = html.escape
+    rows = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>\n" for r in cells)
+    return (f"<!doctype html>\n<html><head><meta charset='utf-8'><style>{_CSS}</style></head><body>\n"
+            f"<p class='caption'>{e(caption)}</p>\n<table>\n<thead><tr>"
+            + "".join(f"<th>{e(h)}</th>" for h in head) + f"</tr></thead>\n<tbody>\n{rows}</tbody></table>\n"
+            + (f"<p>{e(notes)}</p>\n" if notes else "")
+            + f"<p class='prov'>Provenance: {e(prov_line)}</p>\n</body></html>\n")
+
+
+_CSS = ("body{font-family:sans-serif;font-size:13px;margin:1em} table{border-collapse:collapse} "
+        "th,td{border-bottom:1px solid #ddd;padding:3px 8px;text-align:right} th:first-child,td:first-child"
+        "{text-align:left} thead th{border-bottom:2px solid #444} .caption{font-weight:bold;max-width:70em} "
+        ".prov{color:#777;font-size:11px}")
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

@@ -11,13 +11,15 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from lsap import benchmarks, keys, layout, provenance, report, results, stats
+from lsap import benchmarks, keys, layout, plots, provenance, report, report_pages, results, stats
 from lsap.config import lsap_alphas, required_assets
 from lsap.files import atomic_dir, read_json, write_text
 
 STUDENT_TABLES = ("table2", "head_to_head", "heldout", "effective_compute", "paper_vs_replication")
 ANALYSIS_TABLES = ("tokenizer_overlap", "table1")
-FIGURES = ("figure2_score_vs_flops", "bpb_vs_flops", "heldout_vs_flops", "targets_vs_alpha", "table1_counts")
+CAPTIONS = "captions"  # the report's generated text, a folder beside the tables
+FIGURES = ("contrasts_forest", "figure2_score_vs_flops", "bpb_vs_flops", "heldout_vs_flops", "targets_vs_alpha",
+           "table1_counts")
 
 
 def _budget(cfg: dict) -> str:
@@ -83,7 +85,8 @@ def render_students(cfg: dict, results_dir: Path, tables: Path, figures: Path, p
                        f"{n}, {ev['metric']}; mean over seeds.{smoke}", prov,
                        notes="TrQA (truthfulqa_mc2) has no offline data: n/a. Avg over the 7 other tasks.")
     primary = cfg["students"]["primary_contrast"]
-    write_text(tables / "contrasts.csv", results.contrast_frame(df, primary).to_csv(index=False))
+    contrasts = results.contrast_frame(df, primary)
+    write_text(tables / "contrasts.csv", contrasts.to_csv(index=False))
     report.write_table(results.head_to_head(df, domains, primary), tables / "head_to_head",
                        f"Head to head at the matched budget ({_budget(cfg)}): average score ± std over seeds (one "
                        f"seed: ± lm-eval stderr), held-out bits per byte per domain, the mean bits-per-byte "
@@ -125,13 +128,16 @@ def render_students(cfg: dict, results_dir: Path, tables: Path, figures: Path, p
                        "points of average score and in bits per byte (negative = better): the difference "
                        f"{_contrast_note(primary)}. A score verdict is withheld while CE or the method is within two "
                        f"standard errors of chance.{smoke}", prov)
-    for name, fn in (("figure2_score_vs_flops", results.figure_score_vs_flops),
-                     ("bpb_vs_flops", results.figure_bpb_vs_flops),
-                     ("heldout_vs_flops", results.figure_heldout_vs_flops),
-                     ("targets_vs_alpha", results.figure_targets_vs_alpha)):
-        fig = fn(df)
+    for name, draw in (("contrasts_forest", lambda: plots.figure_contrasts(contrasts)),
+                       ("figure2_score_vs_flops", lambda: plots.figure_score_vs_flops(df)),
+                       ("bpb_vs_flops", lambda: plots.figure_bpb_vs_flops(df)),
+                       ("heldout_vs_flops", lambda: plots.figure_heldout_vs_flops(df)),
+                       ("targets_vs_alpha", lambda: plots.figure_targets_vs_alpha(df))):
+        fig = draw()
         report.save_figure(fig, figures / name, prov)
         plt.close(fig)
+    # the Snakemake report's landing page and figure captions, from this run (lsap.report_pages)
+    report_pages.write(cfg, contrasts, results.verdict_sentence(contrasts, primary), prov, tables / CAPTIONS, FIGURES)
 
 
 def render(cfg: dict, results_dir=None, tables=None, figures=None) -> None:

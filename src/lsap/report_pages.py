@@ -1,0 +1,112 @@
+"""The Snakemake report's own text, written from the run's results: the landing page (the verdict,
+every contrast with CE, what the run was) and each figure's caption.
+
+Static captions cannot say what a run can: a one-seed run must read "smoke test, not evidence"
+where a reader looks, and the intervals drawn depend on the seeds. Snakemake renders these files
+with Jinja2, then as reStructuredText, so everything taken from the run is escaped for both.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from lsap.files import write_text
+from lsap.provenance import one_line
+
+DESCRIPTION = "description"  # the landing page's file, beside the figure captions
+
+
+def esc(text: str) -> str:
+    """Literal text in reStructuredText (inline markup characters backslash-escaped) that Jinja2
+    leaves alone (no '{{', '{%', '{#' survives)."""
+    text = re.sub(r"([\\*`|_<>\[\]@:])", r"\\\1", str(text))  # @ and : would start links
+    return text.replace("{", "{\u200b")  # a zero-width space keeps '{{' / '{%' from opening a Jinja tag
+
+
+def _seeds_phrase(n_seeds: int) -> str:
+    if n_seeds >= 2:
+        return f"mean over {n_seeds} seeds with its 95 % t-interval (band between checkpoints, bar at each)"
+    return "one seed, so no band: **smoke test, not evidence**"
+
+
+def figure_captions(n_seeds: int, primary: str | None) -> dict[str, str]:
+    """The caption of every figure of lsap.tables.FIGURES for a run of `n_seeds` seeds."""
+    bands = _seeds_phrase(n_seeds)
+    prim = f"``{primary}`` − CE is the run's pre-registered contrast; " if primary else ""
+    return {
+        "contrasts_forest": (
+            f"**The result.** Each method minus CE at the matched budget: held-out bits per byte (left; below 0 "
+            f"is better) and the benchmark mean (right; above 0 is better), from one model of every method and "
+            f"seed, with the 95 % interval of the pooled contrast. {prim}every other one is exploratory "
+            f"(Holm-adjusted in the tables). " + ("Intervals need two seeds or more: this run has one, so the "
+                                                 "points are a **smoke test, not evidence**." if n_seeds < 2 else
+                                                 f"{n_seeds} seeds per method.")),
+        "figure2_score_vs_flops": (
+            f"Figure 2 analogue: average zero-shot score against training TFLOPs (teacher/surrogate inference "
+            f"included), one line per method, one point per budget checkpoint; {bands}. The dashed line is "
+            f"chance on the same tasks: a score near it says nothing about a method."),
+        "bpb_vs_flops": f"Held-out bits per byte (mean over corpus domains) against training TFLOPs; {bands}.",
+        "heldout_vs_flops": (
+            f"Held-out scores against training TFLOPs (mean over corpus domains): bits per byte after a softmax "
+            f"temperature fitted on a separate held-out slice, and top-1 / top-5 next-token accuracy; {bands}."),
+        "targets_vs_alpha": (
+            "LSAP's auxiliary targets per position (mean over each run) against α, with the bound "
+            "min(⌈1/α⌉−1, 15): fewer targets as α grows."),
+        "table1_counts": (
+            "Table 1 analogue: vocabulary entries above probability α per position, per model and corpus "
+            "domain (mean over seeds, ± std)."),
+    }
+
+
+def _cell(r) -> str:
+    ci = "" if pd.isna(r["lo"]) else f" [{r['lo']:+.3f}, {r['hi']:+.3f}]"
+    return f"{r['mean']:+.3f}{ci}"
+
+
+def _contrast_table(contrasts: pd.DataFrame) -> list[str]:
+    """One row per method, its difference to CE (95 % CI) and verdict on bits per byte and on the
+    benchmark mean: an RST list-table, narrow enough for the report's text column."""
+    head = ["method − CE", "Δ bits per byte [95 % CI]", "verdict", "Δ score, points [95 % CI]", "verdict"]
+    lines = [".. list-table::", "   :header-rows: 1", ""]
+    lines += ["   * - " + head[0]] + [f"     - {h}" for h in head[1:]]
+    by = {m: g.set_index("metric") for m, g in contrasts.groupby("method", sort=False)}
+    for method, g in by.items():
+        cells = [esc(method) + (" (primary)" if g.primary.any() else "")]
+        for metric in ("bpb_mean", "avg"):
+            r = g.loc[metric] if metric in g.index else None
+            cells += ["–", "–"] if r is None else [_cell(r), esc(r["verdict"])]
+        lines += ["   * - " + cells[0]] + [f"     - {c}" for c in cells[1:]]
+    return lines
+
+
+def description(cfg: dict, contrasts: pd.DataFrame, verdict: str, prov: dict) -> str:
+    """The report's landing page: the verdict first, then every contrast, then what the run was."""
+    s, n = cfg["students"], len(cfg["students"]["seeds"])
+    title = f"LSAP replication: run {cfg['run']}"
+    out = [title, "=" * len(title), "", f"**Verdict.** {esc(verdict)}", ""]
+    if n < 2:
+        out += ["**Smoke test, not evidence**: one seed per method, so no interval and no verdict.", ""]
+    out += ["Every method minus CE at the matched budget "
+            f"({s['budget_flops']:.3g} FLOPs per student, {n} seed(s) each). Bits per byte: lower is better; "
+            "benchmark mean: higher is better, no verdict while a model is at chance. p-values and the minimum "
+            "detectable difference are in the head-to-head table.", ""]
+    out += _contrast_table(contrasts) + [""]
+    out += ["The tables (category *Tables*) and figures carry the details; the results notebook holds the "
+            "curves per method and seed. Each file's provenance line names the config hash, commit, asset "
+            "hashes, hardware and date.", "", f"*Provenance:* {esc(one_line(prov))}", ""]
+    return "\n".join(out)
+
+
+def write(cfg: dict, contrasts: pd.DataFrame, verdict: str, prov: dict, out: Path, figures: tuple[str, ...]) -> None:
+    """out/description.rst and out/<figure>.rst for every name in `figures`."""
+    n = len(cfg["students"]["seeds"])
+    captions = figure_captions(n, cfg["students"]["primary_contrast"])
+    missing = [f for f in figures if f not in captions]
+    if missing:
+        raise KeyError(f"figures without a caption in lsap.report_pages.figure_captions: {missing}")
+    for name in figures:
+        write_text(out / f"{name}.rst", captions[name] + "\n")
+    write_text(out / f"{DESCRIPTION}.rst", description(cfg, contrasts, verdict, prov))
