@@ -25,12 +25,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Writes results/<run>/ only (its tables and figures in results/<run>/report/): nothing tracked.
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
-	$(BIN)/python -m lsap report --config $(CONFIG)
 
-# paper_tables/<run>/ and figures/<run>/ from results/<run>/ alone (e.g. results copied from a
-# cluster): renders, trains nothing, loads no model.
+# Publishes: paper_tables/<run>/ and figures/<run>/ (tracked) from results/<run>/ alone (e.g.
+# results copied from a cluster): renders, trains nothing, loads no model.
 tables: $(STAMP)
 	$(BIN)/python -m lsap report --config $(CONFIG)
 
