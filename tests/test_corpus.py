@@ -81,3 +81,26 @@ def test_empty_domain_is_an_error(tmp_path, tiny_cfg, fetched):
     cfg = config.validate({**tiny_cfg, "corpus": {**tiny_cfg["corpus"], "min_chars": 10**9}})
     with pytest.raises(RuntimeError, match="holds no document after corpus.min_chars"):
         corpus.build(cfg, tmp_path, log=lambda *_: None)
+
+
+def test_hub_dataset_parts_read_disjoint_file_shares(tmp_path):
+    """A dataset of 7 data files in 3 parts (7 does not divide by 3, where datasets' own split
+    would have every part read all 7): each file is read by exactly one part, and the 3 parts
+    give exactly the documents of 1 part."""
+    from lsap import sources
+
+    data = tmp_path / "many_files" / "data"
+    data.mkdir(parents=True)
+    for f in range(7):
+        (data / f"train-{f:05d}.jsonl").write_text(
+            "".join(json.dumps({"text": f"file {f} document {i}: " + "words " * 30}) + "\n" for i in range(4 + f)))
+    src = {"reader": "hf_dataset", "dataset": str(data.parent), "split": "train", "text_field": "text"}
+    shares = [sources.data_file_share(src, p, 3) for p in range(3)]
+    files = shares[0][2]
+    assert len(files) == 7 and sorted(f for _, share, _ in shares for f in share) == files  # each file once
+    assert [len(share) for _, share, _ in shares] == [3, 2, 2]
+    one = list(sources.read_hf_dataset(src))
+    parts = [list(sources.read_hf_dataset(src, p, 3)) for p in range(3)]
+    assert len(one) == sum(4 + f for f in range(7)) and sorted(one) == sorted(d for p in parts for d in p)
+    # a part reads its own files only: part 1 holds the documents of files 1 and 4
+    assert {d.split(" document")[0] for d in parts[1]} == {"file 1", "file 4"}

@@ -9,8 +9,9 @@ manifest that lists them, and readers see the parts as one corpus, in part order
   - file sources (the registry assets, small): every part reads them whole, cleans and
     deduplicates exactly as one job would, and keeps the documents whose dedup hash falls in its
     slice; the parts are an exact partition of the one-job corpus, caps included.
-  - hub datasets (`hf_dataset`): each part streams only its slice (datasets'
-    `split_dataset_by_node`: whole data files per part when they divide evenly), `max_docs` and
+  - hub datasets (`hf_dataset`): each part streams only its share of the data files
+    (`lsap.sources.data_file_share`: every parts-th file; by rows where there are fewer files
+    than parts), `max_docs` and
     `max_docs_per_domain` are split evenly between the parts, and exact duplicates are removed
     within a part (SlimPajama is already deduplicated across the whole dataset).
 """
