@@ -67,3 +67,31 @@ def test_table1_and_overlap_on_real_models(small_corpus, tiny_cfg, tmp_path):
     assert ov.loc[0, "|Σ∩|"] == 36_960
     shares = ov.filter(like="tokens in Σ∩").iloc[0]
     assert ((shares > 0.8) & (shares <= 1)).all()  # most running text survives translation
+
+
+def test_an_optional_table1_model_that_cannot_load_is_named_not_fatal(tiny_cfg, tmp_path):
+    """A gated model (no licence accepted on the nodes) marked optional: Table 1 leaves it out and
+    says which and why; the same model not marked optional stops the job. Run with the hub
+    offline, in a child process (huggingface_hub reads HF_HUB_OFFLINE when imported)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    gated = {"kind": "hub", "id": "meta-llama/Llama-3.1-8B"}
+    code = ("import json, sys; from lsap import analysis, config; cfg = config.validate(json.loads(sys.argv[1])); "
+            "r = analysis.table1(cfg, sys.argv[2], log=lambda *_: None); "
+            "print(json.dumps({'missing': r.get('missing'), 'rows': analysis.table1_frame(r, cfg).model.tolist()}))")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    for optional in (True, False):
+        cfg = {**tiny_cfg, "analysis": {**tiny_cfg["analysis"], "table1": {
+            **tiny_cfg["analysis"]["table1"], "models": [{**gated, "optional": optional}]}}}
+        proc = subprocess.run([sys.executable, "-c", code, json.dumps(cfg), str(tmp_path)], capture_output=True,
+                              text=True, env=env, timeout=300)
+        if optional:
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            out = json.loads(proc.stdout.strip().splitlines()[-1])
+            assert out["missing"]["Llama-3.1-8B"]["id"] == gated["id"] and out["missing"]["Llama-3.1-8B"]["reason"]
+            assert out["rows"][0] == "Llama-3.1-8B (not loaded)"
+        else:
+            assert proc.returncode != 0 and "OSError" in proc.stderr

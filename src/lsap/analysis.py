@@ -85,8 +85,16 @@ def table1(cfg: dict, corpus_dir, log=print) -> dict:
     for spec in t1["models"]:
         label = model_label(spec)
         spec = models.resolve(cfg, spec)  # a model this run trained: its final HF checkpoint
-        model = models.load_pretrained(spec, dev)
-        tok = vocab.build(spec) if spec["kind"] == "hub" else vocab.load_pretrained(spec["name"])
+        try:
+            model = models.load_pretrained(spec, dev)
+            tok = vocab.build(spec) if spec["kind"] == "hub" else vocab.load_pretrained(spec["name"])
+        except OSError as e:  # transformers' error for a gated, absent or unreachable repository
+            if not spec.get("optional"):
+                raise
+            reason = " ".join(str(e).split())[:300]
+            result.setdefault("missing", {})[label] = {"id": spec.get("id"), "reason": reason}
+            log(f"[table1] {label}: left out (optional: true): {reason}")
+            continue
         means = defaultdict(lambda: defaultdict(dict))
         hist = defaultdict(lambda: defaultdict(lambda: np.zeros(max_count(min(alphas)) + 1, np.int64)))
         t_fwd = t_count = 0.0
@@ -146,6 +154,8 @@ def table1_frame(result: dict, cfg: dict) -> pd.DataFrame:
             row.update({cols[d]: f"{per_seed[i].mean():.2f} ± {per_seed[i].std():.2f}" for i, d in enumerate(domains)})
             row["AVG"] = f"{per_seed.mean(0).mean():.2f} ± {per_seed.mean(0).std():.2f}"
             rows.append(row)
+    for label in result.get("missing", {}):  # an optional model that could not be loaded
+        rows.append({"model": f"{label} (not loaded)", "α": "–", **{c: "n/a" for c in cols.values()}, "AVG": "n/a"})
     for label, by_alpha in PAPER_TABLE1.items():
         for a, vals in by_alpha.items():
             row = {"model": f"paper: {label}", "α": a}
@@ -171,6 +181,12 @@ def figure_table1(result: dict):
                 rows += [{"model": label, "domain": d, "α": float(a), "count": k, "share": n / max(sum(h), 1)}
                          for k, n in enumerate(h) if k <= max_count(float(a))]
     df = pd.DataFrame(rows)
+    if df.empty:  # every model optional and none loaded
+        import matplotlib.pyplot as plt
+
+        fig = plt.figure(figsize=(5, 1.5))
+        fig.text(0.5, 0.5, "Table 1: no model loaded (see the table's notes)", ha="center")
+        return fig
     g = sns.relplot(data=df, x="count", y="share", hue="domain", col="α", row="model", kind="line",
                     marker="o", facet_kws={"sharex": False, "sharey": False}, height=2.6, aspect=1.2)
     g.set_axis_labels("entries with p > α at a position", "share of positions")

@@ -61,7 +61,9 @@ def render_analysis(cfg: dict, results_dir: Path, tables: Path, figures: Path, p
                        f"and seed; mean ± std over seeds {t1['seeds']}), paper rows beside",
                        prov, notes="Our domains stand in for the paper's columns named in brackets "
                        "(– : no counterpart). Paper AVGs are as printed (Llama-3.1-8B α=0.05: the "
-                       "printed 3.14 disagrees with its cells' mean 2.75).")
+                       "printed 3.14 disagrees with its cells' mean 2.75)." + "".join(
+                           f" Not loaded: {label} ({m['id']}), marked optional: {m['reason']}"
+                           for label, m in result.get("missing", {}).items()))
     fig = analysis.figure_table1(result)
     report.save_figure(fig, figures / "table1_counts", prov)
     plt.close(fig)
