@@ -104,3 +104,46 @@ def test_hub_dataset_parts_read_disjoint_file_shares(tmp_path):
     assert len(one) == sum(4 + f for f in range(7)) and sorted(one) == sorted(d for p in parts for d in p)
     # a part reads its own files only: part 1 holds the documents of files 1 and 4
     assert {d.split(" document")[0] for d in parts[1]} == {"file 1", "file 4"}
+
+
+def _edited(text: str) -> str:
+    """A near-copy: re-wrapped, re-cased, one word in 100 replaced."""
+    words = text.split()
+    return "\n".join(" ".join(("CHANGED" if i % 100 == 50 else w.upper() if i % 7 == 0 else w)
+                              for i, w in enumerate(words[k:k + 12], start=k)) for k in range(0, len(words), 12))
+
+
+def test_near_copies_of_held_out_text_leave_the_training_text(tmp_path, tiny_cfg, fetched):
+    """Planted in a training domain: edited copies of 10 of the embedded news domain's validation
+    documents (held out) and of 10 of its training documents. The filter removes exactly the first
+    10, counts them in the manifest, and keeps the second (near-copies of text nobody holds out)."""
+    from lsap import decontaminate
+
+    news = tiny_cfg["corpus"]["domains"]["news"]
+    c = tiny_cfg["corpus"]
+    by_split = {"validation": [], "train": []}
+    for text in corpus.domain_documents(news, c["min_chars"], None, set()):
+        split = corpus.assign_split(text, c["splits"], tiny_cfg["seed"], True)
+        if split in by_split and len(text.split()) >= 150 and len(by_split[split]) < 10:
+            by_split[split].append(text)
+    held, trained = ([_edited(t) for t in by_split[s]] for s in ("validation", "train"))
+    assert all(decontaminate.similarity(a, b) >= 0.85 for a, b in zip(held, by_split["validation"], strict=True))
+    data = tmp_path / "planted"
+    data.mkdir()
+    (data / "train.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in held + trained))
+    planted = {"sources": [{"reader": "hf_dataset", "dataset": str(data), "split": "train", "text_field": "text"}]}
+    toks = {r: {"kind": "pretrained", "name": "gpt2"} for r in ("student", "surrogate")}
+    domains = {"news": news, "planted": planted}
+    cfg = config.validate({**tiny_cfg, "tokenizers": toks, "corpus": {**c, "decontaminate": {}, "domains": domains}})
+    m = corpus.build(cfg, tmp_path / "out", log=lambda *_: None)
+    kept = {json.loads(line)["text"] for line in (tmp_path / "out" / "planted.jsonl").read_text().splitlines()}
+    # a copy whose own hash puts it in the validation split is held-out text itself: kept, as validation
+    in_val = {t for t in held + trained if corpus.assign_split(t, c["splits"], tiny_cfg["seed"], True) == "validation"}
+    assert m["domains"]["planted"]["near_copies_removed"] == len(set(held) - in_val) >= 8
+    assert kept & set(held) == in_val & set(held)
+    # the trained-on copies stay, unless their hash put them in the validation split themselves
+    assert {t for t in trained if corpus.assign_split(t, c["splits"], tiny_cfg["seed"], True) != "validation"} <= kept
+    assert len(kept) >= 8
+    # off by default: the same corpus without the key keeps all 20
+    cfg_off = config.validate({**tiny_cfg, "tokenizers": toks, "corpus": {**c, "domains": domains}})
+    assert corpus.build(cfg_off, tmp_path / "off", log=lambda *_: None)["domains"]["planted"]["near_copies_removed"] == 0

@@ -83,29 +83,55 @@ def domain_documents(spec: dict, min_chars: int, max_docs: int | None, seen: set
                 return
 
 
+def held_out_index(cfg: dict, log=print):
+    """corpus.decontaminate's index of the held-out text, the same in every part: every document of
+    a held-out domain (train: false; read whole, up to its max_docs) and the validation documents
+    of the training domains read from files (every part reads those whole). A hub-streamed training
+    domain's own validation share is not indexed: a part sees only its slice of it (SlimPajama is
+    near-deduplicated by its authors)."""
+    from lsap.decontaminate import HeldOutIndex
+
+    c = cfg["corpus"]
+    index = HeldOutIndex(**c["decontaminate"])
+    for spec in c["domains"].values():
+        if spec["train"] and any(_streams_its_slice(s) for s in spec["sources"]):
+            continue
+        for text in domain_documents(spec, c["min_chars"], c["max_docs_per_domain"], set()):
+            if assign_split(text, c["splits"], cfg["seed"], spec["train"]) == "validation":
+                index.add(text)
+    log(f"[corpus] decontamination: {len(index)} held-out documents indexed")
+    return index
+
+
 def build(cfg: dict, out_dir: str | Path, part: int = 0, log=print) -> dict:
     """Slice `part` of the corpus (of cfg corpus.parts) into `out_dir`."""
     out_dir = Path(out_dir)
     c = cfg["corpus"]
     seen: set[str] = set()
+    index = held_out_index(cfg, log) if c.get("decontaminate") else None
     manifest = {"splits": c["splits"], "seed": cfg["seed"], "part": part, "parts": c["parts"], "domains": {}}
     for domain, spec in c["domains"].items():
         counts = {s: Counter() for s in SPLITS}
         docs = domain_documents(spec, c["min_chars"], c["max_docs_per_domain"], seen, part, c["parts"])
+        removed = 0
         with atomic_path(out_dir / f"{domain}.jsonl") as tmp, open(tmp, "w", encoding="utf-8") as f:
             for i, text in enumerate(docs):
                 split = assign_split(text, c["splits"], cfg["seed"], spec["train"])
+                if index is not None and split != "validation" and index.near_copy(text):
+                    removed += 1  # a near-copy of held-out text: in no split a model trains on
+                    continue
                 f.write(json.dumps({"id": f"{domain}-{part:03d}-{i:08d}", "split": split, "text": text},
                                    ensure_ascii=False) + "\n")
                 counts[split].update(documents=1, chars=len(text), bytes=len(text.encode("utf-8")))
         manifest["domains"][domain] = {
             "table1": spec.get("table1"), "train": spec["train"],
             "sources": [{k: v for k, v in s.items()} for s in spec["sources"]],
-            **{s: dict(counts[s]) for s in SPLITS},
+            **{s: dict(counts[s]) for s in SPLITS}, "near_copies_removed": removed,
         }
         total = sum(counts[s]["documents"] for s in SPLITS)
         log(f"[corpus] {part_name(part)} {domain:10s} {total:7d} docs  " + "  ".join(
-            f"{s}={counts[s]['documents']}/{counts[s]['bytes'] / 1e6:.2f}MB" for s in SPLITS))
+            f"{s}={counts[s]['documents']}/{counts[s]['bytes'] / 1e6:.2f}MB" for s in SPLITS)
+            + (f"  near-copies of held-out text removed={removed}" if index is not None else ""))
     if not any(d[s].get("documents") for d in manifest["domains"].values() for s in SPLITS):
         raise RuntimeError(f"corpus part {part} of {c['parts']} holds no document after corpus.min_chars "
                            f"({c['min_chars']}) and deduplication: check the sources and min_chars, or lower "
@@ -123,9 +149,10 @@ def gather(cfg: dict, corpus_dir: str | Path, log=print) -> dict:
     for name in names:
         m = json.loads((corpus_dir / name / "manifest.json").read_text())
         for domain, d in m["domains"].items():
-            into = manifest["domains"].setdefault(domain, {**d, **{s: {} for s in SPLITS}})
+            into = manifest["domains"].setdefault(domain, {**d, **{s: {} for s in SPLITS}, "near_copies_removed": 0})
             for s in SPLITS:
                 into[s] = dict(Counter(into[s]) + Counter(d[s]))
+            into["near_copies_removed"] += d.get("near_copies_removed", 0)
     for domain, d in manifest["domains"].items():
         total = sum(d[s].get("documents", 0) for s in SPLITS)
         log(f"[corpus] {domain:10s} {total:9d} docs in {len(names)} parts")

@@ -44,6 +44,16 @@ def _contrast_note(primary: str | None) -> str:
             + " —, the minimum detectable difference (MDE: 80 % power at 5 %) and the verdict at 5 %")
 
 
+def _decontamination_note(cfg: dict, results_dir: Path) -> str:
+    """How many training documents corpus.decontaminate removed per domain (the corpus manifest)."""
+    if not cfg["corpus"].get("decontaminate"):
+        return " The training text was not filtered for near-copies of held-out text (corpus.decontaminate off)."
+    domains = read_json(results_dir / "corpus" / "manifest.json")["domains"]
+    removed = ", ".join(f"{d} {m.get('near_copies_removed', 0):,}" for d, m in domains.items() if m["train"])
+    return (f" Near-copies of held-out text removed from the training text (MinHash Jaccard ≥ "
+            f"{cfg['corpus']['decontaminate']['threshold']}): {removed}.")
+
+
 def render_analysis(cfg: dict, results_dir: Path, tables: Path, figures: Path, prov: dict) -> None:
     import matplotlib.pyplot as plt
 
@@ -107,7 +117,8 @@ def render_students(cfg: dict, results_dir: Path, tables: Path, figures: Path, p
                        f"Mean over seeds.{smoke}", prov, digits=3,
                        notes="A student at the unigram line has learnt token frequencies only: no difference "
                        "between methods says anything about their targets until the students pass the bigram. "
-                       "Accuracy ranks and ignores calibration, which LSAP's extra targets change on purpose.")
+                       "Accuracy ranks and ignores calibration, which LSAP's extra targets change on purpose."
+                       + _decontamination_note(cfg, results_dir))
     if surrogate:
         report.write_table(results.proposals(surrogate, domains), tables / "proposals",
                            "The surrogate's proposals on the held-out slices, through Σ∩ as training reads them: "
