@@ -37,3 +37,10 @@ def student_inputs(w):
 
 def _flag(name, path):
     return f"--{name} {os.path.dirname(path) if name == 'targets' else path}" if path else ""
+
+
+def CAPTION(name):
+    """A figure's caption (or the report's landing page), written by the report rule from the run
+    (lsap.report_pages) and read by `snakemake --report` after it: absolute, as Snakemake reads a
+    caption path relative to the rule's file."""
+    return os.path.join(workflow.basedir, layout.report_tables(RUN), lsap_tables.CAPTIONS, f"{name}.rst")

