@@ -161,7 +161,10 @@ def test_tables_are_complete_or_not_written(dag_run, tmp_path):
             shutil.copy(run / f, res / "students" / run.name / f)
     t, f = tmp_path / "tables", tmp_path / "figures"
     tables.render(cfg, res, t, f)
-    before = {p.relative_to(tmp_path): p.read_bytes() for p in sorted(t.iterdir()) + sorted(f.iterdir())}
+    def files():  # every file, the report's captions/ folder included
+        return {p.relative_to(tmp_path): p.read_bytes() for p in sorted(t.rglob("*")) + sorted(f.rglob("*"))
+                if p.is_file()}
+    before = files()
     assert len(before) > 20
     ev = res / "eval" / "kd-s0.json"
     data = json.loads(ev.read_text())
@@ -175,7 +178,7 @@ def test_tables_are_complete_or_not_written(dag_run, tmp_path):
     summary.write_text(summary.read_text()[:40])
     with pytest.raises(results.IncompleteResults, match=r"salt-s0/summary.json is truncated or damaged .* rule 'student'"):
         tables.render(cfg, res, t, f)
-    after = {p.relative_to(tmp_path): p.read_bytes() for p in sorted(t.iterdir()) + sorted(f.iterdir())}
+    after = files()
     assert after == before
 
 
