@@ -147,3 +147,12 @@ def test_near_copies_of_held_out_text_leave_the_training_text(tmp_path, tiny_cfg
     # off by default: the same corpus without the key keeps all 20
     cfg_off = config.validate({**tiny_cfg, "tokenizers": toks, "corpus": {**c, "domains": domains}})
     assert corpus.build(cfg_off, tmp_path / "off", log=lambda *_: None)["domains"]["planted"]["near_copies_removed"] == 0
+
+
+def test_a_document_without_an_ngram_is_no_near_copy():
+    from lsap import decontaminate
+
+    index = decontaminate.HeldOutIndex()
+    index.add("")  # e.g. WikiText's empty rows, with min_chars 0
+    index.add("one two")
+    assert len(index) == 0 and not index.near_copy("!!! ???") and not index.near_copy("one two")

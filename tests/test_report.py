@@ -65,3 +65,19 @@ def test_a_table_is_also_a_page_of_its_own(tmp_path):
     report.write_table(df, tmp_path / "t", "caption & more", prov, notes="n")
     page = (tmp_path / "t.html").read_text()
     assert "<td>&lt;ce&gt;</td><td>2.82</td>" in page and "caption &amp; more" in page and "Provenance: " in page
+
+
+def test_a_ce_only_run_has_a_report_without_contrasts(tmp_path):
+    """methods: [ce] is a valid run: no contrast, yet the landing page, captions and forest plot render."""
+    import matplotlib.pyplot as plt
+
+    from lsap import plots, results, tables
+    df = pd.DataFrame({"method": ["ce", "ce"], "seed": [0, 1], "fraction": [1.0, 1.0], "flops": [1e12, 1e12],
+                       "bpb_mean": [2.8, 2.9], "avg": [25.0, 26.0], "avg_se": [1.0, 1.0], "chance": [25.0, 25.0]})
+    contrasts = results.contrast_frame(df, None)
+    assert contrasts.empty and "metric" in contrasts
+    cfg = {"run": "ce_only_", "students": {"seeds": [0, 1], "budget_flops": 1e12, "primary_contrast": None}}
+    prov = {"config": "x", "config_hash": "0", "git_commit": "0", "assets": {}, "hardware": "cpu", "date": "today"}
+    report_pages.write(cfg, contrasts, results.verdict_sentence(contrasts, None), prov, tmp_path, tables.FIGURES)
+    assert "ce\\_only\\_" in (tmp_path / "description.rst").read_text()  # a run name ending in _ is no link target
+    plt.close(plots.figure_contrasts(contrasts))

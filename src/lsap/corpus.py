@@ -85,7 +85,7 @@ def domain_documents(spec: dict, min_chars: int, max_docs: int | None, seen: set
 
 def held_out_index(cfg: dict, log=print):
     """corpus.decontaminate's index of the held-out text, the same in every part: every document of
-    a held-out domain (train: false; read whole, up to its max_docs) and the validation documents
+    a held-out domain (train: false; every part's share, read as that part reads it) and the validation documents
     of the training domains read from files (every part reads those whole). A hub-streamed training
     domain's own validation share is not indexed: a part sees only its slice of it (SlimPajama is
     near-deduplicated by its authors)."""
@@ -96,9 +96,10 @@ def held_out_index(cfg: dict, log=print):
     for spec in c["domains"].values():
         if spec["train"] and any(_streams_its_slice(s) for s in spec["sources"]):
             continue
-        for text in domain_documents(spec, c["min_chars"], c["max_docs_per_domain"], set()):
-            if assign_split(text, c["splits"], cfg["seed"], spec["train"]) == "validation":
-                index.add(text)
+        for p in range(c["parts"]):  # read as the parts read it: a hub set's share per part, files sliced
+            for text in domain_documents(spec, c["min_chars"], c["max_docs_per_domain"], set(), p, c["parts"]):
+                if assign_split(text, c["splits"], cfg["seed"], spec["train"]) == "validation":
+                    index.add(text)
     log(f"[corpus] decontamination: {len(index)} held-out documents indexed")
     return index
 

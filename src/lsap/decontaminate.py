@@ -42,7 +42,14 @@ class HeldOutIndex:
         m.update_batch(list(grams))
         return m
 
+    def usable(self, text: str) -> bool:
+        """A document of fewer words than one n-gram has no n-gram: never indexed, never a near-copy
+        (its one empty 'gram' would match every other short document)."""
+        return len(WORD.findall(text)) >= self.ngram
+
     def add(self, text: str) -> None:
+        if not self.usable(text):
+            return
         m = self.minhash(text)
         self.lsh.insert(len(self.signatures), m, check_duplication=False)
         self.signatures.append(m)
@@ -52,7 +59,7 @@ class HeldOutIndex:
 
     def near_copy(self, text: str) -> bool:
         """Whether `text` is a near-copy of an indexed held-out document."""
-        if not self.signatures:
+        if not self.signatures or not self.usable(text):
             return False
         m = self.minhash(text)
         return any(m.jaccard(self.signatures[k]) >= self.threshold for k in self.lsh.query(m))

@@ -85,7 +85,7 @@ def _contrast_table(contrasts: pd.DataFrame) -> list[str]:
 def description(cfg: dict, contrasts: pd.DataFrame, verdict: str, prov: dict) -> str:
     """The report's landing page: the verdict first, then every contrast, then what the run was."""
     s, n = cfg["students"], len(cfg["students"]["seeds"])
-    title = f"LSAP replication: run {cfg['run']}"
+    title = f"LSAP replication: run {esc(cfg['run'])}"
     out = [title, "=" * len(title), "", f"**Verdict.** {esc(verdict)}", ""]
     if n < 2:
         out += ["**Smoke test, not evidence**: one seed per method, so no interval and no verdict.", ""]

@@ -219,7 +219,9 @@ def contrast_frame(df: pd.DataFrame, primary: str | None) -> pd.DataFrame:
             rows.append({"method": name, "metric": col, "mean": c.mean, "lo": c.lo, "hi": c.hi, "p": c.p,
                          "p_adjusted": c.p_adj, "mde": c.mde, "df": c.df, "seeds": c.n, "primary": c.primary,
                          "verdict": verdict})
-    return pd.DataFrame(rows)
+    # the columns even with no row (a CE-only run has no contrast): the report and plots read them
+    return pd.DataFrame(rows, columns=["method", "metric", "mean", "lo", "hi", "p", "p_adjusted", "mde", "df",
+                                       "seeds", "primary", "verdict"])
 
 
 def verdict_sentence(contrasts_df: pd.DataFrame, primary: str | None) -> str:

@@ -48,7 +48,11 @@ def _decontamination_note(cfg: dict, results_dir: Path) -> str:
     """How many training documents corpus.decontaminate removed per domain (the corpus manifest)."""
     if not cfg["corpus"].get("decontaminate"):
         return " The training text was not filtered for near-copies of held-out text (corpus.decontaminate off)."
-    domains = read_json(results_dir / "corpus" / "manifest.json")["domains"]
+    manifest = results_dir / "corpus" / "manifest.json"
+    if not manifest.is_file():  # results copied without corpus/: the counts live only there
+        return " Near-copies of held-out text were removed from the training text; the counts are in " \
+               "results/<run>/corpus/manifest.json, not copied here."
+    domains = read_json(manifest)["domains"]
     removed = ", ".join(f"{d} {m.get('near_copies_removed', 0):,}" for d, m in domains.items() if m["train"])
     return (f" Near-copies of held-out text removed from the training text (MinHash Jaccard ≥ "
             f"{cfg['corpus']['decontaminate']['threshold']}): {removed}.")
