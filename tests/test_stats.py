@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from lsap import results, stats
+from lsap import compute_equivalent, results, stats
 
 
 def test_t_interval_matches_the_textbook_value():
@@ -124,8 +124,8 @@ def test_compute_multiplier_reads_ces_curve_in_log_flops():
         rows.append({"method": "m", "seed": seed, "fraction": 1.0, "flops": 2e12, "bpb_mean": 2.7 + 0.001 * seed})
         rows.append({"method": "far", "seed": seed, "fraction": 1.0, "flops": 2e12, "bpb_mean": 2.5})
     df = pd.DataFrame(rows)
-    r = results.compute_multiplier(df, "m")
+    r = compute_equivalent.compute_multiplier(df, "m")
     assert r["seeds"] == 3 and 1.38 < r["lo"] <= r["ratio"] <= r["hi"] < 1.43
     assert r["ratio"] == pytest.approx(np.sqrt(8) / 2, rel=0.01)
-    far = results.compute_multiplier(df, "far")
+    far = compute_equivalent.compute_multiplier(df, "far")
     assert np.isnan(far["ratio"]) and far["beyond_curve"] == 3

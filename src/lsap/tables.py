@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from lsap import benchmarks, keys, layout, plots, provenance, report, report_pages, results, stats
+from lsap import benchmarks, compute_equivalent, keys, layout, plots, provenance, report, report_pages, results, stats
 from lsap.config import lsap_alphas, required_assets
 from lsap.files import atomic_dir, read_json, write_text
 
@@ -131,7 +131,7 @@ def render_students(cfg: dict, results_dir: Path, tables: Path, figures: Path, p
                            "targets).", prov, digits=3,
                            notes="Extra targets far more often than true tokens above α: most targets are not "
                            "what comes next, and LSAP's gain, if any, is closer to regularisation than to knowledge.")
-    report.write_table(results.effective_compute(df), tables / "effective_compute",
+    report.write_table(compute_equivalent.effective_compute(df), tables / "effective_compute",
                        f"Each method's effect as compute: the CE training FLOPs at which CE's curve (its "
                        f"checkpoints at {sorted(cfg['training']['checkpoint_fractions'])} of its budget, linear in "
                        f"log-FLOPs between them) reaches the method's final bits per byte, as a multiple of the "
