@@ -4,10 +4,13 @@ OLMo2's dolma2, a BPE of the same family and size), one CPU core per job.
 
     python bench/data_prep.py --out bench/data_prep-cpu.json [--repeat 3]
 
-Prints and writes: tokens/s per core of the whole stage (read JSONL, batch-encode, write the
-memmap, count unigrams) and of the tokenizer alone; the wall-clock of both corpus parts as 1 job
-(one after the other) and as 2 jobs side by side; and what that rate means for the paper's
-training tokens on N jobs (`--paper-tokens`, from `python -m lsap plan --config config/paper.yaml`).
+Prints and writes, in one run so the ratios compare like with like: tokens/s per core of the whole
+stage (read JSONL, batch-encode, write the memmap, count unigrams) with the encoder it uses
+(lsap.fast_encode: tiktoken's core where the tokenizer qualifies, checked against HF) and with HF's
+Rust backend forced, and of each tokenizer path alone, HF's `__call__` (the stage's encoder until
+2026-12) included; the wall-clock of both corpus parts as 1 job (one after the other) and as 2 jobs
+side by side; and what the stage's rate means for the paper's training tokens on N jobs
+(`--paper-tokens`, from `python -m lsap plan --config config/paper.yaml`).
 """
 
 from __future__ import annotations
@@ -26,21 +29,23 @@ from pathlib import Path
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ["RAYON_NUM_THREADS"] = "1"
 
-from lsap import REPO_ROOT, config, corpus, vocab  # noqa: E402
+from lsap import REPO_ROOT, config, corpus, fast_encode, vocab  # noqa: E402
 
 JOB = """
 import json, sys, time
-from lsap import shards
+from lsap import fast_encode, shards
+if sys.argv[3] == "hf":   # the stage with HF's encoder forced
+    fast_encode.encoder = fast_encode.hf_encoder
 t = time.perf_counter(); n = 0
-for part in sys.argv[3:]:
+for part in sys.argv[4:]:
     n += shards.write_split(sys.argv[1], part, "train", part + "/" + sys.argv[2], 1024, log=lambda *_: None)["n_tokens"]
 print(json.dumps({"tokens": n, "seconds": time.perf_counter() - t}))
 """
 
 
-def _job(tok_dir: Path, tag: str, parts: list[Path]) -> subprocess.Popen:
+def _job(tok_dir: Path, tag: str, parts: list[Path], encoder: str = "fast") -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-c", JOB, str(tok_dir), tag, *map(str, parts)], env=env,
+    return subprocess.Popen([sys.executable, "-c", JOB, str(tok_dir), tag, encoder, *map(str, parts)], env=env,
                             stdout=subprocess.PIPE, text=True)
 
 
@@ -54,10 +59,10 @@ def _wait(*procs) -> list[dict]:
     return out
 
 
-def tokenizer_alone(tok, texts: list[str], batch: int = 1024) -> tuple[int, float]:
+def tokenizer_alone(encode, texts: list[str], batch: int = 1024) -> tuple[int, float]:
     t, n = time.perf_counter(), 0
     for i in range(0, len(texts), batch):
-        n += sum(map(len, tok(texts[i:i + batch], add_special_tokens=False)["input_ids"]))
+        n += sum(map(len, encode(texts[i:i + batch])))
     return n, time.perf_counter() - t
 
 
@@ -78,7 +83,13 @@ def main() -> None:
         texts = [t for d in parts for _, t in corpus.iter_documents(d, "train")]
         n_bytes = sum(len(t.encode()) for t in texts)
         tok = vocab.load(tok_dir)
-        alone = min((tokenizer_alone(tok, texts) for _ in range(args.repeat)), key=lambda r: r[1])
+        fast = fast_encode.encoder(tok)
+        paths = {"hf_call": lambda b: tok(b, add_special_tokens=False)["input_ids"],
+                 "hf_backend": fast_encode.hf_encoder(tok).encode, fast.kind: fast.encode}
+        alone = {name: min((tokenizer_alone(f, texts) for _ in range(args.repeat)), key=lambda r: r[1])
+                 for name, f in paths.items()}
+        hf_stage = min((_wait(_job(tok_dir, f"hf{r}", parts, "hf"))[0] for r in range(args.repeat)),
+                       key=lambda r: r["seconds"])
         one = min((_wait(_job(tok_dir, f"one{r}", parts))[0] for r in range(args.repeat)), key=lambda r: r["seconds"])
         two = []
         for r in range(args.repeat):
@@ -89,9 +100,13 @@ def main() -> None:
     rate = one["tokens"] / one["seconds"]
     result = {
         "what": "lsap.shards.write_split (train split, seq 1024) of the embedded tiny corpus in 2 parts, "
-                "cl100k tokenizer (HF fast), one core per job",
+                f"cl100k tokenizer ({fast.kind} encoder; HF's Rust backend forced for the _hf figure), one core per job",
         "documents": len(texts), "bytes": n_bytes, "tokens": one["tokens"],
-        "tokens_per_s_per_core_stage": round(rate), "tokens_per_s_per_core_tokenizer_alone": round(alone[0] / alone[1]),
+        "encoder": fast.kind,
+        "tokens_per_s_per_core_stage": round(rate),
+        "tokens_per_s_per_core_stage_hf": round(hf_stage["tokens"] / hf_stage["seconds"]),
+        "stage_speedup_over_hf": round(rate / (hf_stage["tokens"] / hf_stage["seconds"]), 2),
+        "tokens_per_s_per_core_tokenizer_alone": {name: round(n / t) for name, (n, t) in alone.items()},
         "bytes_per_token": round(n_bytes / one["tokens"], 3),
         "wall_1_job_s": round(one["seconds"], 2), "wall_2_jobs_s": round(two["wall"], 2),
         "speedup_2_jobs": round(one["seconds"] / two["wall"], 2),

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsap import corpus, vocab
+from lsap import corpus, fast_encode, vocab
 from lsap.files import atomic_path, read_json, sha256_file, write_json
 
 FORMAT = 3  # 2: the manifest carries the unigram entropy; 3: parts, listed by the gathered manifest
@@ -39,22 +39,39 @@ def token_dtype(vocab_size: int) -> np.dtype:
 def write_split(tok_dir: str | Path, corpus_dir: str | Path, split: str, out_dir: str | Path,
                 seq_len: int, log=print) -> dict:
     tok = vocab.load(tok_dir)
+    enc = fast_encode.encoder(tok)
+    try:
+        return _write_split(tok, enc, tok_dir, corpus_dir, split, out_dir, seq_len, log)
+    except fast_encode.Mismatch as e:
+        # the shard must hold HF's ids: start again with HF's encoder (nothing was published)
+        log(f"[shards] {split}: the {enc.kind} encoder differs from the tokenizer ({e}); re-encoding with HF")
+        return _write_split(tok, fast_encode.hf_encoder(tok), tok_dir, corpus_dir, split, out_dir,
+                            seq_len, log)
+
+
+def _write_split(tok, enc, tok_dir, corpus_dir, split, out_dir, seq_len, log) -> dict:
     eos, n_vocab = vocab.eos_id(tok), len(tok)
     dtype = token_dtype(n_vocab)
     out_dir = Path(out_dir)
     stats: dict[str, Counter] = {}
     unigram = np.zeros(n_vocab, dtype=np.int64)
-    n_tokens = 0
+    n_tokens, n_batches = 0, 0
 
     def flush(f, batch):
-        nonlocal n_tokens
-        ids = tok([t for _, t in batch], add_special_tokens=False)["input_ids"]
-        for (domain, text), doc in zip(batch, ids, strict=True):
-            stats.setdefault(domain, Counter()).update(documents=1, tokens=len(doc) + 1,
-                                                       bytes=len(text.encode("utf-8")))
-        for doc in ids:
-            doc.append(eos)
-        flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=sum(map(len, ids)))
+        nonlocal n_tokens, n_batches
+        texts = [t for _, t in batch]
+        ids = enc.encode(texts)
+        # the first batch checked whole, then every VERIFY_STRIDE-th document
+        enc.check(texts, ids, stride=1 if n_batches == 0 else fast_encode.VERIFY_STRIDE)
+        n_batches += 1
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)) + 1
+        for (domain, text), n in zip(batch, lengths.tolist(), strict=True):
+            stats.setdefault(domain, Counter()).update(documents=1, tokens=n, bytes=len(text.encode("utf-8")))
+        flat = np.full(int(lengths.sum()), eos, dtype=dtype)   # EOS where no document token lands
+        ends = np.cumsum(lengths) - 1
+        body = np.ones(len(flat), dtype=bool)
+        body[ends] = False
+        flat[body] = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=len(flat) - len(ids))
         flat.tofile(f)
         unigram[:] += np.bincount(flat, minlength=n_vocab)
         n_tokens += len(flat)
@@ -83,7 +100,7 @@ def write_split(tok_dir: str | Path, corpus_dir: str | Path, split: str, out_dir
     }
     write_json(out_dir / f"{split}.json", manifest)
     log(f"[shards] {split:10s} {manifest['documents']:7d} docs {n_tokens:10,d} tokens "
-        f"{manifest['n_sequences']:7d} x {seq_len + 1} ({dtype.name})")
+        f"{manifest['n_sequences']:7d} x {seq_len + 1} ({dtype.name}, {enc.kind} encoder)")
     return manifest
 
 
