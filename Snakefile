@@ -12,6 +12,7 @@ from lsap import assets as lsap_assets
 from lsap import config as lsap_config
 from lsap import corpus as lsap_corpus
 from lsap import hub as lsap_hub
+from lsap import snapshot as lsap_snapshot
 
 
 # Validate before any job runs: a misspelt key or bad value stops here, naming the key.
@@ -25,9 +26,15 @@ CONFIG = layout.resolved_config(RUN)  # what the jobs read; written by onstart (
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 GPUS = config["compute"]["gpus"]
 GPU_ONE = min(GPUS, 1)  # the single-process GPU jobs (evaluate, table1, targets, selection_part): one GPU each
-LSAP = "python -m lsap"
+# A config with hub ids: the hub_snapshot rule downloads them first, every other job runs with the
+# hub offline and reads the snapshot (lsap.snapshot); the env prefix is empty otherwise.
+HUB_MANIFEST = [layout.hub_manifest(RUN)] if lsap_hub.ids(config) else []
+HUB_ENV = " ".join(f"{k}={v}" for k, v in lsap_snapshot.job_env(config, layout.hub_manifest(RUN)).items())
+LSAP_ONLINE = "python -m lsap"
+LSAP = f"env {HUB_ENV} python -m lsap" if HUB_ENV else LSAP_ONLINE
 # Training jobs given more than one GPU run under torchrun (DDP), one process per GPU.
-TRAIN = f"python -m torch.distributed.run --standalone --nproc_per_node {GPUS} -m lsap" if GPUS > 1 else LSAP
+TRAIN = (f"env {HUB_ENV} " if HUB_ENV else "") + f"python -m torch.distributed.run --standalone --nproc_per_node {GPUS} -m lsap" \
+    if GPUS > 1 else LSAP
 SPLITS = list(lsap_corpus.SPLITS)
 # Threads of a model job (Snakemake sets OMP_NUM_THREADS to it). On CPU, models this small barely
 # use a second core: two one-thread jobs side by side finish 1.26x sooner than the same two jobs
@@ -43,7 +50,8 @@ envvars:
 onstart:
     # Runs only when this invocation holds the lock and has jobs to run: a dry run, or a second
     # snakemake refused by the lock, never rewrites what a running run's jobs read.
-    lsap_hub.check(config, CONFIG_NAME)  # every hub id a local folder, or the hub reachable
+    if not os.path.exists(layout.hub_manifest(RUN)):  # the snapshot taken, the jobs need no hub
+        lsap_hub.check(config, CONFIG_NAME)  # every hub id a local folder, or the hub reachable
     layout.claim_run_dir(REPO_ROOT, RUN, CONFIG_NAME)
     lsap_config.write_resolved(config, CONFIG)
 
@@ -65,6 +73,7 @@ report: CAPTION("description") if os.path.exists(CAPTION("description")) else "w
 localrules:
     all,
     asset,
+    hub_snapshot,
     corpus,
     shards,
     tokenizer,

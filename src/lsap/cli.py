@@ -21,6 +21,12 @@ def _assets(args, cfg):
         assets.fetch(name)
 
 
+def _hub_snapshot(args, cfg):
+    from lsap import snapshot
+
+    snapshot.take(cfg, args.out)
+
+
 def _corpus(args, cfg):
     from lsap import corpus
 
@@ -200,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = stage("assets", _assets, "fetch and verify the registry assets a config needs")
     s.add_argument("--name", help="fetch only this asset")
     s.add_argument("--all", action="store_true", help="fetch every asset of config/assets.yaml")
+
+    s = stage("hub-snapshot", _hub_snapshot, "download every hub id the run reads into hub.cache (login node)")
+    s.add_argument("--out", required=True, help="the snapshot's manifest (JSON)")
 
     s = stage("corpus", _corpus, "build one part of the cleaned, split, per-domain corpus (or gather the parts)")
     s.add_argument("--out", required=True, help="the part's folder (corpus/part-PPP), or corpus/ with --gather")

@@ -14,16 +14,21 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 
-def ids(cfg: dict) -> list[tuple[str, str]]:
-    """(where in the config, hub id or local folder) of every hub source a config reads."""
+def specs(cfg: dict) -> list[tuple[str, str, dict]]:
+    """(where in the config, hub id or local folder, its config entry) of every hub source a config reads."""
     out = []
     for d, spec in cfg["corpus"]["domains"].items():
-        out += [(f"corpus.domains.{d}", s["dataset"]) for s in spec["sources"] if s["reader"] == "hf_dataset"]
-    out += [(f"tokenizers.{r}", t["id"]) for r, t in cfg["tokenizers"].items() if t["kind"] == "hub"]
-    out += [(f"students.teachers.{r}", m["id"]) for r, m in cfg["students"]["teachers"].items() if m["kind"] == "hub"]
-    out += [("analysis.table1.models" + (" (optional)" if m.get("optional") else ""), m["id"])
+        out += [(f"corpus.domains.{d}", s["dataset"], s) for s in spec["sources"] if s["reader"] == "hf_dataset"]
+    out += [(f"tokenizers.{r}", t["id"], t) for r, t in cfg["tokenizers"].items() if t["kind"] == "hub"]
+    out += [(f"students.teachers.{r}", m["id"], m) for r, m in cfg["students"]["teachers"].items() if m["kind"] == "hub"]
+    out += [("analysis.table1.models" + (" (optional)" if m.get("optional") else ""), m["id"], m)
             for m in cfg["analysis"]["table1"]["models"] if m["kind"] == "hub"]
     return out
+
+
+def ids(cfg: dict) -> list[tuple[str, str]]:
+    """(where in the config, hub id or local folder) of every hub source a config reads."""
+    return [(where, i) for where, i, _ in specs(cfg)]
 
 
 @functools.lru_cache(maxsize=None)

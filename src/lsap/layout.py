@@ -27,6 +27,11 @@ def layout_marker(run: str) -> str:
     return f"{run_dir(run)}/LAYOUT"
 
 
+def hub_manifest(run: str) -> str:
+    """What the hub_snapshot rule downloaded for this run (lsap.snapshot); the files are in hub.cache."""
+    return f"{run_dir(run)}/hub/manifest.json"
+
+
 def corpus(run: str) -> str:
     return f"{run_dir(run)}/corpus"
 

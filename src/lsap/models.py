@@ -3,6 +3,8 @@ folder), count their parameters and FLOPs per token."""
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from lsap.assets import asset_path
@@ -48,7 +50,7 @@ def load_pretrained(spec: dict, dev: torch.device | None = None):
 
         model = AutoModelForCausalLM.from_pretrained(str(gguf_cache.model_folder(gguf_file(spec["name"]))), **kw)
     elif spec["kind"] == "hub":
-        model = from_pretrained(AutoModelForCausalLM, spec["id"], **kw)
+        model = from_pretrained(AutoModelForCausalLM, spec["id"], revision=spec.get("revision"), **kw)
     else:
         raise ValueError(f"cannot load a pretrained model of kind '{spec['kind']}'")
     return model.to(dev).eval().requires_grad_(False)
@@ -60,7 +62,14 @@ def from_pretrained(cls, name_or_dir: str, **kw):
     from pathlib import Path
 
     if not Path(name_or_dir).is_dir():
-        return cls.from_pretrained(name_or_dir, **kw)
+        try:
+            return cls.from_pretrained(name_or_dir, **kw)
+        except OSError as e:  # under the hub snapshot (cluster jobs) the id is not in it
+            from lsap import snapshot
+
+            if os.environ.get(snapshot.MANIFEST_ENV):
+                raise snapshot.offline_error(name_or_dir, e) from e
+            raise
     from lsap import checkpoints
 
     checkpoints.verify(name_or_dir)  # the weights that were saved, or a message naming the rebuild
@@ -116,7 +125,8 @@ def source_config(cfg: dict, spec: dict):
     from lsap.hub import reachable
 
     try:  # offline: no retries against an unreachable hub, whatever HF_HUB_OFFLINE said at import
-        return AutoConfig.from_pretrained(spec["id"], local_files_only=not Path(spec["id"]).is_dir() and not reachable())
+        return AutoConfig.from_pretrained(spec["id"], revision=spec.get("revision"),
+                                          local_files_only=not Path(spec["id"]).is_dir() and not reachable())
     except OSError:
         known = hub_table()
         if Path(spec["id"]).is_absolute() or spec["id"] not in known:

@@ -175,10 +175,19 @@ def data_file_share(src: dict, part: int, parts: int) -> tuple[str, list[str], l
     """Part `part` of `parts` of a dataset's data files for src's split: every parts-th file from
     the part-th, of the sorted list, so the parts read disjoint files that together are all of
     them (≈ total bytes / parts each). Returns (its packaged builder: json, parquet..., this
-    part's files, all files)."""
+    part's files, all files). Under a hub snapshot (cluster jobs, lsap.snapshot) the files are the
+    snapshot's local copies, the share cut where the snapshot stops (the files past the part's
+    max_docs were not downloaded)."""
+    from lsap import snapshot
+
+    snap = snapshot.dataset_files(src)
+    if snap is not None:
+        builder, files, local = snap
+        share = list(itertools.takewhile(lambda f: f in local, files[part::parts]))
+        return builder, [local[f] for f in share], [local.get(f, f) for f in files]
     import datasets
 
-    builder = datasets.load_dataset_builder(src["dataset"], src.get("name"))
+    builder = datasets.load_dataset_builder(src["dataset"], src.get("name"), revision=src.get("revision"))
     files = sorted(builder.config.data_files[src["split"]])
     return builder.name, files[part::parts], files
 
@@ -191,20 +200,22 @@ def read_hf_dataset(src: dict, part: int = 0, parts: int = 1) -> Iterator[str]:
     row in `parts` (SlimPajama: ~59 k files, 16 parts -> 16x the bytes). A dataset with fewer
     files than parts (a small local set) is split by rows instead."""
     import datasets
-
-    if parts > 1:
-        builder, share, files = data_file_share(src, part, parts)
-        if len(files) >= parts:
-            ds = datasets.load_dataset(builder, data_files={src["split"]: share}, split=src["split"], streaming=True)
-            yield from (row[src["text_field"]] for row in ds)
-            return
     from datasets.distributed import split_dataset_by_node
 
-    ds = datasets.load_dataset(src["dataset"], src.get("name"), split=src["split"], streaming=True)
-    if parts > 1:
+    builder, share, files = data_file_share(src, part, parts)
+    if len(files) >= parts:
+        ds = datasets.load_dataset(builder, data_files={src["split"]: share}, split=src["split"], streaming=True)
+    else:
+        ds = datasets.load_dataset(builder, data_files={src["split"]: files}, split=src["split"], streaming=True)
         ds = split_dataset_by_node(ds, rank=part, world_size=parts)
-    for row in ds:
-        yield row[src["text_field"]]
+    yield from (row[src["text_field"]] for row in ds)
+    if len(files) >= parts and len(share) < len(files[part::parts]):
+        # a snapshot holds only the files the part reads up to its max_docs: reaching past them is
+        # a snapshot taken for a smaller max_docs
+        from lsap import snapshot
+
+        raise snapshot.SnapshotError(f"corpus part {part} of {src['dataset']} read every file the hub snapshot "
+                                     "holds for it before its max_docs: rerun the hub_snapshot rule")
 
 
 def read_source(src: dict, part: int = 0, parts: int = 1) -> Iterator[str]:

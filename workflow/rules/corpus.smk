@@ -7,6 +7,7 @@ rule corpus_part:
     """One slice of the corpus: a cluster job (it streams its share of a hub dataset)."""
     input:
         lsap_config.asset_markers(lsap_config.corpus_assets(config)),
+        HUB_MANIFEST,  # every later job reads the hub only through the snapshot, and follows the corpus
     output:
         manifest=f"{layout.corpus(RUN)}/{{part}}/manifest.json",
         domains=expand(f"{layout.corpus(RUN)}/{{{{part}}}}/{{domain}}.jsonl", domain=list(config["corpus"]["domains"])),
