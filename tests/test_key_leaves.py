@@ -53,6 +53,7 @@ READERS = [
     (r"references/.*", {"reference_model"}),
     (r"compute/gpus", {"reference_model", "targets", "selection", "student"}),
     (r"compute/.*", set()),
+    (r"hub/cache", set()),   # where the snapshot's files live, not which files: no job's output changes
 ]
 
 

@@ -6,7 +6,7 @@ import itertools
 import pytest
 from conftest import SHIPPED, planned_jobs
 
-from lsap import REPO_ROOT, config, keys, methods
+from lsap import REPO_ROOT, config, hub, keys, methods
 
 
 def _expected(cfg: dict) -> dict:
@@ -31,6 +31,7 @@ def _expected(cfg: dict) -> dict:
         "translation": {()}, "overlap": {()}, "table1": {()}, "reference_lines": {()}, "report": {()},
         "surrogate_lines": {()} if config.lsap_alphas(cfg) else set(),
         "notebook": {()},
+        "hub_snapshot": {()} if hub.ids(cfg) else set(),   # first, wherever the config names hub ids
     }
 
 

@@ -131,15 +131,15 @@ def transform(paper: dict, out: Path) -> dict:
             n_files = FILES_PER_PART * c["parts"] if spec["train"] else 1
             src["dataset"] = str(_dataset_folder(src, docs, n_files, out))
             src["name"] = None  # a hub config name selects a subset of the hub dataset; the folder is that subset
+            src.pop("revision", None)  # a folder has no revisions
     for spec in cfg["tokenizers"].values():
         if spec["kind"] == "hub":
             spec["id"] = str(_tokenizer_folder(spec["id"], out))
-    for m in cfg["students"]["teachers"].values():
+            spec.pop("revision", None)
+    for m in [*cfg["students"]["teachers"].values(), *cfg["analysis"]["table1"]["models"]]:
         if m["kind"] == "hub":
             m["id"] = str(_model_folder(m["id"], out))
-    for m in cfg["analysis"]["table1"]["models"]:
-        if m["kind"] == "hub":
-            m["id"] = str(_model_folder(m["id"], out))
+            m.pop("revision", None)
     t1 = cfg["analysis"]["table1"]
     t1.update(examples=2, seq_len=32, batch_size=4, seeds=t1.get("seeds", [21, 42, 67])[:1])
     cfg["shards"]["seq_len"] = SEQ_LEN
