@@ -162,6 +162,26 @@ def _scoring_parts(cfg: RunConfig, mname: str, pool: int | None, flops_per_token
     return rows
 
 
+def hub_snapshot_size(cfg: RunConfig, bytes_per_token: float) -> dict | None:
+    """What the hub_snapshot rule will download, estimated before it runs: each hub model's weights
+    at 2 bytes per parameter (bf16 safetensors), each dataset's text the corpus parts read
+    (max_docs x tokens_per_doc x bytes_per_token; compressed files download smaller). None: no hub ids."""
+    from lsap import hub, snapshot
+
+    specs = [(w, i, s) for w, i, s in hub.specs(cfg) if not Path(i).is_dir()]
+    if not specs:
+        return None
+    weights, text, seen = 0.0, 0.0, set()
+    for where, repo, spec in specs:
+        if where.startswith("corpus."):
+            text += (spec.get("max_docs") or 0) * spec.get("tokens_per_doc", 1000) * bytes_per_token
+        elif repo not in seen and not where.startswith("tokenizers."):
+            seen.add(repo)
+            weights += plan.source_flops_per_token(cfg, spec) / 2 * 2   # 2N FLOPs per token -> N params, 2 bytes each
+    return {"ids": len({i for _, i, _ in specs}), "weights_gb": weights / 1e9, "text_gb": text / 1e9,
+            "cache": str(snapshot.cache_dir(cfg))}
+
+
 def price(cfg: RunConfig) -> dict:
     from lsap import selection
 
@@ -280,7 +300,7 @@ def price(cfg: RunConfig) -> dict:
                              f"compute.peak_tflops; no GPU measurement yet)",
                       "cpu": (f"{bench['tokens_per_s_per_core_stage']:,} tokens/s per core ({DATA_BENCH.name}, "
                               f"{bench['date']})") if bench else "no data-prep measurement (bench/data_prep.py)"},
-            "hub_configs_from_table": sorted(FROM_TABLE)}
+            "hub_configs_from_table": sorted(FROM_TABLE), "hub_snapshot": hub_snapshot_size(cfg, bpt)}
 
 
 # start-up of one job of the sweep (process, imports, model and data loading, evaluation's task
@@ -358,6 +378,11 @@ def render(priced: dict) -> str:
     lines += ["", f"Total: {total} over {sum(j['job'] == 'student' for j in priced['jobs'])} "
                   f"student runs and the jobs above. Disk: {disk_total(priced) / 1e3:,.2f} TB of outputs "
                   f"in all, which is also the peak (no stage deletes what an earlier one wrote)."]
+    if snap := priced.get("hub_snapshot"):
+        lines.append(f"Hub snapshot (the hub_snapshot rule, on the login node, before any cluster job): {snap['ids']} "
+                     f"hub ids into {snap['cache']}, ≈ {snap['weights_gb']:,.0f} GB of model weights (bf16) and "
+                     f"≈ {snap['text_gb']:,.0f} GB of dataset text the corpus parts read (uncompressed; the files "
+                     "download compressed), plus lm-eval's task datasets; its manifest gives the real bytes.")
     if priced["hub_configs_from_table"]:
         lines.append("Hub out of reach: shapes of " + ", ".join(priced["hub_configs_from_table"])
                      + " from config/hub_models.yaml.")

@@ -43,12 +43,23 @@ def identity() -> dict:
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
+def hub_revisions(run: str) -> dict[str, str]:
+    """id -> the commit the run's hub snapshot read it at (empty: the run reads no hub id)."""
+    from lsap import layout
+    from lsap.files import read_json
+
+    path = REPO_ROOT / layout.hub_manifest(run)
+    if not path.exists():
+        return {}
+    return {e["id"]: e.get("revision", "missing: " + e.get("missing", "?")) for e in read_json(path)["entries"]}
+
+
 def collect(cfg: dict, asset_names=(), key: str | None = None) -> dict:
     """`key`: the job key of what produced the file (lsap.keys); default a hash of the whole config."""
     from lsap.assets import asset_hashes
     from lsap.keys import digest
 
-    return {
+    prov = {
         "config": cfg["run"],
         "config_hash": key or digest(cfg),
         "git_commit": git_commit(),
@@ -56,9 +67,13 @@ def collect(cfg: dict, asset_names=(), key: str | None = None) -> dict:
         "hardware": hardware(),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
+    if hub := hub_revisions(cfg["run"]):   # a run that reads the hub: the commit of each id it read
+        prov["hub"] = hub
+    return prov
 
 
 def one_line(prov: dict) -> str:
     assets = ", ".join(f"{k}@{v[:12]}" for k, v in prov["assets"].items()) or "none"
+    hub = "; hub: " + ", ".join(f"{k}@{v[:12]}" for k, v in prov["hub"].items()) if prov.get("hub") else ""
     return (f"config {prov['config']} ({prov['config_hash']}), commit {prov['git_commit']}, "
-            f"{prov['hardware']}, {prov['date']}; assets: {assets}")
+            f"{prov['hardware']}, {prov['date']}; assets: {assets}{hub}")
