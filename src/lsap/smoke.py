@@ -2,9 +2,9 @@
 runs end to end on a laptop in minutes before any GPU sees it.
 
 Kept from gpu-small.yaml, whatever it says at the time: the corpus domains and readers (the Debian
-text included), the tokenizers (GPT-2's for the student), the real SmolLM2-135M surrogate and KD
-teacher through Σ∩, every method and seed, online LSAP, the trained SALT/MiniPLM models and their
-splits, the benchmark tasks, the report. Scaled down: the student's and the trained models' sizes,
+text included), the tokenizers, the real SmolLM2-135M surrogate and KD teacher through Σ∩, every
+method and seed, online LSAP, any models trained for a method and their splits, the checkpoint
+ladder, the benchmark tasks, the report. Scaled down: the student's and the trained models' sizes,
 their budgets (a few steps each, the surrogate's inference included), the sequence length, the
 documents per domain, the benchmark items and bits-per-byte text, Table 1's examples; `compile`
 off (inductor on CPU is tested on its own), no GPU.
