@@ -20,3 +20,60 @@ def test_the_snakefiles_imports_do_not_import_torch():
             + "print(sorted(m for m in ('torch', 'transformers', 'lm_eval') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", f"the Snakefile's parse imports {out}"
+
+
+def import_graph() -> dict[str, set[str]]:
+    """lsap module -> the lsap modules it imports, at the top or inside a function alike (a deferred
+    import is still a dependency: it only hides a cycle until the function runs)."""
+    import ast
+
+    root = REPO_ROOT / "src" / "lsap"
+    graph = {}
+    for path in root.rglob("*.py"):
+        name = ".".join(path.relative_to(root.parent).with_suffix("").parts).removesuffix(".__init__")
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "lsap":
+                deps |= {f"lsap.{a.name}" for a in node.names
+                         if (root / f"{a.name}.py").exists() or (root / a.name).is_dir()}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lsap."):
+                deps.add(node.module)
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names if a.name.startswith("lsap.")}
+        graph[name] = deps - {name}
+    return graph
+
+
+def depth(graph: dict[str, set[str]]) -> int:
+    """The longest import chain (modules on it) of an acyclic graph."""
+    import functools
+
+    @functools.lru_cache(maxsize=None)
+    def d(m: str) -> int:
+        return 1 + max((d(n) for n in graph.get(m, ()) if n in graph), default=0)
+    return max(map(d, graph))
+
+
+def test_no_module_imports_itself_through_others():
+    graph = import_graph()
+    state: dict[str, int] = {}   # 1: on the current path, 2: done
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for n in sorted(graph[m]):
+            if n not in graph:
+                continue
+            assert state.get(n) != 1, "import cycle: " + " -> ".join(path[path.index(n):] + [n]) if n in path \
+                else f"import cycle through {n}"
+            if n not in state:
+                visit(n, path + [n])
+        state[m] = 2
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    # the layers: the core (plan, sampler, train, selection, surrogate, objectives) never imports a
+    # stage or the registry above it
+    core = ("lsap.plan", "lsap.sampler", "lsap.selection", "lsap.surrogate", "lsap.objectives")
+    for m in core:
+        assert not {n for n in graph[m] if n.startswith("lsap.stages") or n in ("lsap.methods", "lsap.budget")}, m
+    print(f"import graph: {len(graph)} modules, depth {depth(graph)}")

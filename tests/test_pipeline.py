@@ -121,7 +121,8 @@ def test_scattered_scoring_equals_one_job_on_the_embedded_corpus(dag_run, tmp_pa
 
     import numpy as np
 
-    from lsap import config, keys, scores, selection
+    from lsap import config, keys, scores
+    from lsap.stages import select as stage_select
 
     out, _ = dag_run
     cfg = config.load(out / "config.yaml")
@@ -132,7 +133,7 @@ def test_scattered_scoring_equals_one_job_on_the_embedded_corpus(dag_run, tmp_pa
     assert [s.split("-")[0] for s in specs] == ["miniplm", "salt_ds"]
     for spec in specs:
         dest = tmp_path / spec
-        selection.select_job(one, keys.method_of(cfg, "selection", spec), out / "tokenizers" / "student",
+        stage_select.select_job(one, keys.method_of(cfg, "selection", spec), out / "tokenizers" / "student",
                              out / "shards" / "student", dest, part=0, log=lambda *_: None)
         want, want_pos, _ = scores.load_scores(scores.gather_parts(dest, 1))
         got, got_pos, info = scores.load_scores(out / "selection" / spec / "scores.npy")

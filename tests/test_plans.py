@@ -92,13 +92,13 @@ def test_the_paper_student_is_olmo2_0425_1b_exactly():
 
 
 def test_the_global_batch_makes_paper_the_same_run_on_4_or_8_gpus():
-    from lsap import plan
+    from lsap import budget, plan
 
     cfg = config.load(REPO_ROOT / "config" / "paper.yaml")
     on = {g: config.validate({**cfg, "compute": {**cfg["compute"], "gpus": g}}) for g in (4, 8)}
     assert {g: plan.accumulation(c["training"], g) for g, c in on.items()} == {4: 4, 8: 2}
     assert plan.global_batch(on[4]) == plan.global_batch(on[8]) == cfg["training"]["global_batch"] == 128
-    steps = {g: plan.student(c, "ce", 100_278, c["shards"]["seq_len"]).steps for g, c in on.items()}
+    steps = {g: budget.student(c, "ce", 100_278, c["shards"]["seq_len"]).steps for g, c in on.items()}
     assert steps[4] == steps[8]
     with pytest.raises(config.ConfigError, match=r"training.global_batch 128 is not a multiple of .* 3 GPUs"):
         config.validate({**cfg, "compute": {**cfg["compute"], "gpus": 3}})

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from lsap import REPO_ROOT, config, models, objectives, shards, train, vocab
+from lsap import REPO_ROOT, config, models, objectives, sampler, shards, train, vocab
 from lsap.corpus import iter_documents
 
 SMALL = {"arch": "olmo2", "hidden": 32, "layers": 2, "heads": 2, "intermediate": 64}
@@ -188,10 +188,10 @@ def test_schedule_warms_up_then_decays_to_the_floor():
 
 def test_data_order_is_a_function_of_the_step():
     one = train.Dist()
-    seen = np.concatenate([np.concatenate(train.sample_ids(s, 4, 2, one, 40, 7)) for s in range(5)])
+    seen = np.concatenate([np.concatenate(sampler.sample_ids(s, 4, 2, one, 40, 7)) for s in range(5)])
     assert sorted(seen) == list(range(40))  # one epoch = every sequence once
-    ranks = [np.concatenate(train.sample_ids(3, 4, 1, train.Dist(r, 2), 40, 7)) for r in (0, 1)]
-    assert sorted(np.concatenate(ranks)) == sorted(np.concatenate(train.sample_ids(3, 4, 2, one, 40, 7)))
+    ranks = [np.concatenate(sampler.sample_ids(3, 4, 1, train.Dist(r, 2), 40, 7)) for r in (0, 1)]
+    assert sorted(np.concatenate(ranks)) == sorted(np.concatenate(sampler.sample_ids(3, 4, 2, one, 40, 7)))
 
 
 def test_the_sampler_at_the_paper_split_permutes_once_per_epoch_not_per_micro_batch():
@@ -199,18 +199,18 @@ def test_the_sampler_at_the_paper_split_permutes_once_per_epoch_not_per_micro_ba
     permutation is made once (memoised) and every later micro-batch is a lookup; the order is the
     one the per-call permutation gave (resumed runs read the same data)."""
     n, world = 51_512_195, 8
-    train._epoch_permutation.cache_clear()
-    first = train.sample_ids(10, 8, 2, train.Dist(3, world), n, 0)
+    sampler.epoch_permutation.cache_clear()
+    first = sampler.sample_ids(10, 8, 2, train.Dist(3, world), n, 0)
     for step in range(11, 20):
         for r in range(world):
-            train.sample_ids(step, 8, 2, train.Dist(r, world), n, 0)
-    info = train._epoch_permutation.cache_info()
+            sampler.sample_ids(step, 8, 2, train.Dist(r, world), n, 0)
+    info = sampler.epoch_permutation.cache_info()
     assert info.misses == 1 and info.hits == 2 * 9 * world + 1  # one per micro-batch, one permutation
     direct = np.random.default_rng([0, 0]).permutation(n)
     g0 = 10 * 8 * 2 * world + 3 * 8  # rank 3's first slot at step 10
     assert np.array_equal(first[0], direct[g0:g0 + 8])
     # a step that crosses the epoch boundary reads the next epoch's permutation
-    small = [np.concatenate(train.sample_ids(s, 3, 1, train.Dist(), 10, 5)) for s in range(4)]
+    small = [np.concatenate(sampler.sample_ids(s, 3, 1, train.Dist(), 10, 5)) for s in range(4)]
     assert sorted(np.concatenate(small)[:10]) == list(range(10))
 
 
@@ -221,7 +221,7 @@ def test_visited_is_every_sequence_the_runs_sampler_reads():
     for steps, n in ((3, 100), (9, 100)):  # part of an epoch; more than one
         p = plan.RunPlan(steps, 16, 32, 6, 0, 0.0)
         read = {int(i) for s in range(steps) for r in range(2)
-                for ids in train.sample_ids(s, 4, 2, train.Dist(r, 2), n, 11) for i in ids}
+                for ids in sampler.sample_ids(s, 4, 2, train.Dist(r, 2), n, 11) for i in ids}
         assert set(plan.visited(p, cfg, n, 11).tolist()) == read
 
 

@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from lsap import models, objectives, provenance, train
+from lsap import models, objectives, provenance, sampler, train
 from lsap.fused_nll import CHUNK_ELEMENTS, fused_nll
 from lsap.surrogate import CachedCandidates, Surrogate, write_cache
 
@@ -311,13 +311,13 @@ def sampler_cost(n: int = PAPER_TRAIN_SEQUENCES, world: int = 8, micro: int = 8,
                  steps: int = 20) -> dict:
     """The sampler's host time at the paper's split: the one-time permutation of an epoch, then
     one step's micro-batch positions of one rank (each of `world` ranks computes its own)."""
-    train._epoch_permutation.cache_clear()
+    sampler.epoch_permutation.cache_clear()
     t0 = time.perf_counter()
-    train.sample_ids(0, micro, accum, train.Dist(0, world), n, 0)
+    sampler.sample_ids(0, micro, accum, train.Dist(0, world), n, 0)
     setup = time.perf_counter() - t0
     t0 = time.perf_counter()
     for step in range(1, steps + 1):
-        train.sample_ids(step, micro, accum, train.Dist(step % world, world), n, 0)
+        sampler.sample_ids(step, micro, accum, train.Dist(step % world, world), n, 0)
     return {"sequences": n, "world": world, "micro_batch": micro, "grad_accum": accum, "setup_s": setup,
             "ms_per_step": 1000 * (time.perf_counter() - t0) / steps}
 

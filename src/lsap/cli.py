@@ -81,7 +81,7 @@ def _train(args, cfg):
 
 
 def _targets(args, cfg):
-    from lsap.surrogate import cache_job
+    from lsap.stages.targets import cache_job
 
     cache_job(cfg, keys.method_of(cfg, "targets", args.spec), args.seed, args.tokenizer, args.shards,
               args.translation, args.out)
@@ -93,7 +93,7 @@ def _select(args, cfg):
 
         gather_parts(args.out, cfg["compute"]["scoring_parts"])
         return
-    from lsap.selection import select_job
+    from lsap.stages.select import select_job
 
     select_job(cfg, keys.method_of(cfg, "selection", args.spec), args.tokenizer, args.shards, args.out, args.part)
 

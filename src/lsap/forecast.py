@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from lsap import REPO_ROOT, layout, methods, plan, shards
+from lsap import REPO_ROOT, budget, layout, methods, plan, shards
 from lsap.config_types import RunConfig
 from lsap.corpus import SPLITS, part_name
 
@@ -250,8 +250,7 @@ def price(cfg: RunConfig) -> dict:
         scoring = 0.0
         if m["data"] != "all":
             scorers = sum(_teacher_shape(cfg, r)[0] for r in methods.DATA[m["data"]].roles)
-            p0 = plan.make(cfg, s["budget_flops"], plan.model_flops_per_token(s["model"], v_student, seq), teacher[0],
-                           frac, seq)
+            p0 = budget.student(cfg, mname, v_student, seq, teacher_flops_per_token=teacher[0])   # as the jobs size them
             # data of unknown size (file sources before the shards stage): a pool_factor still sizes the pool
             n_data = data["train"]["tokens"] // (seq + 1) if data["train"]["tokens"] else math.inf
             pool = selection.pool_size(cfg, mname, n_data, p0)
@@ -259,8 +258,7 @@ def price(cfg: RunConfig) -> dict:
             scoring = pool * seq * scorers if known else 0.0
             jobs += _scoring_parts(cfg, mname, pool if known else None, scorers, rate, profile, warnings)
         if methods.uses_targets_cache(m):
-            p0 = plan.make(cfg, s["budget_flops"], plan.model_flops_per_token(s["model"], v_student, seq), teacher[0],
-                           frac, seq)
+            p0 = budget.student(cfg, mname, v_student, seq, teacher_flops_per_token=teacher[0])   # as the jobs size them
             jobs += [_row("targets", f"{mname}-s{seed}", tokens=p0.tokens, flops=p0.tokens * teacher[0],
                           disk_gb=p0.tokens * m["top_k"] * CANDIDATE_BYTES / 1e9,
                           gpu_hours=p0.tokens * teacher[0] / rate / 3600,
@@ -268,11 +266,11 @@ def price(cfg: RunConfig) -> dict:
                           slurm=slurm_resources("targets", cfg, profile)) for seed in s["seeds"]]
         for seed in s["seeds"]:
             row, p = training_job("student", f"{mname}-s{seed}", s["model"], v_student, s["budget_flops"], readable,
-                                  teacher, frac, fixed=plan.fixed_flops(cfg, mname, scoring))
+                                  teacher, frac, fixed=budget.fixed_flops(cfg, mname, scoring))
             row["ledger"] = {"training": p.steps * p.tokens_per_step * p.train_flops_per_token,
                              "teacher_inference": row["flops"] - p.steps * p.tokens_per_step * p.train_flops_per_token,
                              "selection": scoring,
-                             "trained_models": plan.trained_models_flops(cfg, mname)}
+                             "trained_models": budget.trained_models_flops(cfg, mname)}
     # evaluation: bits per byte on every domain at every checkpoint (lm-eval's benchmarks come on top)
     e, n_ckpt = cfg["evaluation"], len(cfg["training"]["checkpoint_fractions"])
     bpt = bench["bytes_per_token"] if bench else 4.0

@@ -94,46 +94,13 @@ def source_flops_per_token(cfg: RunConfig, source: dict) -> int:
         return models.forward_flops_per_token(AutoModelForCausalLM.from_config(models.source_config(cfg, source)))
 
 
-def trained_models_flops(cfg: RunConfig, method: str) -> float:
-    """The training budgets of the models this run trains that `method` reads (its teachers,
-    its selection's scorers): what `budget_counts: everything` charges it for them."""
-    from lsap import methods
-
-    teachers = cfg["students"]["teachers"]
-    return float(sum(cfg["references"][teachers[r]["name"]]["budget_flops"]
-                     for r in methods.teacher_roles(cfg["methods"][method]) if teachers[r]["kind"] == "trained"))
-
-
-def fixed_flops(cfg: RunConfig, method: str, selection_flops: float = 0.0) -> float:
-    """What the matched budget pays for besides the run's steps (students.budget_counts)."""
-    if cfg["students"]["budget_counts"] == "papers":
-        return 0.0
-    return trained_models_flops(cfg, method) + selection_flops
-
-
-def student(cfg: RunConfig, method: str, vocab_size: int, seq_len: int, selection_flops: float = 0.0) -> RunPlan:
-    """The plan of a student run of `method`: its teacher's FLOPs are charged on its active steps;
-    under `budget_counts: everything` its fixed costs come off the budget first."""
-    from lsap import methods
-
-    m = cfg["methods"][method]
-    kind = methods.OBJECTIVES[m["objective"]]
-    teacher = source_flops_per_token(cfg, cfg["students"]["teachers"][kind.teachers[0]]) if kind.teachers else 0
-    budget = cfg["students"]["budget_flops"] - fixed_flops(cfg, method, selection_flops)
-    if budget <= 0:
-        raise ValueError(f"method {method}: its fixed costs ({fixed_flops(cfg, method, selection_flops):.3g} FLOPs, "
-                         f"budget_counts: everything) exceed students.budget_flops")
-    return make(cfg, budget, model_flops_per_token(cfg["students"]["model"], vocab_size, seq_len),
-                teacher, kind.teacher_fraction(m) if teacher else 0.0, seq_len)
-
-
 def visited(plan: RunPlan, cfg: dict, n_data: int, seed: int) -> np.ndarray:
     """Every dataset position a run of this plan reads, over all ranks (sorted): what a cache of
     per-sequence teacher outputs must hold. The ranks' micro-batches of a step tile its global
     samples, so the run reads global samples 0 … steps·B − 1, in the sampler's epoch order."""
-    from lsap.train import _epoch_permutation
+    from lsap.sampler import epoch_permutation
 
     n_samples = plan.steps * global_batch(cfg)
     if n_samples >= n_data:
         return np.arange(n_data, dtype=np.int64)
-    return np.sort(_epoch_permutation(seed, 0, n_data)[:n_samples]).astype(np.int64)
+    return np.sort(epoch_permutation(seed, 0, n_data)[:n_samples]).astype(np.int64)

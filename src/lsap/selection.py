@@ -202,35 +202,6 @@ def select_top(scores: np.ndarray, keep: int | float) -> np.ndarray:
     return np.sort(order[:m])
 
 
-def select_job(cfg: dict, method: str, tokenizer_dir, shards_dir, out, part: int, log=print) -> None:
-    """The scoring stage: part `part` of compute.scoring_parts of the training sequences (a pool,
-    or the whole shard) scored for the data selection of `method` (MiniPLM's difference, SALT_DS's
-    median top-k loss). `gather_parts` then joins the parts into the selection's scores."""
-    from lsap import methods, plan, shards, vocab
-    from lsap.files import sha256_file
-
-    m, teachers = cfg["methods"][method], cfg["students"]["teachers"]
-    roles = list(methods.DATA[m["data"]].roles)
-    # SALT_DS scores with an early checkpoint of its teacher (SALT §4), on data it never read
-    specs = [models.resolve(cfg, teachers[r], methods.scoring_fraction(m)) for r in roles]
-    lms = [models.load_pretrained(s) for s in specs]
-    # the models' identity: every part of one gather must have scored with the same checkpoints
-    ident = [sha256_file(Path(s["id"]) / "model.safetensors") if Path(s.get("id", "")).is_dir() else s for s in specs]
-    if m["data"] == "miniplm":
-        model, score_fn = tuple(lms), miniplm_score
-    else:
-        model, score_fn = lms[0], salt_ds_score(m["ds_top_k"], m["ds_zeros"])
-    n_vocab = len(vocab.load(tokenizer_dir))
-    data = shards.open_shard(shards_dir, "train", tokenizer=vocab.fingerprint(tokenizer_dir), verify=False)
-    which = None
-    pool = pool_size(cfg, method, len(data), plan.student(cfg, method, n_vocab, data.seq_len))
-    if pool < len(data):  # score a uniform pool sized by what the run will draw
-        which = np.sort(np.random.default_rng([cfg["seed"], 7]).choice(len(data), pool, replace=False))
-        log(f"[select] pool of {pool} of {len(data)} sequences (pool_factor {m['pool_factor']})")
-    score_part(model, data, score_fn, cfg["training"]["micro_batch"], which, part, cfg["compute"]["scoring_parts"],
-               out, meta={"models": ident, "roles": roles}, log=log)
-
-
 def pool_size(cfg: dict, method: str, n_data: int, p) -> int:
     """Sequences a selection scores: all of them, or pool_factor × what the run draws (MiniPLM:
     every step's batch; SALT_DS: its KD phase's), `p` being the student's RunPlan."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import functools
 import json
 import math
 import os
@@ -28,6 +27,7 @@ from lsap.config_types import Training
 from lsap.files import atomic_dir, write_json
 from lsap.progress import Progress
 from lsap.resume import TrainingError
+from lsap.sampler import sample_ids
 from lsap.shards import Shard
 
 
@@ -83,33 +83,6 @@ def lr_lambda(total_steps: int, warmup_frac: float, min_lr_frac: float):
         t = (step - warmup) / max(1, total_steps - warmup)
         return min_lr_frac + (1 - min_lr_frac) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
     return f
-
-
-@functools.lru_cache(maxsize=2)
-def _epoch_permutation(seed: int, epoch: int, n_data: int) -> np.ndarray:
-    """The order epoch `epoch` visits the data in. Made once per epoch, not per micro-batch: at
-    51.5 M sequences a permutation takes seconds, a GPU step a third of one. Two are kept, for a
-    step that straddles an epoch boundary."""
-    perm = np.random.default_rng([seed, epoch]).permutation(n_data)
-    perm.setflags(write=False)
-    return perm
-
-
-def sample_ids(step: int, micro: int, n_micro: int, dist: Dist, n_data: int, seed: int) -> list[np.ndarray]:
-    """The dataset positions of this rank's micro-batches at `step`: a pure function of the step,
-    so resuming needs no data-loader state. Global sample g = step·B + k lives in epoch g // n,
-    which visits the data in a seeded permutation. Rank r takes micro-batch slots a·world + r."""
-    global_batch = micro * n_micro * dist.world
-    out = []
-    for a in range(n_micro):
-        start = step * global_batch + (a * dist.world + dist.rank) * micro
-        g = np.arange(start, start + micro)
-        epochs = g // n_data
-        ids = np.empty(micro, dtype=np.int64)
-        for e in np.unique(epochs):
-            ids[epochs == e] = _epoch_permutation(seed, int(e), n_data)[g[epochs == e] % n_data]
-        out.append(ids)
-    return out
 
 
 def to_host(parts: dict, gnorm: torch.Tensor) -> tuple[dict[str, float], float]:

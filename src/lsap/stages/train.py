@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lsap import checkpoints, models, plan
+from lsap import budget, checkpoints, models
 from lsap.config_types import RunConfig
 from lsap.shards import Shard
 from lsap.train import Dist, TrainingError, train
@@ -31,21 +31,21 @@ def run_job(cfg: RunConfig, role: str, tokenizer_dir, shards_dir, out, key: str,
         model = models.build(cfg["students"]["model"], len(tok), data.seq_len, seed=seed)
         objective, indices, extra = methods.build(cfg, method, model, len(data), translation, targets, scores,
                                                    data=data)
-        p = plan.student(cfg, method, len(tok), data.seq_len, extra.get("selection_flops", 0.0))
-        fixed = plan.fixed_flops(cfg, method, extra.get("selection_flops", 0.0))
-        budget, expected = cfg["students"]["budget_flops"] - fixed, p.steps
+        p = budget.student(cfg, method, len(tok), data.seq_len, extra.get("selection_flops", 0.0))
+        fixed = budget.fixed_flops(cfg, method, extra.get("selection_flops", 0.0))
+        budget_flops, expected = cfg["students"]["budget_flops"] - fixed, p.steps
         # the compute ledger: every cost of this run, charged to the matched budget or not
         extra.update(matched_budget_flops=cfg["students"]["budget_flops"], budget_counts=cfg["students"]["budget_counts"],
-                     trained_models_flops=plan.trained_models_flops(cfg, method),
+                     trained_models_flops=budget.trained_models_flops(cfg, method),
                      selection_flops=extra.get("selection_flops", 0.0))
     else:
         ref = cfg["references"][role]
         model = models.build(ref["model"], len(tok), data.seq_len, seed=seed)
-        budget, objective, indices, extra, expected = ref["budget_flops"], objectives.CrossEntropy(), None, {}, None
+        budget_flops, objective, indices, extra, expected = ref["budget_flops"], objectives.CrossEntropy(), None, {}, None
     tcfg = cfg["training"] if role == "student" else {**cfg["training"],
                                                       "checkpoint_fractions": methods.checkpoint_fractions(cfg, role)}
     inputs = input_identity(cfg, method if role == "student" else None, data, val, translation, targets, scores)
-    return train(model, data, objective, out, tcfg, budget, seed, indices=indices, val=val,
+    return train(model, data, objective, out, tcfg, budget_flops, seed, indices=indices, val=val,
                  tokenizer=tok, extra={**extra, "inputs": inputs}, run_key=f"{key}|{inputs}", expected_steps=expected)
 
 
