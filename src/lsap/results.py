@@ -176,11 +176,12 @@ def _seed_mean(g: pd.DataFrame, col: str):
 def table2(df: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
     """Methods × tasks at the matched budget (the last checkpoint), mean over seeds."""
     fin, out = final(df), []
+    scored = sum(t in fin and fin[t].notna().any() for t in tasks)   # the tasks the average is over
     for name, g in fin.groupby("method", sort=False):
         row = {"Method": name, "α": g.alpha.iloc[0] if not pd.isna(g.alpha.iloc[0]) else "–"}
         for t in tasks:
             row[SHORT.get(t, t)] = g[t].mean() if t in g and g[t].notna().any() else np.nan
-        row["Avg (7)"] = g.avg.mean()
+        row[f"Avg ({scored})"] = g.avg.mean()
         row["seeds"] = len(g)
         out.append(row)
     return pd.DataFrame(out)
