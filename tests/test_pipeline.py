@@ -71,20 +71,20 @@ def test_tiny_dag_tables_figures_and_training(dag_run):
     assert json.loads(salt_ds.read_text())["key"]["models"] == [sha256_file(early)]
     tables = out / "report" / "tables"
     t2 = read_table(tables / "table2.csv")
-    assert len(t2) == 9 and t2["Avg (7)"].between(0, 100).all()
+    assert len(t2) == 10 and t2["Avg (7)"].between(0, 100).all()
     assert t2["TrQA"].isna().all()  # no offline data: n/a
     h2h = read_table(tables / "head_to_head.csv")
-    assert h2h["Method"].iloc[0] == "ce" and len(h2h) == 9  # every LSAP row: none chosen on the reported split
+    assert h2h["Method"].iloc[0] == "ce" and len(h2h) == 10  # every LSAP row: none chosen on the reported split
     assert (h2h["bpb mean"] > 0).all()
     held = read_table(tables / "heldout.csv").set_index("Model")
     lines = held.loc[["unigram (training text)", "bigram (training text)"], "bpb mean"]
-    assert len(held) == 12 and lines.iloc[1] < lines.iloc[0]  # the surrogate, unigram, bigram, 9 methods
+    assert len(held) == 13 and lines.iloc[1] < lines.iloc[0]  # the surrogate, unigram, bigram, 10 methods
     assert held["top-1 %"].between(0, 100).all() and (held["top-5 %"] >= held["top-1 %"]).all()
     assert held.loc["ce", "T"] > 0 and held.loc["ce", "bpb at fitted T"] < held.loc["ce", "bpb mean"] + 0.05
     for name in ("figure2_score_vs_flops", "bpb_vs_flops", "heldout_vs_flops", "targets_vs_alpha"):
         assert (figures / f"{name}.png").stat().st_size > 10_000
     eff = read_table(tables / "effective_compute.csv")
-    assert len(eff) == 8 and (eff["seeds"] + eff["seeds beyond CE's curve"] <= 1).all()
+    assert len(eff) == 9 and (eff["seeds"] + eff["seeds beyond CE's curve"] <= 1).all()
     contrasts = read_table(tables / "contrasts.csv")
     assert set(contrasts.metric) == {"bpb_mean", "avg"} and contrasts.primary.sum() == 2  # lsap_a0.05, both metrics
     assert (out / "notebook" / "results.html").stat().st_size > 10_000

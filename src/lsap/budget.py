@@ -6,6 +6,8 @@ lsap.plan below both holds the method-free arithmetic (steps, batch, FLOPs per t
 
 from __future__ import annotations
 
+import math
+
 from lsap import methods, plan
 from lsap.config_types import RunConfig
 
@@ -40,3 +42,13 @@ def student(cfg: RunConfig, method: str, vocab_size: int, seq_len: int, selectio
                          f"budget_counts: everything) exceed students.budget_flops")
     return plan.make(cfg, budget, plan.model_flops_per_token(cfg["students"]["model"], vocab_size, seq_len),
                      teacher, kind.teacher_fraction(m) if teacher else 0.0, seq_len)
+
+
+def pool_size(cfg: dict, method: str, n_data: int, p) -> int:
+    """Sequences a selection scores: all of them, or pool_factor × what the run draws (MiniPLM:
+    every step's batch; SALT_DS: its KD phase's), `p` being the student's RunPlan."""
+    m = cfg["methods"][method]
+    if m["pool_factor"] is None:
+        return n_data
+    steps = methods.DATA[m["data"]].pool_steps(m, p)
+    return min(n_data, math.ceil(m["pool_factor"] * steps * p.global_batch))

@@ -12,7 +12,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from lsap import REPO_ROOT
+from lsap import REPO_ROOT, methods
 from lsap.config_types import RunConfig
 
 SCHEMA = REPO_ROOT / "config" / "schema.yaml"
@@ -59,8 +59,6 @@ def validate(cfg: dict, source: str = "config") -> RunConfig:
 
 def _check_consistency(cfg: dict, source: str) -> None:
     """Cross-field rules a JSON schema cannot say."""
-    from lsap import methods
-
     for dom, spec in cfg["corpus"]["domains"].items():
         for i, src in enumerate(spec["sources"]):
             where = f"corpus.domains.{dom}.sources.{i}"
@@ -170,10 +168,8 @@ def _check_run_shape(cfg: dict, source: str) -> None:
                           f"(the final checkpoint is what teachers and the tables read)")
     for method in cfg["students"]["methods"]:
         m = cfg["methods"][method]
-        src = cfg["students"]["teachers"].get("salt_teacher", {})
-        if m["data"] == "salt_ds" and src.get("kind") != "trained" and m["ds_checkpoint_frac"] != 1.0:
-            raise ConfigError(f"{source}: methods.{method}.ds_checkpoint_frac {m['ds_checkpoint_frac']}: the SALT teacher "
-                              f"is a {src.get('kind')} model with no early checkpoint: set ds_checkpoint_frac: 1.0")
+        if problem := methods.DATA[m["data"]].check(cfg, method, m):
+            raise ConfigError(f"{source}: {problem}")
     for name in cfg["references"]:
         names = [f"{f:.2f}" for f in methods.checkpoint_fractions(cfg, name)]
         if len(set(names)) != len(names):
@@ -286,7 +282,7 @@ def analysis_assets(cfg: dict, job: str | None = None) -> list[str]:
 def lsap_alphas(cfg: dict) -> list[float]:
     """The α of every LSAP method the run trains (sorted, once each)."""
     return sorted({cfg["methods"][m]["alpha"] for m in cfg["students"]["methods"]
-                   if cfg["methods"][m]["objective"] == "lsap"})
+                   if "alpha" in methods.OBJECTIVES[cfg["methods"][m]["objective"]].table_fields})
 
 
 def required_assets(cfg: dict) -> list[str]:

@@ -183,8 +183,6 @@ def hub_snapshot_size(cfg: RunConfig, bytes_per_token: float) -> dict | None:
 
 
 def price(cfg: RunConfig) -> dict:
-    from lsap import selection
-
     profile, c = _profile(), cfg["compute"]
     rate = c["peak_tflops"] * 1e12 * c["mfu"]
     seq, parts, data = cfg["shards"]["seq_len"], cfg["corpus"]["parts"], data_tokens(cfg)
@@ -245,15 +243,15 @@ def price(cfg: RunConfig) -> dict:
         teacher = _teacher_shape(cfg, kind.teachers[0]) if kind.teachers else (0, 0, 0)
         frac = kind.teacher_fraction(m) if kind.teachers else 0.0
         readable = data["train"]["tokens"]
-        if m["data"] == "miniplm" and readable:
-            readable *= m["keep_frac"]
+        if readable:
+            readable *= methods.DATA[m["data"]].kept_fraction(m)
         scoring = 0.0
         if m["data"] != "all":
             scorers = sum(_teacher_shape(cfg, r)[0] for r in methods.DATA[m["data"]].roles)
             p0 = budget.student(cfg, mname, v_student, seq, teacher_flops_per_token=teacher[0])   # as the jobs size them
             # data of unknown size (file sources before the shards stage): a pool_factor still sizes the pool
             n_data = data["train"]["tokens"] // (seq + 1) if data["train"]["tokens"] else math.inf
-            pool = selection.pool_size(cfg, mname, n_data, p0)
+            pool = budget.pool_size(cfg, mname, n_data, p0)
             known = pool != math.inf  # unknown: the whole shard of a corpus not yet tokenised
             scoring = pool * seq * scorers if known else 0.0
             jobs += _scoring_parts(cfg, mname, pool if known else None, scorers, rate, profile, warnings)

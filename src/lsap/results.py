@@ -108,8 +108,9 @@ def collect(cfg: dict, results_dir: str | Path) -> pd.DataFrame:
             evals = json.loads((root / "eval" / f"{name}-s{seed}.json").read_text())["checkpoints"]
             for e in evals:
                 r = _at_step(log, e["step"])
+                shows_alpha = "alpha" in methods.OBJECTIVES[m["objective"]].table_fields
                 row = {"method": name, "label": methods.label(m), "objective": m["objective"], "data": m["data"],
-                       "alpha": m["alpha"] if m["objective"] == "lsap" else np.nan, "seed": seed,
+                       "alpha": m["alpha"] if shows_alpha else np.nan, "seed": seed,
                        "fraction": e["fraction"], "step": e["step"], "tokens": r["tokens"], "flops": r["flops"],
                        "wall_s": sum(summary["tokens"] / summary["steps"] / x["tok_s"] for x in log
                                      if x["step"] <= e["step"]),

@@ -200,13 +200,3 @@ def select_top(scores: np.ndarray, keep: int | float) -> np.ndarray:
         m = min(n, max(1, int(keep * n)))
     order = np.lexsort((np.arange(n), -scores.astype(np.float64)))  # score descending, then index
     return np.sort(order[:m])
-
-
-def pool_size(cfg: dict, method: str, n_data: int, p) -> int:
-    """Sequences a selection scores: all of them, or pool_factor × what the run draws (MiniPLM:
-    every step's batch; SALT_DS: its KD phase's), `p` being the student's RunPlan."""
-    m = cfg["methods"][method]
-    if m["pool_factor"] is None:
-        return n_data
-    steps = p.steps if m["data"] == "miniplm" else round(m["kd_steps_frac"] * p.steps)
-    return min(n_data, math.ceil(m["pool_factor"] * steps * p.global_batch))

@@ -2,6 +2,8 @@
 # from the method registry (lsap.methods), the layout (lsap.layout) and the job keys (lsap.keys).
 STUDENT_TOKENIZER = f"{layout.tokenizer(RUN, 'student')}/tokenizer.json"
 STUDENT_SHARDS = f"{layout.shards(RUN, 'student')}/train.json"
+# a selection's scoring spec id: one of the registry's data selections, then its key (keys.selection_id)
+SELECTION_SPEC = "(" + "|".join(methods.SELECTIONS) + r")-[0-9a-f]+"
 
 
 def key(job):

@@ -116,7 +116,7 @@ rule selection_part:
         shards=lambda w, input: os.path.dirname(input.shards),
         out=lambda w, output: os.path.dirname(os.path.dirname(output[0])),
     wildcard_constraints:
-        spec=r"(miniplm|salt_ds)-[0-9a-f]+",
+        spec=SELECTION_SPEC,
         part=r"\d{3}",
     threads: THREADS
     resources:
@@ -146,7 +146,7 @@ rule selection:
         key=key("selection"),
         out=lambda w, output: os.path.dirname(output[0]),
     wildcard_constraints:
-        spec=r"(miniplm|salt_ds)-[0-9a-f]+",
+        spec=SELECTION_SPEC,
     log:
         f"{R}/logs/selection_{{spec}}.log",
     conda:

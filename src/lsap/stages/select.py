@@ -9,7 +9,7 @@ import numpy as np
 
 from lsap import budget, methods, models, shards, vocab
 from lsap.files import sha256_file
-from lsap.selection import miniplm_score, pool_size, salt_ds_score, score_part
+from lsap.selection import score_part
 
 
 def select_job(cfg: dict, method: str, tokenizer_dir, shards_dir, out, part: int, log=print) -> None:
@@ -23,14 +23,11 @@ def select_job(cfg: dict, method: str, tokenizer_dir, shards_dir, out, part: int
     lms = [models.load_pretrained(s) for s in specs]
     # the models' identity: every part of one gather must have scored with the same checkpoints
     ident = [sha256_file(Path(s["id"]) / "model.safetensors") if Path(s.get("id", "")).is_dir() else s for s in specs]
-    if m["data"] == "miniplm":
-        model, score_fn = tuple(lms), miniplm_score
-    else:
-        model, score_fn = lms[0], salt_ds_score(m["ds_top_k"], m["ds_zeros"])
+    model, score_fn = methods.DATA[m["data"]].scorer(lms, m)
     n_vocab = len(vocab.load(tokenizer_dir))
     data = shards.open_shard(shards_dir, "train", tokenizer=vocab.fingerprint(tokenizer_dir), verify=False)
     which = None
-    pool = pool_size(cfg, method, len(data), budget.student(cfg, method, n_vocab, data.seq_len))
+    pool = budget.pool_size(cfg, method, len(data), budget.student(cfg, method, n_vocab, data.seq_len))
     if pool < len(data):  # score a uniform pool sized by what the run will draw
         which = np.sort(np.random.default_rng([cfg["seed"], 7]).choice(len(data), pool, replace=False))
         log(f"[select] pool of {pool} of {len(data)} sequences (pool_factor {m['pool_factor']})")

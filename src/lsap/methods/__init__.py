@@ -1,0 +1,100 @@
+"""The method registry: every objective and data selection, each one plugin file.
+
+A student method = an objective (the loss, and the teacher it runs; methods/objectives/<name>.py)
++ the sequences it trains on (all, or a selection: methods/selections/<name>.py), assembled from
+the config's `methods.<name>` entry and the files earlier stages wrote. Config validation, the
+Snakemake rules' inputs and wildcards, the job keys, the plan, the CLI and the tables all ask this
+registry; none of them compares a method's name to a string. The training loop is the same for
+every method.
+
+    ce        CE on all sequences
+    lsap      CE + NLL of the surrogate's candidates above α (online, or from the targets cache)
+    kd        (1−r)·CE + r·KL(surrogate over Σ∩ ‖ student), online
+    salt      (1−ω)·CE + ω·CE(P^ρ_teacher, student) for the first n_KD steps, then CE
+    sparse_kd CE + the surrogate's cached top-k candidates, each weighted by its probability
+    data: miniplm  CE on the top keep_frac of sequences by difference score, in corpus order
+    data: salt_ds  the KD phase on the top-m sequences by SALT_DS score (m = n_KD·batch), then all
+
+Adding a method: one plugin file (its knobs, teachers, label, builder), its knobs in
+config/schema.yaml (a test holds the two equal), a `methods:` entry in a config, a test of its
+loss. Torch is imported only inside the builders: the Snakefile reads the registry at parse time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from lsap.methods import objectives as _objectives
+from lsap.methods import selections as _selections
+from lsap.methods.kinds import DataKind, ObjectiveKind
+
+
+def _plugins(package) -> dict:
+    found = {}
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        if hasattr(module, "KIND"):   # helpers shared by plugins have none
+            found[module.NAME] = module.KIND
+    return found
+
+
+OBJECTIVES: dict[str, ObjectiveKind] = _plugins(_objectives)
+DATA: dict[str, DataKind] = {"all": DataKind("all", None, (), ()), **_plugins(_selections)}
+SELECTIONS = tuple(d for d in DATA if d != "all")   # the data selections a scoring job runs for
+
+
+def scoring_fraction(m: dict) -> float:
+    """Which checkpoint of its scoring model a data selection reads (SALT_DS: an early one)."""
+    return DATA[m["data"]].scoring_fraction(m)
+
+
+def checkpoint_fractions(cfg: dict, name: str) -> list[float]:
+    """The checkpoints the references stage saves for model `name`: training.checkpoint_fractions
+    and every earlier one a selection of this run scores with (SALT_DS's early checkpoint)."""
+    fr = set(cfg["training"]["checkpoint_fractions"])
+    for method in cfg["students"]["methods"]:
+        m = cfg["methods"][method]
+        for role in DATA[m["data"]].roles:
+            src = cfg["students"]["teachers"][role]
+            if src["kind"] == "trained" and src["name"] == name:
+                fr.add(scoring_fraction(m))
+    return sorted(fr)
+
+
+def teacher_roles(m: dict) -> list[str]:
+    """The students.teachers entries a method reads: its objective's teacher, its data selection's models."""
+    return list(dict.fromkeys(OBJECTIVES[m["objective"]].teachers + DATA[m["data"]].roles))
+
+
+def label(m: dict) -> str:
+    """'lsap α=0.05 anneal', 'miniplm', 'salt_ds', ...: the method's kind, for tables."""
+    return m["data"] if m["data"] != "all" else OBJECTIVES[m["objective"]].label(m)
+
+
+def uses_targets_cache(m: dict) -> bool:
+    return OBJECTIVES[m["objective"]].reads_targets_cache(m)
+
+
+def build(cfg: dict, name: str, model, n_sequences: int, translation=None, targets_dir=None,
+          scores=None, dev=None, data=None):
+    """(objective, indices, extra summary fields) for student method `name`. `indices` is None
+    (all sequences), an array, or `(step, total_steps, global_batch) -> array`. `data`: the
+    training Shard (its unigram, for the random-target and uniform-mass controls)."""
+    from lsap import models
+    from lsap import scores as score_files
+
+    m = cfg["methods"][name]
+    inputs = {"translation": translation, "targets": targets_dir, "n_sequences": n_sequences, "data": data}
+    obj = OBJECTIVES[m["objective"]].build(cfg, m, model, inputs, dev or models.device())
+    indices, extra = None, {"method": name}
+    if m["data"] != "all":
+        if scores is None:
+            raise ValueError(f"method '{name}' (data: {m['data']}) needs the selection scores (--scores)")
+        score_arr, pool, info = score_files.load_scores(scores)
+        extra["selection_flops"] = info["flops"]
+        if len(score_arr) != len(pool) or (len(pool) and pool.max() >= n_sequences):
+            raise ValueError(f"{scores} does not score this shard's sequences: rerun the selection rule")
+        extra["selection_pool"] = len(pool)
+        indices = DATA[m["data"]].indices(obj, score_arr, pool, n_sequences, m, extra)
+    return obj, indices, extra

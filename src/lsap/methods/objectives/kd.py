@@ -1,0 +1,28 @@
+"""Vanilla KD: (1−r)·CE + r·KL(surrogate over Σ∩ ‖ student), the surrogate online."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lsap.methods.kinds import ObjectiveKind, knob
+
+NAME = "kd"
+
+
+@dataclass(frozen=True)
+class Knobs:
+    kd_ratio: float = knob(0.5, "(1-r) CE + r KL(p_teacher || p_student)")
+    kd_outside_sigma: str = knob("renormalise", "the teacher's mass outside Σ∩: renormalise | keep_mass")
+
+
+def build(cfg, m, model, inputs, dev):
+    from lsap import objectives
+    from lsap.methods.objectives import surrogate_teacher
+
+    sur = surrogate_teacher.load(cfg, m, inputs, dev)
+    teacher = objectives.dense_teacher(sur.logits, log_q=objectives.sigma_log_q(sur.s_to_b, m["kd_outside_sigma"]))
+    return objectives.TeacherKD(teacher, m["kd_ratio"], sur.flops_per_token, name="kd")
+
+
+KIND = ObjectiveKind(NAME, Knobs, teachers=("surrogate",), translation=True, summary_keys=("kl",),
+                     label=lambda m: "kd", teacher_fraction=lambda m: 1.0, build=build)

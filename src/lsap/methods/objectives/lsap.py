@@ -1,0 +1,63 @@
+"""LSAP: CE + λ(t) · the NLL of each of the surrogate's candidates above α (NOTES §1.1), online or
+from the targets cache; with `proposals`, the controls that spend the same count of targets on
+random tokens or on uniform mass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lsap.methods.kinds import ObjectiveKind, knob
+
+NAME = "lsap"
+
+
+@dataclass(frozen=True)
+class Knobs:
+    alpha: float = field(metadata={"doc": "keep candidates with p > alpha (no default)"})
+    top_k: int = knob(15, "candidates the surrogate proposes per position, before α")
+    probabilities: str = knob("surrogate", "threshold the surrogate's own p, or p renormalised after masking")
+    normaliser: str = knob("total_targets", "N + sum|v_t| | N*mean|v_t| | N*|v| | split (the authors' trainer)")
+    lambda_schedule: str = knob("constant", "λ = lambda_scale, or cosine-annealed lambda_scale -> 0")
+    targets: str = knob("online", "the surrogate inside the step, or the targets stage's cache")
+    lambda_scale: float = knob(1.0, "the auxiliary terms' weight λ (the paper: 1)")
+    aux_positions: str = knob("all", "shared_target: no auxiliary term where the true token is outside Σ∩")
+    proposals: str = knob("surrogate", "surrogate | unigram (random-target control) | uniform (label smoothing)")
+
+
+def label(m: dict) -> str:
+    variant = {"unigram": " random targets", "uniform": " uniform mass"}.get(m.get("proposals", "surrogate"), "")
+    return (f"lsap α={m['alpha']:g}" + (" anneal" if m["lambda_schedule"] == "cosine" else "")
+            + (f" λ={m['lambda_scale']:g}" if m.get("lambda_scale", 1.0) != 1.0 else "") + variant
+            + (" shared-target" if m.get("aux_positions", "all") != "all" else "")
+            + (f" {m['normaliser']}" if m.get("normaliser", "total_targets") != "total_targets" else ""))
+
+
+def build(cfg, m, model, inputs, dev):
+    import torch
+
+    from lsap import objectives, shards, vocab
+    from lsap.methods.objectives import surrogate_teacher
+
+    if m["targets"] == "cached":
+        candidates, fpt = surrogate_teacher.cached_candidates(cfg, m, inputs)
+    else:
+        sur = surrogate_teacher.load(cfg, m, inputs, dev)
+        candidates = lambda x, tgt, seq_ids: sur.candidates(x, tgt)  # noqa: E731
+        fpt = sur.flops_per_token
+    shared = unigram = None
+    if m["aux_positions"] == "shared_target":  # the student ids that have a surrogate counterpart
+        shared = torch.from_numpy(vocab.load_translation(inputs["translation"])[0] != vocab.NOT_IN_SURROGATE)
+    if m["proposals"] != "surrogate":
+        counts = shards.unigram_counts(inputs["data"])
+        unigram = torch.from_numpy(counts / counts.sum())
+    return objectives.LSAP(candidates, m["alpha"], m["normaliser"], m["lambda_schedule"] == "cosine",
+                           teacher_flops_per_token=fpt, lambda_scale=m["lambda_scale"], proposals=m["proposals"],
+                           shared_target=shared, unigram=unigram)
+
+
+KIND = ObjectiveKind(
+    NAME, Knobs, teachers=("surrogate",), translation=True,
+    summary_keys=("targets_per_pos", "aux_nll", "pos_with_targets", "student_top_in_targets"),
+    label=label, teacher_fraction=lambda m: 1.0, build=build,
+    key_defaults={"lambda_scale": 1.0, "aux_positions": "all", "proposals": "surrogate"},
+    reads_targets_cache=lambda m: m["targets"] == "cached", table_fields=("alpha",))

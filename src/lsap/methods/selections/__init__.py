@@ -1,0 +1,1 @@
+"""One file per data selection; each defines NAME and KIND (lsap.methods.kinds.DataKind)."""
