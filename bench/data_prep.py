@@ -114,7 +114,7 @@ def main() -> None:
                  for name, f in paths.items()}
         hf_stage = min((_wait(_job(tok_dir, f"hf{r}", parts, "hf"))[0] for r in range(args.repeat)),
                        key=lambda r: r["seconds"])
-        one = min((_timed(lambda: _wait(_job(tok_dir, f"one{r}", parts))[0]) for r in range(args.repeat)),
+        one = min((_timed(lambda r=r: _wait(_job(tok_dir, f"one{r}", parts))[0]) for r in range(args.repeat)),
                   key=lambda r: r["wall"])
         two = []
         for r in range(args.repeat):
