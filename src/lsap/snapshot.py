@@ -146,7 +146,11 @@ def _dataset(src: dict, parts: int, cache: Path) -> dict:
 
 def _lm_eval_tasks(tasks: list[str], cache: Path) -> list[dict]:
     """lm-eval's own task datasets, downloaded into the datasets cache the jobs read offline."""
+    import datasets
+
+    # where the jobs' HF_DATASETS_CACHE points (datasets reads the variable once, at its import)
     os.environ["HF_DATASETS_CACHE"] = str(cache / "datasets")
+    datasets.config.HF_DATASETS_CACHE = cache / "datasets"
     from lm_eval.tasks import TaskManager, get_task_dict
 
     out = []
