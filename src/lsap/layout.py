@@ -18,6 +18,12 @@ def run_dir(run: str) -> str:
     return f"results/{run}"
 
 
+def moved(path: str, run: str, root) -> Path:
+    """A run's path (one of the functions below) under `root`, the run's folder wherever it is now
+    (results copied from a cluster to another machine): the layout is the same below it."""
+    return Path(root) / Path(path).relative_to(run_dir(run))
+
+
 def resolved_config(run: str) -> str:
     """The validated config the jobs read (written when a run that holds the lock starts)."""
     return f"{run_dir(run)}/config.yaml"

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lsap import methods, stats
+from lsap import layout, methods, stats
 from lsap.config import lsap_alphas
 
 # LSAP Table 2 (matched 232M TFLOPs), the seven tasks with offline data; TruthfulQA kept aside
@@ -65,23 +65,23 @@ def check_complete(cfg: dict, results_dir: str | Path) -> None:
     seed) its summary, its log up to its last step and an evaluation at every checkpoint fraction.
     A table is complete or not written: a missing run never silently leaves a row out."""
     root = Path(results_dir)
-    if not (root / "analysis" / "overlap.csv").exists():
-        _read(root / "analysis" / "overlap.csv", "overlap")
-    _read(root / "analysis" / "table1.json", "table1")
-    _read(root / "analysis" / "reference_lines.json", "reference_lines")
+    if not (layout.moved(layout.analysis(cfg["run"], "overlap.csv"), cfg["run"], root)).exists():
+        _read(layout.moved(layout.analysis(cfg["run"], "overlap.csv"), cfg["run"], root), "overlap")
+    _read(layout.moved(layout.analysis(cfg["run"], "table1.json"), cfg["run"], root), "table1")
+    _read(layout.moved(layout.analysis(cfg["run"], "reference_lines.json"), cfg["run"], root), "reference_lines")
     if lsap_alphas(cfg):
-        _read(root / "analysis" / "surrogate_lines.json", "surrogate_lines")
+        _read(layout.moved(layout.analysis(cfg["run"], "surrogate_lines.json"), cfg["run"], root), "surrogate_lines")
     want = {round(f, 6) for f in cfg["training"]["checkpoint_fractions"]}
     for name in cfg["students"]["methods"]:
         for seed in cfg["students"]["seeds"]:
-            run = root / "students" / f"{name}-s{seed}"
+            run = layout.moved(layout.student(cfg["run"], name, seed), cfg["run"], root)
             summary = _read(run / "summary.json", "student")
             log = _read(run / "log.jsonl", "student", lines=True)
             if not log or log[-1]["step"] != summary["steps"]:
                 raise IncompleteResults(f"{run / 'log.jsonl'} ends at step {log[-1]['step'] if log else 0} of "
                                         f"{summary['steps']}: delete {run} and rerun snakemake (rule 'student'); no "
                                         f"table was written")
-            path = root / "eval" / f"{name}-s{seed}.json"
+            path = layout.moved(layout.evaluation(cfg["run"], f"{name}-s{seed}"), cfg["run"], root)
             have = {round(e["fraction"], 6) for e in _read(path, "evaluate").get("checkpoints", [])}
             if want - have:
                 raise IncompleteResults(f"{path} has no evaluation at checkpoint fraction(s) {sorted(want - have)}: "
@@ -102,10 +102,11 @@ def collect(cfg: dict, results_dir: str | Path) -> pd.DataFrame:
     for name in cfg["students"]["methods"]:
         m = cfg["methods"][name]
         for seed in cfg["students"]["seeds"]:
-            run = root / "students" / f"{name}-s{seed}"
+            run = layout.moved(layout.student(cfg["run"], name, seed), cfg["run"], root)
             summary = json.loads((run / "summary.json").read_text())
             log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line]
-            evals = json.loads((root / "eval" / f"{name}-s{seed}.json").read_text())["checkpoints"]
+            evaluation = layout.moved(layout.evaluation(cfg["run"], f"{name}-s{seed}"), cfg["run"], root)
+            evals = json.loads(evaluation.read_text())["checkpoints"]
             for e in evals:
                 r = _at_step(log, e["step"])
                 shows_alpha = "alpha" in methods.OBJECTIVES[m["objective"]].table_fields
@@ -150,8 +151,8 @@ def curves(cfg: dict, results_dir: str | Path, every: int = 1) -> pd.DataFrame:
     root, frames = Path(results_dir), []
     for name in cfg["students"]["methods"]:
         for seed in cfg["students"]["seeds"]:
-            log = [json.loads(line) for line in (root / "students" / f"{name}-s{seed}" / "log.jsonl").read_text()
-                   .splitlines() if line]
+            run = layout.moved(layout.student(cfg["run"], name, seed), cfg["run"], root)
+            log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line]
             rec = pd.DataFrame(log[::every] + ([log[-1]] if (len(log) - 1) % every else []))
             frames.append(rec[[c for c in CURVE_COLUMNS if c in rec]].assign(method=name, seed=seed))
     return pd.concat(frames, ignore_index=True)
