@@ -12,6 +12,7 @@ from lsap import assets as lsap_assets
 from lsap import config as lsap_config
 from lsap import corpus as lsap_corpus
 from lsap import hub as lsap_hub
+from lsap import inputs as lsap_inputs
 from lsap import snapshot as lsap_snapshot
 
 

@@ -109,14 +109,11 @@ fi
 
 RUN="$("$PY" -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['run'])" "$CONFIG")"
 PLANNED="$("$PY" -c "from lsap import forecast; print(forecast.sweep_seconds('$CONFIG', '$DEVICE'))")" || exit 2
-# the headline comparison first (CE and the pre-registered contrast, every seed, evaluated), then the
-# rest: a sweep cut short by the time limit still answers the question it was run for
-HEADLINE="$("$PY" -c "
-from lsap import config, layout
-c = config.load('$CONFIG'); s = c['students']
-ms = ['ce'] + [s['primary_contrast']] * bool(s['primary_contrast'])
-print(' '.join(layout.evaluation(c['run'], f'{m}-s{seed}') for m in ms for seed in s['seeds']))")" || exit 2
-part sweep "$PLANNED" sh -c "'$PY' -m snakemake --cores $CORES --configfile '$CONFIG' $HEADLINE && \
+# few processes: the data stages as DAG jobs, then every student and its evaluation in one process
+# (lsap sweep: the headline comparison first, so a sweep cut short by the time limit still answers
+# the question it was run for), then the report from the finished files
+part sweep "$PLANNED" sh -c "'$PY' -m snakemake --cores $CORES --configfile '$CONFIG' --omit-from student && \
+    '$PY' -m lsap sweep --config '$CONFIG' && \
     '$PY' -m snakemake --cores $CORES --configfile '$CONFIG' --omit-from notebook && \
     '$PY' -m lsap report --config '$CONFIG' --tables '$OUT/paper_tables/$RUN' --figures '$OUT/figures/$RUN'"
 ok=$?

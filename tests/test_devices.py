@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import SHIPPED
 
-from lsap import config, methods, models, vocab
+from lsap import config, methods, models, shards, vocab
 from lsap.corpus import iter_documents
 
 TINY_LM = {"arch": "qwen3", "hidden": 32, "layers": 1, "heads": 2, "intermediate": 64}
@@ -28,12 +28,19 @@ def stand_ins(small_corpus, tmp_path_factory):
     their Σ∩ tables, and small random LMs saved as the surrogate and SALT's teacher."""
     root = tmp_path_factory.mktemp("devices")
     texts = [t for _, t in iter_documents(small_corpus, "train")]
-    student = vocab.load(vocab.save(vocab.train_bpe(texts, 400), root / "student"))
+    student_dir = vocab.save(vocab.train_bpe(texts, 400), root / "student")
+    student = vocab.load(student_dir)
+    # the students' training shard: its unigram feeds the random-target and uniform-mass controls
+    shards.write_split(student_dir, small_corpus, "train", root / "shards", SEQ, log=lambda *_: None)
     surrogate = vocab.load(vocab.save(vocab.train_bpe(texts, 300, split_digits=True), root / "surrogate"))
     vocab.save_translation(root / "translation.npz", student, surrogate)
     for name, n in (("sur", len(surrogate)), ("salt", len(student))):
         models.build(TINY_LM, n, SEQ + 1, seed=1).save_pretrained(root / name)
     return root, len(student)
+
+
+def _train_shard(root):
+    return shards.open_shard(root / "shards", "train")
 
 
 def _tensors(obj, seen=None, depth=0):
@@ -92,7 +99,8 @@ def test_every_objective_follows_the_device_it_is_given(stand_ins, path, name, m
     student = models.build(TINY_LM, n_vocab, SEQ + 1, seed=0)
     net = models.Trunk(student)
     cpu = torch.device("cpu")
-    inputs = {"translation": str(root / "translation.npz"), "targets": None, "n_sequences": 8}
+    inputs = {"translation": str(root / "translation.npz"), "targets": None, "n_sequences": 8,
+              "data": _train_shard(root)}
     x = torch.from_numpy(np.random.default_rng(0).integers(0, n_vocab, (2, SEQ + 1))).to(cpu)
     with torch.device("meta"):  # the default device, for anything that does not follow `cpu`
         obj = methods.OBJECTIVES[m["objective"]].build(cfg, m, student, inputs, cpu).bind(student)

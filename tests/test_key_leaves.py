@@ -89,7 +89,7 @@ def _mutations(path, v):
     if isinstance(v, int):
         return [v + 1, v * 2, v - 1]
     if isinstance(v, float):
-        return [v * 0.9, v * 1.1]
+        return [v * 0.9, v * 1.1] if v else [0.01]   # 0 scaled is 0
     if v is None:
         return [1, 0.5, 100, True]
     if isinstance(v, list):

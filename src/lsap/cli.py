@@ -98,6 +98,12 @@ def _select(args, cfg):
     select_job(cfg, keys.method_of(cfg, "selection", args.spec), args.tokenizer, args.shards, args.out, args.part)
 
 
+def _sweep(args, cfg):
+    from lsap.stages import sweep
+
+    sweep.run(cfg)
+
+
 def _evaluate(args, cfg):
     from lsap import evaluate
 
@@ -206,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = stage("assets", _assets, "fetch and verify the registry assets a config needs")
     s.add_argument("--name", help="fetch only this asset")
     s.add_argument("--all", action="store_true", help="fetch every asset of config/assets.yaml")
+
+    stage("sweep", _sweep, "every student and its evaluation in one process, the headline comparison first "
+          "(after `snakemake --omit-from student`; a GPU machine's sweep)")
 
     s = stage("hub-snapshot", _hub_snapshot, "download every hub id the run reads into hub.cache (login node)")
     s.add_argument("--out", required=True, help="the snapshot's manifest (JSON)")

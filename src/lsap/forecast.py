@@ -81,12 +81,14 @@ def _profile() -> dict:
     return yaml.safe_load(PROFILE.read_text())
 
 
-TRAINING_RULES = ("student", "reference_model")  # the jobs run under torchrun on compute.gpus GPUs
+TRAINING_RULES = ("student", "reference_model")
+# the Snakefile's localrules (tests/test_slurm_requests.py holds the two equal)
+LOCAL_RULES = ("hub_snapshot", "corpus", "shards", "tokenizer", "translation", "overlap", "selection", "report", "notebook")  # the jobs run under torchrun on compute.gpus GPUs
 
 
 def slurm_resources(rule: str, cfg: RunConfig, profile: dict) -> dict:
     """What the Slurm profile requests for a rule's job (None: a local rule, run where snakemake runs)."""
-    if rule in ("corpus", "shards", "tokenizer", "translation", "overlap", "selection", "report", "notebook"):
+    if rule in LOCAL_RULES:
         return {"local": True}
     res = {**profile["default-resources"], **profile.get("set-resources", {}).get(rule, {})}
     if "cpus_per_gpu" in res:  # training jobs take compute.gpus GPUs (DDP), the others one
@@ -307,11 +309,14 @@ JOB_START_S = {"cpu": 7.0, "gpu": 15.0}
 
 def sweep_seconds(config_path: str, device: str = "gpu") -> int:
     """The GPU check's price of a config's sweep: its jobs' GPU-hours at compute.mfu (`price`) plus
-    a start-up per job; a check refuses to start a sweep it cannot finish in the time left."""
+    a start-up per process: one per data job, one for every student and evaluation together (the
+    GPU check runs them in one process, lsap.stages.sweep); a check refuses to start a sweep it
+    cannot finish in the time left."""
     from lsap import config
 
     jobs = [j for j in price(config.load(config_path))["jobs"] if j["gpu_hours"] is not None]
-    return round(sum(j["gpu_hours"] for j in jobs) * 3600 + JOB_START_S[device] * len(jobs))
+    processes = sum(j["job"] not in ("student", "evaluate") for j in jobs) + 1
+    return round(sum(j["gpu_hours"] for j in jobs) * 3600 + JOB_START_S[device] * processes)
 
 
 def _fmt(v, unit=1.0, digits=2) -> str:

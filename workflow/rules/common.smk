@@ -22,19 +22,9 @@ def _trained(role):
 
 
 def student_inputs(w):
-    """A student's inputs, from the method registry: its teachers, the Σ∩ tables, its targets
-    cache and its data selection, each only where its method reads it."""
-    m = config["methods"][w.method]
-    ins = {"tokenizer": STUDENT_TOKENIZER, "shards": STUDENT_SHARDS}
-    for role in methods.teacher_roles(m):
-        ins[role] = _trained(role)
-    if methods.OBJECTIVES[m["objective"]].translation:
-        ins["translation"] = layout.translation(RUN)
-    if methods.uses_targets_cache(m):
-        ins["targets"] = f"{layout.targets(RUN, keys.targets_id(config, w.method), w.seed)}/meta.json"
-    if m["data"] != "all":
-        ins["scores"] = f"{layout.selection(RUN, keys.selection_id(config, w.method))}/scores.npy"
-    return ins
+    """A student's inputs, from the method registry (lsap.inputs): its teachers, the Σ∩ tables,
+    its targets cache and its data selection, each only where its method reads it."""
+    return lsap_inputs.student(config, w.method, w.seed)
 
 
 def _flag(name, path):
