@@ -83,7 +83,8 @@ def _profile() -> dict:
 
 TRAINING_RULES = ("student", "reference_model")
 # the Snakefile's localrules (tests/test_slurm_requests.py holds the two equal)
-LOCAL_RULES = ("hub_snapshot", "corpus", "shards", "tokenizer", "translation", "overlap", "selection", "report", "notebook")  # the jobs run under torchrun on compute.gpus GPUs
+LOCAL_RULES = ("hub_snapshot", "corpus", "shards", "tokenizer", "translation", "overlap", "selection", "report",
+               "notebook")  # the jobs run under torchrun on compute.gpus GPUs
 
 
 def slurm_resources(rule: str, cfg: RunConfig, profile: dict) -> dict:
