@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from lsap import REPO_ROOT, devpack
+from lsap import REPO_ROOT, config, devpack
 from lsap.report import read_table
 
 MACHINE = devpack.machine_packages(REPO_ROOT / "bench" / "device" / "h200-pip-list.txt")
@@ -116,11 +116,18 @@ def test_the_gpu_check_runs_from_the_pack_alone_offline(tmp_path):
     bench = json.loads((out / "bench.json").read_text())
     assert bench["complete"] and {"ce", "lsap_online", "lsap_cached", "kd", "salt"} <= set(bench["steps"])
     tables = out / "paper_tables" / "gpu-small-cpu-smoke"
+    gpu = config.load(REPO_ROOT / "config" / "gpu-small.yaml")["students"]
     pvr = read_table(tables / "paper_vs_replication.csv")
-    assert (pvr.seeds == 2).all()
+    assert (pvr.seeds == len(gpu["seeds"])).all()
     h2h = read_table(tables / "head_to_head.csv")
-    assert len(h2h) == 8 and "bpb technical" in h2h
+    assert len(h2h) == len(gpu["methods"]) and "bpb technical" in h2h
     assert (out / "figures" / "gpu-small-cpu-smoke" / "bpb_vs_flops.png").stat().st_size > 10_000
     jobs = json.loads((out / "sweep.json").read_text())["job_seconds"]
-    # the sweep ran the GPU jobs only: the CPU stages came in the pack
-    assert any(j.startswith("students/") for j in jobs) and not any(j.startswith(("corpus", "shards")) for j in jobs)
+    # the sweep ran the GPU jobs only (the CPU stages came in the pack), every student and evaluation
+    # in the one `lsap sweep` process, which writes their seconds where the DAG's jobs would
+    n = len(gpu["methods"]) * len(gpu["seeds"])
+    assert sum(j.startswith("students/") for j in jobs) == sum(j.startswith("evaluate_") for j in jobs) == n
+    assert not any(j.startswith(("corpus", "shards")) for j in jobs)
+    ran = [line.split("] ")[1].split(":")[0] for line in (out / "sweep.log").read_text().splitlines()
+           if line.startswith("[sweep] ") and line.endswith("trained and evaluated")]
+    assert ran[:2] == ["ce seed 0", f"{gpu['primary_contrast']} seed 0"] and len(ran) == n   # headline first
