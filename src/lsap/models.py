@@ -3,8 +3,6 @@ folder), count their parameters and FLOPs per token."""
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from lsap.assets import asset_path
@@ -62,14 +60,10 @@ def from_pretrained(cls, name_or_dir: str, **kw):
     from pathlib import Path
 
     if not Path(name_or_dir).is_dir():
-        try:
-            return cls.from_pretrained(name_or_dir, **kw)
-        except OSError as e:  # under the hub snapshot (cluster jobs) the id is not in it
-            from lsap import snapshot
+        from lsap import snapshot
 
-            if os.environ.get(snapshot.MANIFEST_ENV):
-                raise snapshot.offline_error(name_or_dir, e) from e
-            raise
+        with snapshot.reading(name_or_dir):
+            return cls.from_pretrained(name_or_dir, **kw)
     from lsap import checkpoints
 
     checkpoints.verify(name_or_dir)  # the weights that were saved, or a message naming the rebuild

@@ -15,6 +15,7 @@ naming the id and the snapshot. A local folder in place of a hub id is recorded,
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from pathlib import Path
@@ -135,7 +136,8 @@ def _dataset(src: dict, parts: int, cache: Path) -> dict:
 
     cap = math.ceil(src["max_docs"] / parts) if src.get("max_docs") else None
     for i in files_to_read(files, parts, cap, rows):
-        local.setdefault(i, _fetch(files[i], cache))
+        if i not in local:   # counting rows fetched the others already
+            local[i] = _fetch(files[i], cache)
     revision = next((f.split("@", 1)[1].split("/", 1)[0] for f in files if f.startswith("hf://") and "@" in f),
                     "local folder")
     return {"kind": "dataset", "id": src["dataset"], "name": src.get("name"), "split": src["split"],
@@ -201,8 +203,15 @@ def dataset_files(src: dict) -> tuple[str, list[str], dict[str, str]] | None:
                         f"{path}: rerun the hub_snapshot rule (its config changed?)")
 
 
-def offline_error(repo: str, e: Exception) -> SnapshotError:
-    """The error of a job that reached for a hub id the snapshot does not hold."""
-    return SnapshotError(f"{repo} is not in the hub snapshot ({os.environ.get('HF_HUB_CACHE')}; jobs run with "
-                         f"HF_HUB_OFFLINE=1): rerun the hub_snapshot rule where the hub is reachable "
-                         f"({type(e).__name__}: {e})")
+@contextlib.contextmanager
+def reading(repo: str):
+    """Around a hub read (from_pretrained): under the snapshot (cluster jobs, hub offline), an id
+    it does not hold stops the job naming the id and the rule to rerun, not HF's offline message."""
+    try:
+        yield
+    except OSError as e:
+        if os.environ.get(MANIFEST_ENV):
+            raise SnapshotError(f"{repo} is not in the hub snapshot ({os.environ.get('HF_HUB_CACHE')}; jobs run with "
+                                f"HF_HUB_OFFLINE=1): rerun the hub_snapshot rule where the hub is reachable "
+                                f"({type(e).__name__}: {e})") from e
+        raise

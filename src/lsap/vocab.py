@@ -5,7 +5,6 @@ Hugging Face fast tokenizer saved in HF format, so downstream code never asks wh
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterable
 
@@ -83,14 +82,10 @@ def build(spec: dict, train_texts: Iterable[str] | None = None):
         return load_pretrained(spec["name"])
     from transformers import AutoTokenizer
 
-    try:
-        return AutoTokenizer.from_pretrained(spec["id"], revision=spec.get("revision"), clean_up_tokenization_spaces=False)
-    except OSError as e:  # under the hub snapshot (cluster jobs) the id is not in it
-        from lsap import snapshot
+    from lsap import snapshot
 
-        if os.environ.get(snapshot.MANIFEST_ENV):
-            raise snapshot.offline_error(spec["id"], e) from e
-        raise
+    with snapshot.reading(spec["id"]):
+        return AutoTokenizer.from_pretrained(spec["id"], revision=spec.get("revision"), clean_up_tokenization_spaces=False)
 
 
 def save(tok, out_dir: str | Path) -> Path:
