@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run tables test lint install dryrun rehearse plan clean-results device-pack
+.PHONY: run tables report test lint install dryrun rehearse plan clean-results device-pack
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ run: $(STAMP)
 # results copied from a cluster): renders, trains nothing, loads no model.
 tables: $(STAMP)
 	$(BIN)/python -m lsap report --config $(CONFIG)
+
+# The Snakemake HTML report of a finished run, results/<run>/report.html: it opens on the run's verdict.
+report: $(STAMP)
+	$(BIN)/snakemake --report results/$(shell sed -n 's/^run: *//p' $(CONFIG))/report.html --configfile $(CONFIG)
 
 dryrun: $(STAMP)
 	$(BIN)/snakemake -n --configfile $(CONFIG)

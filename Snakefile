@@ -13,6 +13,7 @@ from lsap import config as lsap_config
 from lsap import corpus as lsap_corpus
 from lsap import hub as lsap_hub
 from lsap import inputs as lsap_inputs
+from lsap import preemption as lsap_preemption
 from lsap import snapshot as lsap_snapshot
 
 
@@ -53,6 +54,8 @@ onstart:
     # snakemake refused by the lock, never rewrites what a running run's jobs read.
     if not os.path.exists(layout.hub_manifest(RUN)):  # the snapshot taken, the jobs need no hub
         lsap_hub.check(config, CONFIG_NAME)  # every hub id a local folder, or the hub reachable
+    if getattr(workflow.executor_plugin, "name", None) == "slurm":
+        lsap_preemption.check()  # a job left PREEMPTED would be waited on for ever
     layout.claim_run_dir(REPO_ROOT, RUN, CONFIG_NAME)
     lsap_config.write_resolved(config, CONFIG)
 
@@ -75,6 +78,7 @@ localrules:
     all,
     asset,
     hub_snapshot,
+    hub_snapshot_eval,
     corpus,
     shards,
     tokenizer,

@@ -189,13 +189,18 @@ def test_evaluate_checkpoint_writes_json(olmo_eval, lm, tmp_path):
     ckpt = tmp_path / "checkpoints" / "frac-1.00"
     model.save_pretrained(ckpt)
     tok.save_pretrained(ckpt)
-    ecfg = config.validate({**config.load(REPO_ROOT / "config" / "tiny.yaml"),
-                            "evaluation": {"tasks": ["piqa", "lambada_openai", "truthfulqa_mc2"], "limit": 3,
-                                           "bootstrap_iters": 100, "bpb_max_bytes": 50}})["evaluation"]
-    out = tmp_path / "eval.json"
-    evaluate.evaluate_checkpoint(ckpt, _corpus(tmp_path, DOCS), ecfg, out, log=lambda *_: None)
+    cfg = config.validate({**config.load(REPO_ROOT / "config" / "tiny.yaml"),
+                           "evaluation": {"tasks": ["piqa", "lambada_openai", "truthfulqa_mc2"], "limit": 3,
+                                          "bootstrap_iters": 100, "bpb_max_bytes": 50, "minimal_pairs_items": 4}})
+    ecfg, out, corpus_dir = cfg["evaluation"], tmp_path / "eval.json", _corpus(tmp_path, DOCS)
+    with pytest.raises(FileNotFoundError, match="minimal_pairs.jsonl"):   # the heldout job runs first
+        evaluate.evaluate_checkpoint(ckpt, corpus_dir, ecfg, out, log=lambda *_: None)
+    heldout.write_heldout(cfg, corpus_dir, log=lambda *_: None)
+    evaluate.evaluate_checkpoint(ckpt, corpus_dir, ecfg, out, log=lambda *_: None)
     res = json.loads(out.read_text())
-    assert set(res["benchmarks"]) == {"piqa", "lambada_openai", "truthfulqa_mc2"}
+    assert set(res["benchmarks"]) == {"piqa", "lambada_openai", "truthfulqa_mc2", "lsap_minimal_pairs"}
+    items = len(res["probe_margins"]["lsap_minimal_pairs"])
+    assert 0 < items <= 4 and res["benchmarks"]["lsap_minimal_pairs"]["n"] == items
     assert res["benchmarks"]["truthfulqa_mc2"]["value"] is None
     lam = res["benchmarks"]["lambada_openai"]
     assert lam["metric"] == "acc" and lam["n"] == 3 and "perplexity" in lam["metrics"]

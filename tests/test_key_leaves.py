@@ -19,7 +19,7 @@ from lsap.assets import load_manifest
 
 # (path regex over "/"-joined leaf paths, the kinds of job whose key must change); first match wins
 READERS = [
-    (r"seed", {"corpus", "selection", "student"}),  # the split hashing; the selections' pools
+    (r"seed", {"corpus", "heldout", "selection", "student"}),  # the split hashing; the probes' items; the pools
     (r"corpus/domains/\w+/table1", {"table1"}),  # a column label only
     (r"corpus/domains/\w+/sources/\d+/tokens_per_doc", set()),  # the plan's estimate
     # the report's provenance lists the run's assets: it rereads when their set changes (below)
@@ -30,8 +30,10 @@ READERS = [
     (r"shards/seq_len", {"shards", "targets", "selection", "student", "surrogate_lines"}),
     (r"analysis/overlap/.*", {"overlap", "report"}),
     (r"analysis/table1/.*", {"table1", "report"}),
-    (r"evaluation/bpb_max_bytes", {"evaluate", "reference_lines", "surrogate_lines", "report"}),  # the slices
-    (r"evaluation/bpb_seq_len", {"evaluate", "surrogate_lines", "report"}),
+    # the slices and the probes' items: the heldout job writes them, every scorer reads them
+    (r"evaluation/(bpb_max_bytes|minimal_pairs_items|continuation_items)",
+     {"heldout", "evaluate", "reference_lines", "surrogate_lines", "report"}),
+    (r"evaluation/(bpb_seq_len|batch_size|max_length)", {"evaluate", "surrogate_lines", "report"}),
     (r"evaluation/.*", {"evaluate", "report"}),
     # how resume states are written; fractions reordered; compile on CPU (the loop compiles on CUDA)
     (r"training/(save_every_steps|save_every_minutes|checkpoint_fractions|compile)", set()),
@@ -49,6 +51,11 @@ READERS = [
     (r"methods/(salt_ds/(pool_factor|kd_steps_frac|ds_top_k|ds_zeros)|miniplm/pool_factor)",
      {"selection", "student", "report"}),
     (r"methods/lsap[\w.]*/alpha", {"student", "surrogate_lines", "report"}),  # the α the surrogate is judged at
+    # what each arm's objective costs by design (lsap.objective_cost) is predicted from these
+    (r"methods/lsap[\w.]*/(lambda_scale|lambda_schedule|normaliser|aux_positions|proposals)",
+     {"student", "surrogate_lines", "report"}),
+    (r"methods/kd/(kd_ratio|kd_outside_sigma)", {"student", "surrogate_lines", "report"}),
+    (r"methods/ce/objective", {"student", "surrogate_lines", "report"}),
     (r"methods/.*", {"student", "report"}),
     (r"references/.*", {"reference_model"}),
     (r"compute/gpus", {"reference_model", "targets", "selection", "student"}),
@@ -105,8 +112,8 @@ def _mutations(path, v):
 
 def _keys(cfg) -> dict:
     """Every keyed job of the config (a cache or selection by its method), with its key."""
-    out = {(j,): keys.key(cfg, j) for j in ("corpus", "shards", "translation", "overlap", "table1", "evaluate",
-                                           "reference_lines", "surrogate_lines", "report")}
+    out = {(j,): keys.key(cfg, j) for j in ("corpus", "shards", "translation", "overlap", "table1", "heldout",
+                                           "evaluate", "reference_lines", "surrogate_lines", "report")}
     out.update({("tokenizer", r): keys.key(cfg, "tokenizer", role=r) for r in ("student", "surrogate")})
     out.update({("reference_model", n): keys.key(cfg, "reference_model", name=n) for n in cfg["references"]})
     for m in cfg["students"]["methods"]:

@@ -47,7 +47,8 @@ def _changed(cfg, edit):
     # too broad before: a Table-1 label or a size estimate reran the whole DAG; fraction order, CPU compile
     (lambda c: c["corpus"]["domains"]["wiki"].update(table1="FW-E"), {"table1"}),
     (lambda c: c["corpus"]["domains"]["wiki"]["sources"][0].update(tokens_per_doc=300), set()),
-    (lambda c: c["training"].update(checkpoint_fractions=[1.0, 0.75, 0.5, 0.25]), set()),
+    (lambda c: c["training"].update(checkpoint_fractions=sorted(c["training"]["checkpoint_fractions"], reverse=True)),
+     set()),
     (lambda c: c["training"].update(compile=True), set()),  # the loop compiles only on CUDA
     (lambda c: c["methods"]["salt_ds"].update(omega=0.5, rho=0.5, transition="linear"), {"report"}),  # not its scores
     (lambda c: c["methods"]["salt_ds"].update(kd_steps_frac=0.3), {"selection", "report"}),  # its pool: the KD phase

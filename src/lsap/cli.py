@@ -24,7 +24,16 @@ def _assets(args, cfg):
 def _hub_snapshot(args, cfg):
     from lsap import snapshot
 
-    snapshot.take(cfg, args.out)
+    snapshot.take(cfg, args.out, what=args.what)
+
+
+def _pin(args, cfg):
+    from lsap import pin
+
+    path = pin.write(cfg, args.config, args.out)
+    for p in pin.read(path)["pins"]:
+        print(f"[pin] {p['type']} {p['id']} @ {p['revision'] or 'head'}: {p['commit']}")
+    print(f"[pin] wrote {path}: commit it")
 
 
 def _corpus(args, cfg):
@@ -104,9 +113,16 @@ def _sweep(args, cfg):
     sweep.run(cfg)
 
 
-def _evaluate(args, cfg):
-    from lsap import evaluate
+def _heldout(args, cfg):
+    from lsap import heldout
 
+    heldout.write_heldout(cfg, args.corpus)
+
+
+def _evaluate(args, cfg):
+    from lsap import evaluate, models
+
+    models.require_gpu(cfg, "evaluate")
     evaluate.evaluate_run(args.run, args.corpus, cfg["evaluation"], args.out)
 
 
@@ -119,9 +135,11 @@ def _reference_lines(args, cfg):
 
 
 def _surrogate_lines(args, cfg):
+    from lsap import models
     from lsap.surrogate_lines import surrogate_lines
 
-    r = surrogate_lines(cfg, args.translation, args.tokenizer, args.corpus, args.out)
+    models.require_gpu(cfg, "surrogate_lines")
+    r = surrogate_lines(cfg, args.translation, args.tokenizer, args.corpus, args.out, args.shards)
     print(f"[surrogate-lines] {r['surrogate']}: " + "  ".join(
         f"α={a} true above {sum(d['true_above'] for d in q.values()) / len(q):.3f}" for a, q in r["proposals"].items()))
 
@@ -191,6 +209,7 @@ JOBS = {
     else ("reference_model", {"name": a.role}),
     "targets": lambda a: ("targets", {"spec": a.spec, "seed": a.seed}),
     "select": lambda a: ("selection", {"spec": a.spec}),
+    "heldout": lambda a: ("heldout", {}),
     "evaluate": lambda a: ("evaluate", {}),
     "reference-lines": lambda a: ("reference_lines", {}),
     "surrogate-lines": lambda a: ("surrogate_lines", {}),
@@ -218,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = stage("hub-snapshot", _hub_snapshot, "download every hub id the run reads into hub.cache (login node)")
     s.add_argument("--out", required=True, help="the snapshot's manifest (JSON)")
+    s.add_argument("--what", choices=["data", "evaluation"], default="data",
+                   help="data: datasets, tokenizers, models; evaluation: lm-eval's task datasets")
+
+    s = stage("pin", _pin, "resolve every hub id of the config to a commit into config/<run>.lock.yaml (the hub "
+                           "snapshot then reads exactly those commits, and refuses a config that differs)")
+    s.add_argument("--out", help="the lock file (default config/<run>.lock.yaml)")
 
     s = stage("corpus", _corpus, "build one part of the cleaned, split, per-domain corpus (or gather the parts)")
     s.add_argument("--out", required=True, help="the part's folder (corpus/part-PPP), or corpus/ with --gather")
@@ -280,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--part", type=int, help="which of compute.scoring_parts ranges to score")
     g.add_argument("--gather", action="store_true", help="join the parts into scores.npy, sequences.npy, scores.json")
 
+    s = stage("heldout", _heldout, "the validation text read once: scoring slices and probe items (corpus/heldout/)")
+    s.add_argument("--corpus", required=True, help="the gathered corpus folder")
+
     s = stage("evaluate", _evaluate, "lm-eval benchmarks + bits per byte at every checkpoint of a run")
     s.add_argument("--run", required=True, help="a run folder with checkpoints/frac-*/")
     s.add_argument("--corpus", required=True)
@@ -297,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--translation", required=True)
     s.add_argument("--tokenizer", required=True, help="the student tokenizer folder")
     s.add_argument("--corpus", required=True)
+    s.add_argument("--shards", help="the student shards folder (its unigram: the random control's predicted cost)")
     s.add_argument("--out", required=True, help="JSON")
 
     s = stage("report", _report, "every table and figure of a run, from its result files alone")
@@ -342,6 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if argv is None:  # a job (python -m lsap): every line of its log stamped (lsap.progress.install)
+        from lsap.progress import install
+
+        install()
     try:
         cfg = config_mod.load(args.config)
         if args.key and args.stage in JOBS:

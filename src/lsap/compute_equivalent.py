@@ -16,7 +16,8 @@ def compute_multiplier(df: pd.DataFrame, method: str, col: str = "bpb_mean", low
     TFLOPs; the mean of the log-ratios over seeds with its 95 % t-interval, back on the ratio
     scale. A final value beyond CE's best point has no ratio (it is reported as beyond the curve).
     CE's points before its last are checkpoints of one cosine schedule, not annealed: CE at those
-    budgets trained on its own would do better, so the ratio is an upper bound."""
+    budgets trained on its own would do better, so the ratio is an upper bound. When any seed is off
+    CE's curve there is no ratio: a mean over the other seeds would drop the best (or worst) ones."""
     fin, logs, beyond = final(df), [], 0
     for seed, g in df[df.method == "ce"].groupby("seed"):
         m = fin[(fin.method == method) & (fin.seed == seed)]
@@ -35,6 +36,8 @@ def compute_multiplier(df: pd.DataFrame, method: str, col: str = "bpb_mean", low
         a, b = yv[hit - 1], yv[hit]
         t = 0.0 if a == b else (a - target) / (a - b)
         logs.append(x[hit - 1] + t * (x[hit] - x[hit - 1]) - np.log(float(m.flops.iloc[0])))
+    if beyond:  # a mean over the seeds left would drop the ones off CE's curve (the best or the worst): biased
+        logs = []
     iv = stats.t_interval(logs)
     return {"ratio": float(np.exp(iv.mean)) if logs else np.nan, "lo": float(np.exp(iv.lo)) if logs else np.nan,
             "hi": float(np.exp(iv.hi)) if logs else np.nan, "seeds": len(logs), "beyond_curve": beyond}
@@ -45,7 +48,8 @@ def effective_compute(df: pd.DataFrame) -> pd.DataFrame:
     out = []
     for name in [m for m in final(df).method.unique() if m != "ce"]:
         r = compute_multiplier(df, name)
-        ratio = "n/a" if np.isnan(r["ratio"]) else (f"{r['ratio']:.2f}×" + (
+        ratio = (f"n/a: {r['beyond_curve']} seed(s) off CE's curve" if r["beyond_curve"] else "n/a") \
+            if np.isnan(r["ratio"]) else (f"{r['ratio']:.2f}×" + (
             f" [{r['lo']:.2f}, {r['hi']:.2f}]" if not np.isnan(r["lo"]) else " [n/a]"))
         out.append({"Method": name, "CE compute to match its bpb (× its own)": ratio, "seeds": r["seeds"],
                     "seeds beyond CE's curve": r["beyond_curve"]})

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lsap import benchmarks, heldout, models, vocab
+from lsap import benchmarks, heldout, models, probe, vocab
 from lsap.files import write_json
 
 FEWSHOT_SEED = 1234  # lm-eval's default fewshot seed (unused at zero shots, set as simple_evaluate does)
@@ -39,25 +39,49 @@ def _not_custom_dataset_hint(record) -> bool:  # lm-eval's per-task hint about -
     return "Custom kwargs can be passed" not in record.getMessage()
 
 
-def load_tasks(ecfg: dict) -> tuple[dict, dict]:
-    """(lm-eval TaskDict of the tasks to run, {task: reason} for tasks reported as n/a)."""
+def load_tasks(ecfg: dict, heldout_dir=None, benchmarks_too: bool = True) -> tuple[dict, dict]:
+    """(lm-eval TaskDict of the tasks to run, {task: reason} for tasks reported as n/a): the
+    config's benchmarks (unless `benchmarks_too` is False) and the probes it asks for, from the
+    run's corpus/heldout/ items (lsap.probe)."""
     import datasets
 
     datasets.disable_progress_bars()
     task_log = logging.getLogger("lm_eval.api.task")
     if _not_custom_dataset_hint not in task_log.filters:
         task_log.addFilter(_not_custom_dataset_hint)
-    if ecfg["source"] == "lm_eval":  # lm-eval's built-in tasks, unchanged (needs the hub)
+    probes = {probe.TASK[p]: Path(heldout_dir) / f"{p}.jsonl" for p in probe.wanted(ecfg)}
+    if probes and heldout_dir is None:
+        raise ValueError("evaluation asks for the held-out probes: pass the run's corpus/heldout/ folder")
+    na: dict = {}
+    if not benchmarks_too:
+        task_dict = {"tasks": {}, "groups": {}, "group_map": {}}
+    elif ecfg["source"] == "lm_eval":  # lm-eval's built-in tasks, unchanged (needs the hub)
         from lm_eval.tasks import TaskManager
 
-        return TaskManager().load(list(ecfg["tasks"])), {}
-    unknown = [t for t in ecfg["tasks"] if t not in benchmarks.OFFLINE and t not in benchmarks.NOT_OFFLINE]
-    if unknown:
-        raise ValueError(f"evaluation.tasks: no offline data for {unknown} (offline tasks: "
-                         f"{sorted(benchmarks.OFFLINE)}; use source: lm_eval for others)")
-    tasks = {t: benchmarks.offline_task(t, benchmarks.task_limit(ecfg, t)) for t in ecfg["tasks"] if t in benchmarks.OFFLINE}
-    na = {t: benchmarks.NOT_OFFLINE[t] for t in ecfg["tasks"] if t in benchmarks.NOT_OFFLINE}
-    return {"tasks": tasks, "groups": {}, "group_map": {}}, na
+        task_dict = TaskManager().load(list(ecfg["tasks"]))
+    else:
+        unknown = [t for t in ecfg["tasks"] if t not in benchmarks.OFFLINE and t not in benchmarks.NOT_OFFLINE]
+        if unknown:
+            raise ValueError(f"evaluation.tasks: no offline data for {unknown} (offline tasks: "
+                             f"{sorted(benchmarks.OFFLINE)}; use source: lm_eval for others)")
+        tasks = {t: benchmarks.offline_task(t, benchmarks.task_limit(ecfg, t)) for t in ecfg["tasks"]
+                 if t in benchmarks.OFFLINE}
+        na = {t: benchmarks.NOT_OFFLINE[t] for t in ecfg["tasks"] if t in benchmarks.NOT_OFFLINE}
+        task_dict = {"tasks": tasks, "groups": {}, "group_map": {}}
+    task_dict["tasks"].update({name: benchmarks.probe_task(name, path) for name, path in probes.items()})
+    return task_dict, na
+
+
+def probe_margins(raw: dict) -> dict:
+    """{probe task: per-item log p(gold) − the best other choice's, in item order}: what pairs two
+    models' probe results item by item."""
+    out = {}
+    for task, samples in (raw.get("samples") or {}).items():
+        if task in probe.CHANCE:
+            rows = sorted(samples, key=lambda e: e["doc_id"])
+            out[task] = [round(float(ll[e["target"]][0] - max(x[0] for i, x in enumerate(ll) if i != e["target"])), 5)
+                         for e in rows for ll in [e["filtered_resps"]]]
+    return out
 
 
 @functools.lru_cache(maxsize=4096)
@@ -94,8 +118,8 @@ def run_lm_eval(model, tokenizer, task_dict: dict, ecfg: dict, log_samples: bool
         task.set_fewshot_seed(seed=FEWSHOT_SEED)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=ecfg["batch_size"],
               **({"max_length": ecfg["max_length"]} if ecfg.get("max_length") else {}))
-    # offline tasks hold only their first `limit` docs already; a per-task limit is offline-only
-    limit = None if isinstance(ecfg["limit"], dict) else ecfg["limit"]
+    # offline tasks and the probes hold only the docs they evaluate; a per-task limit is offline-only
+    limit = None if isinstance(ecfg["limit"], dict) or ecfg.get("source") == "offline" else ecfg["limit"]
     try:
         return evaluator.evaluate(lm=lm, task_dict=task_dict, limit=limit,
                                   bootstrap_iters=ecfg["bootstrap_iters"], log_samples=log_samples)
@@ -130,20 +154,25 @@ def summarize(raw: dict, na: dict, metric: str) -> dict:
 
 # ---- the stage -------------------------------------------------------------------------------
 def evaluate_checkpoints(checkpoint_dirs: list, corpus_dir: str | Path, ecfg: dict, out_jsons: list,
-                         log=print) -> list[dict]:
-    """Benchmarks and bits per byte of each checkpoint, each written atomically to its JSON.
-    ecfg: the config's validated `evaluation` section. One process for several checkpoints
-    pays the imports once (most of a tiny checkpoint's cost); tasks are rebuilt per checkpoint
-    from cached documents, so no lm-eval state is shared between models."""
+                         log=print, benchmark_at: list | None = None) -> list[dict]:
+    """Benchmarks, probes and bits per byte of each checkpoint, each written atomically to its JSON.
+    ecfg: the config's validated `evaluation` section; `benchmark_at`: per checkpoint, whether the
+    config's benchmarks run there (default: everywhere; the probes and bits per byte always do).
+    One process for several checkpoints pays the imports once (most of a tiny checkpoint's cost);
+    tasks are rebuilt per checkpoint from cached documents, so no lm-eval state is shared between models."""
     import lm_eval
 
     results = []
-    for ckpt, out_json in zip(checkpoint_dirs, out_jsons, strict=True):
+    heldout_dir = Path(corpus_dir) / "heldout"
+    benchmark_at = benchmark_at or [True] * len(checkpoint_dirs)
+    for ckpt, out_json, with_benchmarks in zip(checkpoint_dirs, out_jsons, benchmark_at, strict=True):
         t0 = time.perf_counter()
         model, tok = load_checkpoint(ckpt)
-        task_dict, na = load_tasks(ecfg)
+        task_dict, na = load_tasks(ecfg, heldout_dir, with_benchmarks)
         t1 = time.perf_counter()
-        bench = summarize(run_lm_eval(model, tok, task_dict, ecfg), na, ecfg["metric"])
+        raw = run_lm_eval(model, tok, task_dict, ecfg, log_samples=bool(probe.wanted(ecfg))) if task_dict["tasks"] \
+            else {"results": {}}
+        bench = summarize(raw, na, ecfg["metric"]) if task_dict["tasks"] or na else {}
         bench = {**{t: bench[t] for t in ecfg["tasks"] if t in bench}, **bench}  # config order
         t2 = time.perf_counter()
         bpb, calib = heldout.domain_scores(model, tok, corpus_dir, ecfg["bpb_max_bytes"], ecfg["bpb_seq_len"],
@@ -152,7 +181,7 @@ def evaluate_checkpoints(checkpoint_dirs: list, corpus_dir: str | Path, ecfg: di
         result = {
             "checkpoint": str(ckpt), "params": models.n_params(model), "benchmarks": bench, "bpb": bpb,
             "bpb_mean": float(np.mean([d["bpb"] for d in bpb.values()])) if bpb else None,
-            "temperature": calib,
+            "temperature": calib, "probe_margins": probe_margins(raw),
             "evaluation": ecfg, "lm_eval_version": lm_eval.__version__,
             "seconds": {"load": t1 - t0, "benchmarks": t2 - t1, "bpb": t3 - t2},
         }
@@ -171,6 +200,13 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, corpus_dir: str | Path, ecfg
     return evaluate_checkpoints([checkpoint_dir], corpus_dir, ecfg, [out_json], log)[0]
 
 
+def benchmark_fractions(ecfg: dict, fractions: list[float]) -> list[bool]:
+    """Whether the benchmarks run at each checkpoint fraction: evaluation.benchmark_fractions
+    (null: at every one). The probes and bits per byte run at every checkpoint."""
+    at = ecfg.get("benchmark_fractions")
+    return [True] * len(fractions) if at is None else [any(abs(f - a) < 1e-6 for a in at) for f in fractions]
+
+
 def evaluate_run(run_dir, corpus_dir, ecfg: dict, out, log=print) -> dict:
     """The evaluate stage: every budget checkpoint of one training run -> one JSON (per-checkpoint
     files beside it, so a killed evaluation keeps the checkpoints it finished)."""
@@ -183,9 +219,10 @@ def evaluate_run(run_dir, corpus_dir, ecfg: dict, out, log=print) -> dict:
     if not ckpts:
         raise FileNotFoundError(f"{run}/checkpoints holds no frac-* checkpoint: run the train stage first")
     out = Path(out)
-    results = evaluate_checkpoints(ckpts, corpus_dir, ecfg, [out.with_suffix("") / f"{c.name}.json" for c in ckpts], log)
-    steps = json.loads((run / "summary.json").read_text())["steps"]
     fractions = [float(c.name.split("-")[1]) for c in ckpts]
+    results = evaluate_checkpoints(ckpts, corpus_dir, ecfg, [out.with_suffix("") / f"{c.name}.json" for c in ckpts], log,
+                                   benchmark_fractions(ecfg, fractions))
+    steps = json.loads((run / "summary.json").read_text())["steps"]
     entries = [{"fraction": f, "step": max(1, round(f * steps)), **r} for f, r in zip(fractions, results, strict=True)]
     result = {"run": str(run), "checkpoints": entries}
     write_json(out, result)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from lsap import REPO_ROOT, budget, layout, methods, plan, shards
+from lsap import REPO_ROOT, budget, data_costs, layout, methods, plan, shards
 from lsap.config_types import RunConfig
 from lsap.corpus import SPLITS, part_name
 
@@ -83,8 +83,8 @@ def _profile() -> dict:
 
 TRAINING_RULES = ("student", "reference_model")
 # the Snakefile's localrules (tests/test_slurm_requests.py holds the two equal)
-LOCAL_RULES = ("hub_snapshot", "corpus", "shards", "tokenizer", "translation", "overlap", "selection", "report",
-               "notebook")  # the jobs run under torchrun on compute.gpus GPUs
+LOCAL_RULES = ("hub_snapshot", "hub_snapshot_eval", "corpus", "shards", "tokenizer", "translation", "overlap",
+               "selection", "report", "notebook")  # the jobs run under torchrun on compute.gpus GPUs
 
 
 def slurm_resources(rule: str, cfg: RunConfig, profile: dict) -> dict:
@@ -165,46 +165,41 @@ def _scoring_parts(cfg: RunConfig, mname: str, pool: int | None, flops_per_token
     return rows
 
 
-def hub_snapshot_size(cfg: RunConfig, bytes_per_token: float) -> dict | None:
-    """What the hub_snapshot rule will download, estimated before it runs: each hub model's weights
-    at 2 bytes per parameter (bf16 safetensors), each dataset's text the corpus parts read
-    (max_docs x tokens_per_doc x bytes_per_token; compressed files download smaller). None: no hub ids."""
-    from lsap import hub, snapshot
-
-    specs = [(w, i, s) for w, i, s in hub.specs(cfg) if not Path(i).is_dir()]
-    if not specs:
-        return None
-    weights, text, seen = 0.0, 0.0, set()
-    for where, repo, spec in specs:
-        if where.startswith("corpus."):
-            text += (spec.get("max_docs") or 0) * spec.get("tokens_per_doc", 1000) * bytes_per_token
-        elif repo not in seen and not where.startswith("tokenizers."):
-            seen.add(repo)
-            weights += plan.source_flops_per_token(cfg, spec) / 2 * 2   # 2N FLOPs per token -> N params, 2 bytes each
-    return {"ids": len({i for _, i, _ in specs}), "weights_gb": weights / 1e9, "text_gb": text / 1e9,
-            "cache": str(snapshot.cache_dir(cfg))}
+def _fixed_costs(row: dict, job: str, label: str, train_min: float, params: int, steps: int, cfg: RunConfig,
+                 res: dict, warnings: list) -> None:
+    """Adds the saves and start-up to a training row (`wall_hours`), and warns when one submission
+    cannot hold them all, or holds them with less than 10 % to spare (naming the MFU it needs)."""
+    saves, save_s, start_s = plan.fixed_seconds(cfg, train_min, params, steps)
+    total, rate = train_min + (save_s + start_s) / 60, plan.FIXED_COSTS["write_bytes_per_s"]
+    row.update(saves=saves, save_hours=save_s / 3600, startup_hours=start_s / 3600, wall_hours=total / 60)
+    lim = res.get("runtime")
+    if not lim or total <= lim * 0.9:
+        return
+    need = cfg["compute"]["mfu"] * train_min / max(1e-9, lim - (save_s + start_s) / 60)
+    what = (f"{job} {label}: ~{train_min / 60:.1f} h of training + {saves} saves (~{save_s / 60:.0f} min at "
+            f"{rate / 1e9:g} GB/s) + ~{start_s / 60:.0f} min start-up = {total / 60:.1f} h")
+    warnings.append(f"{what}, beyond one submission of {lim} min: it ends at the time limit and resumes in "
+                    f"another (a second start-up). Raise the runtime or compute.gpus" if total > lim else
+                    f"{what} in one submission of {lim} min: under 10 % to spare; it finishes in one only at "
+                    f"MFU >= {need:.1%} (assumed {cfg['compute']['mfu']:.0%}): measure it (bench/gpu_check.sh)")
 
 
 def price(cfg: RunConfig) -> dict:
     profile, c = _profile(), cfg["compute"]
     rate = c["peak_tflops"] * 1e12 * c["mfu"]
-    seq, parts, data = cfg["shards"]["seq_len"], cfg["corpus"]["parts"], data_tokens(cfg)
+    seq, data = cfg["shards"]["seq_len"], data_tokens(cfg)
     v_student = vocab_size(cfg, "student")
     jobs, warnings = [], []
     bench = json.loads(DATA_BENCH.read_text()) if DATA_BENCH.exists() else None
-    all_tokens = sum(d["tokens"] or 0 for d in data.values()) or None
+    per_part = data_costs.part_tokens(cfg, data)
+    res = slurm_resources("shards_part", cfg, profile)
     for role in cfg["shards"]["roles"]:
-        per_part = all_tokens / parts if all_tokens else None
-        res = slurm_resources("shards_part", cfg, profile)
-        cpu_h = per_part / (bench["tokens_per_s_per_core_stage"] * res.get("cpus_per_task", 1)) / 3600 \
-            if per_part and bench else None
-        disk = per_part * shards.token_dtype(v_student).itemsize / 1e9 if per_part else None
-        jobs += [_row("shards_part", f"{role} {part_name(p)}", tokens=per_part, cpu_hours=cpu_h, disk_gb=disk, slurm=res)
-                 for p in range(parts)]
+        jobs += [_row("shards_part", f"{role} {part_name(p)}", tokens=n, disk_gb=n * shards.token_dtype(v_student).itemsize
+                      / 1e9 if n else None, cpu_hours=n / (bench["tokens_per_s_per_core_stage"] * res.get(
+                          "cpus_per_task", 1)) / 3600 if n and bench else None, slurm=res) for p, n in enumerate(per_part)]
     text_bpt = bench["bytes_per_token"] if bench else 4.0
-    jobs += [_row("corpus_part", part_name(p), tokens=all_tokens / parts if all_tokens else None,
-                  disk_gb=all_tokens / parts * text_bpt / 1e9 if all_tokens else None,
-                  slurm=slurm_resources("corpus_part", cfg, profile)) for p in range(parts)]
+    jobs += [_row("corpus_part", part_name(p), tokens=n, disk_gb=n * text_bpt / 1e9 if n else None,
+                  slurm=slurm_resources("corpus_part", cfg, profile)) for p, n in enumerate(per_part)]
 
     def training_job(job, label, spec, vocab_n, budget, split_tokens, teacher=(0, 0, 0), frac=0.0, fixed=0.0):
         fpt = plan.model_flops_per_token(spec, vocab_n, seq)
@@ -221,6 +216,7 @@ def price(cfg: RunConfig) -> dict:
             warnings.append(f"{job} {label} reads its data {epochs:.2f} times (repeats data)")
         wall_min = hours * 60 / max(1, c["gpus"])
         t = cfg["training"]
+        _fixed_costs(row, job, label, wall_min, fpt // 6, p.steps, cfg, res, warnings)
         fr = sorted(t["checkpoint_fractions"])  # a resume point at each, every save_every_steps / _minutes
         first_gap = min(b - a for a, b in zip([0.0] + fr[:-1], fr, strict=True))
         gap = min(t["save_every_steps"] or math.inf, max(1, round(first_gap * p.steps)))
@@ -274,8 +270,7 @@ def price(cfg: RunConfig) -> dict:
                              "trained_models": budget.trained_models_flops(cfg, mname)}
     # evaluation: bits per byte on every domain at every checkpoint (lm-eval's benchmarks come on top)
     e, n_ckpt = cfg["evaluation"], len(cfg["training"]["checkpoint_fractions"])
-    bpt = bench["bytes_per_token"] if bench else 4.0
-    eval_tokens = (e["bpb_max_bytes"] or 0) * len(cfg["corpus"]["domains"]) / bpt * n_ckpt
+    eval_tokens = (e["bpb_max_bytes"] or 0) * len(cfg["corpus"]["domains"]) / text_bpt * n_ckpt
     student_fpt = plan.model_flops_per_token(s["model"], v_student, seq) // 3
     jobs += [_row("evaluate", f"{mname}-s{seed}", tokens=eval_tokens, flops=eval_tokens * student_fpt,
                   gpu_hours=eval_tokens * student_fpt / rate / 3600, slurm=slurm_resources("evaluate", cfg, profile))
@@ -292,6 +287,10 @@ def price(cfg: RunConfig) -> dict:
             warnings.append(f"{j['job']} {j['method']}: ~{j['gpu_hours']:.0f} h on one process, beyond "
                             f"{1 + profile.get('retries', 0)} submissions of {lim} min (its work is not split over "
                             f"GPUs or jobs)")
+    from lsap.data_costs import download_size
+
+    snap = download_size(cfg, bench["bytes_per_token"] if bench else 4.0)
+    jobs += [_row(**r) for r in data_costs.local_rules(cfg, jobs, snap, warnings)]
     from lsap.models import FROM_TABLE
 
     return {"config": cfg["run"], "data": data, "jobs": jobs, "warnings": warnings,
@@ -299,7 +298,8 @@ def price(cfg: RunConfig) -> dict:
                              f"compute.peak_tflops; no GPU measurement yet)",
                       "cpu": (f"{bench['tokens_per_s_per_core_stage']:,} tokens/s per core ({DATA_BENCH.name}, "
                               f"{bench['date']})") if bench else "no data-prep measurement (bench/data_prep.py)"},
-            "hub_configs_from_table": sorted(FROM_TABLE), "hub_snapshot": hub_snapshot_size(cfg, bpt)}
+            "hub_configs_from_table": sorted(FROM_TABLE), "hub_snapshot": snap,
+            "local_bound_cpu_min": data_costs.LOCAL_CPU_MIN, "fixed_costs": plan.FIXED_COSTS}
 
 
 # start-up of one job of the sweep (process, imports, model and data loading, evaluation's task
@@ -385,6 +385,10 @@ def render(priced: dict) -> str:
                      f"hub ids into {snap['cache']}, ≈ {snap['weights_gb']:,.0f} GB of model weights (bf16) and "
                      f"≈ {snap['text_gb']:,.0f} GB of dataset text the corpus parts read (uncompressed; the files "
                      "download compressed), plus lm-eval's task datasets; its manifest gives the real bytes.")
+    f, local = priced["fixed_costs"], [j for j in priced["jobs"] if j["slurm"].get("local")]
+    lines.append(f"Training jobs' wall time adds each save (resume state, checkpoints) at {f['write_bytes_per_s'] / 1e9:g}"
+                 f" GB/s and {f['start_up_s']['gpu'] / 60:g} min of start-up (assumed). Local rules (login node): at most "
+                 f"{max(j['cpu_hours'] for j in local) * 60:.1f} CPU-min each, bound {priced['local_bound_cpu_min']:g}.")
     if priced["hub_configs_from_table"]:
         lines.append("Hub out of reach: shapes of " + ", ".join(priced["hub_configs_from_table"])
                      + " from config/hub_models.yaml.")

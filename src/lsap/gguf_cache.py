@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from lsap.assets import verified_sha256
+from lsap.checkpoints import umask_modes
 
 
 def folder(gguf: Path, part: str) -> Path:
@@ -68,6 +69,7 @@ def model_folder(gguf: Path) -> Path:
                                f"(missing {missing}, unexpected {unexpected})")
         plain.tie_weights()
         plain.save_pretrained(tmp)
+        umask_modes(tmp)  # safetensors writes 0600: readable like every other output
 
     return _publish(build, folder(gguf, "model"))
 

@@ -15,7 +15,9 @@ the scored slice (disjoint documents), pooled over domains, on a geometric grid.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,7 +31,45 @@ FIT_SHARE = 4  # the fit slice: up to 1/FIT_SHARE of the scored bytes per domain
 ROW_ELEMENTS = 1 << 26  # float32 logits scored at once (256 MiB)
 
 
+SLICES = "heldout/slices.json"  # in the corpus folder: written once by the heldout job, read by every scorer
+
+
 def select_slices(corpus_dir, split: str, max_bytes: int | None) -> tuple[dict, dict]:
+    """(scored, fit) of `split`: read from the heldout job's file when it holds this split at this
+    max_bytes (one pass over the corpus per run, not one per checkpoint), else scanned."""
+    saved = Path(corpus_dir) / SLICES
+    if saved.is_file():
+        s = json.loads(saved.read_text(encoding="utf-8"))
+        if s["split"] == split and s["max_bytes"] == max_bytes:
+            return s["scored"], s["fit"]
+    return scan_slices(corpus_dir, split, max_bytes)
+
+
+def write_heldout(cfg: dict, corpus_dir, log=print) -> dict:
+    """The heldout job: one pass over the validation documents -> the scoring slices
+    (corpus/heldout/slices.json) and the probes' items (corpus/heldout/<probe>.jsonl, lsap.probe)."""
+    from lsap import probe
+    from lsap.files import write_json
+
+    ecfg, out = cfg["evaluation"], Path(corpus_dir) / "heldout"
+    docs: dict[str, list[str]] = {}
+    for domain, text in corpus.iter_documents(corpus_dir, "validation"):
+        docs.setdefault(domain, []).append(text)
+    scored, fit = scan_slices(corpus_dir, "validation", ecfg["bpb_max_bytes"], docs)
+    counts = {}
+    for name, n in probe.wanted(ecfg).items():
+        items = probe.BUILDERS[name](docs, n, cfg["seed"])
+        if len(items) < n:
+            log(f"[heldout] {name}: {len(items)} items of the {n} asked (the validation text holds no more)")
+        probe.write(items, out / f"{name}.jsonl")
+        counts[name] = len(items)
+    write_json(out / "slices.json", {"split": "validation", "max_bytes": ecfg["bpb_max_bytes"],
+                                     "scored": scored, "fit": fit, "probe_items": counts})
+    log(f"[heldout] {sum(map(len, docs.values()))} validation documents read once; probes: {counts}")
+    return counts
+
+
+def scan_slices(corpus_dir, split: str, max_bytes: int | None, docs: dict | None = None) -> tuple[dict, dict]:
     """(scored, fit): per domain, the first max_bytes UTF-8 bytes of its documents in corpus order
     (None: all), the last document cut at a character boundary; and the documents after those, up
     to max_bytes / FIT_SHARE bytes, cut the same way (the temperature's fit slice: empty when
@@ -38,7 +78,9 @@ def select_slices(corpus_dir, split: str, max_bytes: int | None) -> tuple[dict, 
     fit: dict[str, list[str]] = {}
     size: dict[str, int] = {}
     rest: dict[str, int] = {}
-    for domain, text in corpus.iter_documents(corpus_dir, split):
+    pairs = ((d, t) for d, texts in docs.items() for t in texts) if docs is not None else \
+        corpus.iter_documents(corpus_dir, split)
+    for domain, text in pairs:
         n_bytes = len(text.encode("utf-8"))
         left = None if max_bytes is None else max_bytes - size.get(domain, 0)
         if left is None or left > 0:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
-import socket
 from pathlib import Path
-from urllib.parse import urlparse
 
 
 def specs(cfg: dict) -> list[tuple[str, str, dict]]:
@@ -32,15 +30,21 @@ def ids(cfg: dict) -> list[tuple[str, str]]:
 
 
 @functools.lru_cache(maxsize=None)
-def reachable(timeout: float = 3.0) -> bool:
-    """Whether the hub answers here (one TCP connection; HF_HUB_OFFLINE=1 means no)."""
+def reachable(timeout: float = 5.0) -> bool:
+    """Whether the hub answers here (HF_HUB_OFFLINE=1 means no). One HEAD request through
+    huggingface_hub's own HTTP client, so it goes the way the downloads will: through
+    HTTPS_PROXY / HTTP_PROXY unless NO_PROXY names the host (a login node's only way out is often
+    a proxy; a raw socket to the hub refused those runs). Any HTTP answer counts, even an error
+    status: the hub, or the proxy in front of it, is there."""
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
         return False
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    from huggingface_hub.utils import get_session
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     try:
-        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+        get_session().head(endpoint, timeout=timeout, follow_redirects=False)
         return True
-    except OSError:
+    except Exception:  # the client's connect, proxy, TLS and timeout errors alike: not reachable from here
         return False
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from lsap import methods  # import-light: torch only inside its builders
+from lsap import methods, objective_cost  # import-light: torch only inside the builders; numpy
 from lsap.config_types import RunConfig
 
 
@@ -124,6 +124,13 @@ def _objective_knobs(cfg: RunConfig, method: str) -> dict:
             if k not in kind.key_defaults or v != kind.key_defaults[k]}
 
 
+def heldout_spec(cfg: RunConfig) -> dict:
+    """What the heldout job writes from the validation text: the scoring slices and the probes' items."""
+    from lsap.probe import PROBES
+
+    return {k: cfg["evaluation"].get(k) for k in ("bpb_max_bytes", *(f"{p}_items" for p in PROBES))}
+
+
 def reads(cfg: RunConfig, job: str, **wc) -> dict:
     """The config values job `job` (a rule name) with wildcards `wc` reads."""
     domains = cfg["corpus"]["domains"]
@@ -155,17 +162,30 @@ def reads(cfg: RunConfig, job: str, **wc) -> dict:
                 "data": selection_spec(cfg, wc["method"]) if m["data"] != "all" else "all",
                 "keep_frac": m.get("keep_frac"), "plan": _student_plan(cfg), "training": _training(cfg),
                 "teachers": _teachers(cfg, methods.teacher_roles(m)), "seed": int(wc["seed"])}
+    if job == "heldout":
+        return {"seed": cfg["seed"], "heldout": heldout_spec(cfg)}
     if job == "evaluate":
         return {"evaluation": cfg["evaluation"]}
+    if job == "hub_snapshot":  # what the data and the models need from the hub: nothing of `evaluation:`
+        from lsap import hub, pin
+
+        return {"specs": [{k: v for k, v in spec.items() if k not in SOURCE_ESTIMATES} for _, _, spec in hub.specs(cfg)],
+                "parts": cfg["corpus"]["parts"], "hub": cfg["hub"], "lock": pin.locked(cfg)}
+    if job == "hub_snapshot_eval":  # lm-eval's task datasets: the only hub data evaluation reads
+        return {"tasks": cfg["evaluation"]["tasks"], "source": cfg["evaluation"]["source"], "hub": cfg["hub"]}
     if job == "surrogate_lines":
         from lsap.config import lsap_alphas
 
-        return {"evaluation": _pick(cfg["evaluation"], "bpb_max_bytes", "bpb_seq_len"), "alphas": lsap_alphas(cfg),
-                "teachers": _teachers(cfg, ["surrogate"]), "seq_len": cfg["shards"]["seq_len"]}
+        return {"evaluation": _pick(cfg["evaluation"], "bpb_max_bytes", "bpb_seq_len", "batch_size", "max_length"),
+                "alphas": lsap_alphas(cfg), "heldout": heldout_spec(cfg),
+                "teachers": _teachers(cfg, ["surrogate"]), "seq_len": cfg["shards"]["seq_len"],
+                # each arm's predicted objective cost (lsap.objective_cost) reads these of its knobs
+                "methods": {n: objective_cost.reads(cfg["methods"][n]) for n in cfg["students"]["methods"]}}
     if job == "reference_lines":
         from lsap.ngram import DISCOUNT, MAX_TRAIN_TOKENS
 
-        return {"bpb_max_bytes": cfg["evaluation"]["bpb_max_bytes"], "discount": DISCOUNT, "max_tokens": MAX_TRAIN_TOKENS}
+        return {"bpb_max_bytes": cfg["evaluation"]["bpb_max_bytes"], "discount": DISCOUNT, "max_tokens": MAX_TRAIN_TOKENS,
+                "heldout": heldout_spec(cfg)}
     if job == "report":
         from lsap.config import required_assets
 
@@ -176,7 +196,8 @@ def reads(cfg: RunConfig, job: str, **wc) -> dict:
                 "budget_flops": s["budget_flops"], "evaluation": cfg["evaluation"], "domains": list(domains),
                 "analysis": cfg["analysis"], "assets": required_assets(cfg)}
     raise KeyError(f"no job '{job}' (keys.reads knows: corpus, tokenizer, shards, translation, overlap, table1, "
-                   f"reference_model, targets, selection, student, evaluate, reference_lines, surrogate_lines, report)")
+                   f"reference_model, targets, selection, student, evaluate, reference_lines, surrogate_lines, report, "
+                   f"hub_snapshot, hub_snapshot_eval)")
 
 
 def key(cfg: RunConfig, job: str, **wc) -> str:

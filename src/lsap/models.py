@@ -3,6 +3,8 @@ folder), count their parameters and FLOPs per token."""
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from lsap.assets import asset_path
@@ -24,6 +26,29 @@ def device() -> torch.device:
     (`train.Dist.from_env`), so a teacher loaded here sits on the rank's GPU, not on cuda:0."""
     enable_tf32()
     return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+
+class DeviceError(RuntimeError):
+    """A job the config gives GPUs that would run on the CPU instead."""
+
+
+def require_gpu(cfg: dict, stage: str, processes: int = 1) -> None:
+    """Stop a job the config gives GPUs (compute.gpus > 0: Slurm places it with them) whose CUDA
+    build of torch sees fewer devices than it runs processes: it would otherwise compute on the
+    CPU inside a GPU allocation until its time limit (a build that cannot reach the node's
+    driver, a job placed without GPUs). A CPU-only build is a deliberate CPU run: the local Slurm
+    tests and `make rehearse` schedule fake GPUs and compute on the CPU. Every GPU stage calls
+    this first: train (`processes` its ranks), select, table1, evaluate, surrogate_lines."""
+    gpus = cfg["compute"]["gpus"]
+    seen = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus > 0 and torch.version.cuda is not None and seen < min(gpus, processes):
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        raise DeviceError(
+            f"{stage}: compute.gpus is {gpus} and this job runs {processes} process(es), but it sees {seen} CUDA "
+            f"device(s) (torch {torch.__version__}, CUDA {torch.version.cuda}, CUDA_VISIBLE_DEVICES="
+            f"{visible if visible is not None else 'unset'}): a job placed without GPUs, or a torch build that does "
+            f"not match the node's driver. Fix the environment (nvidia-smi, torch.cuda.is_available()), or set "
+            f"compute.gpus: 0 to run on the CPU")
 
 
 def enable_tf32() -> None:

@@ -16,6 +16,7 @@ Top-k accuracy counts a hit when fewer than k tokens score strictly higher than 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -106,6 +107,39 @@ def scores(counts: Counts, stream: np.ndarray, scored: np.ndarray, n_bytes: int,
     return out
 
 
+def choice_tokens(tok, context: str, choice: str, delimiter: str) -> tuple[np.ndarray, int]:
+    """(the token stream, where the choice's tokens start), split as lm-eval's HFLM splits a
+    (context, continuation) request: an empty context becomes the boundary token; otherwise
+    context + continuation is encoded whole and cut after the context's own tokens."""
+    from lsap import vocab
+
+    enc = lambda t: tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+    if not context:
+        return np.array([vocab.boundary_id(tok), *enc(choice)], dtype=np.int64), 1
+    ctx = enc(context)
+    return np.array(enc(context + delimiter + choice), dtype=np.int64), len(ctx)
+
+
+def probe_scores(counts: Counts, tok, probes: dict[str, list[dict]]) -> dict:
+    """{unigram|bigram: {probe task: {acc, n, margins}}}: the probes' items scored by summed
+    log-likelihood of each choice (math.fsum, exact and order-free, so a unigram gives the two
+    orderings of one sentence exactly the same score and the tie goes to the first choice)."""
+    from lsap import probe
+
+    out = {"unigram": {}, "bigram": {}}
+    for task, items in probes.items():
+        delimiter = "" if task == probe.TASK["minimal_pairs"] else " "
+        for name in out:
+            def loglik(ctx, choice, name=name, delimiter=delimiter):
+                ids, start = choice_tokens(tok, ctx, choice, delimiter)
+                nxt, prev = ids[start:], ids[start - 1:-1]
+                p = counts.p_uni[nxt] if name == "unigram" else counts.bigram_p(prev, nxt)
+                return math.fsum(np.log(p).tolist())
+            acc, margins = probe.accuracy(items, loglik)
+            out[name][task] = {"acc": acc, "n": len(items), "margins": np.round(margins, 5).tolist()}
+    return out
+
+
 def reference_lines(shards_dir, tokenizer_dir, corpus_dir, ecfg: dict, out) -> dict:
     """The reference-lines job: unigram and bigram counted on the student training shard, scored on
     each domain's held-out slice as the evaluation scores it -> one JSON."""
@@ -122,5 +156,9 @@ def reference_lines(shards_dir, tokenizer_dir, corpus_dir, ecfg: dict, out) -> d
         stream, mask = heldout.pack(tok, texts)
         for name, s in scores(counts, stream, mask, sum(len(t.encode("utf-8")) for t in texts)).items():
             result[name][domain] = s
+    from lsap import probe
+
+    items = {probe.TASK[p]: probe.read(Path(corpus_dir) / "heldout" / f"{p}.jsonl") for p in probe.wanted(ecfg)}
+    result["probes"] = probe_scores(counts, tok, items)
     write_json(out, result)
     return result

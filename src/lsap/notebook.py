@@ -3,7 +3,9 @@
 The copy's first code cell is the notebook's own parameters cell with this run's values, as paths
 relative to the copy's folder (Jupyter starts a kernel in the notebook's folder): the copy opens
 wherever the run's folder is copied, with no absolute path of this checkout in it, and executing it
-again writes nothing (the notebook only reads). An HTML rendering goes beside it for the report.
+again writes nothing (the notebook only reads). Where those paths are not folders (the .ipynb sent
+on its own), the notebook reads `paper_tables/<run>/` and `figures/<run>/` beside it or in a folder
+above it, never the installed checkout's. An HTML rendering goes beside it for the report.
 """
 
 from __future__ import annotations

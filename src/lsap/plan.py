@@ -7,6 +7,7 @@ The training loop, the targets cache, the selection pool and the job keys all re
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,3 +105,24 @@ def visited(plan: RunPlan, cfg: dict, n_data: int, seed: int) -> np.ndarray:
     if n_samples >= n_data:
         return np.arange(n_data, dtype=np.int64)
     return np.sort(epoch_permutation(seed, 0, n_data)[:n_samples]).astype(np.int64)
+
+
+# What a training job spends besides its steps (the forecast adds it, `lsap plan` states it): the
+# start-up of each submission (processes, imports, torch.compile, loading shards and teachers;
+# assumed: no cluster measurement yet) and the writes of its saves, at a stated write rate of one
+# node to the shared filesystem: each resume state (fp32 weights + AdamW's two moments, 12 B per
+# parameter) and each checkpoint (the weights: bf16 on GPU, fp32 on CPU)
+FIXED_COSTS = {"start_up_s": {"cpu": 30, "gpu": 600}, "write_bytes_per_s": 1e9,
+               "resume_bytes_per_param": 12, "checkpoint_bytes_per_param": {"cpu": 4, "gpu": 2}}
+
+
+def fixed_seconds(cfg: dict, train_min: float, params: int, n_steps: int) -> tuple[int, float, float]:
+    """(saves, seconds writing them and the checkpoints, start-up seconds) of one training job of
+    `train_min` minutes of steps: a resume state every save_every_minutes and every save_every_steps."""
+    t, dev = cfg["training"], "gpu" if cfg["compute"]["gpus"] else "cpu"
+    f = FIXED_COSTS
+    saves = (math.ceil(train_min / t["save_every_minutes"]) if t.get("save_every_minutes") else 0) \
+        + (n_steps // t["save_every_steps"] if t.get("save_every_steps") else 0)
+    write = saves * params * f["resume_bytes_per_param"] \
+        + len(t["checkpoint_fractions"]) * params * f["checkpoint_bytes_per_param"][dev]
+    return saves, write / f["write_bytes_per_s"], float(f["start_up_s"][dev])

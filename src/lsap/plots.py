@@ -1,7 +1,11 @@
 """The run's figures, drawn from the tables' data frames (results.collect, results.contrast_frame):
-curves against training compute with seed bands, the contrasts with CE, LSAP's targets per α."""
+curves against training compute with seed bands, the contrasts with CE, LSAP's targets per α,
+Table 1's per-position counts. Every bits-per-byte figure carries the reference lines (unigram and
+Kneser-Ney bigram of the training text, the surrogate): a curve means something only against them."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
@@ -17,15 +21,36 @@ def _axes(ncols=1, width=5.2):
     return plt.subplots(1, ncols, figsize=(width * ncols, 3.6), squeeze=False)
 
 
-def _vs_flops(df: pd.DataFrame, y: str, ylabel: str, title: str):
+def _vs_flops(df: pd.DataFrame, y: str, ylabel: str, title: str, refs: dict[str, float] | None = None):
     """One line per method against training TFLOPs, one point per checkpoint: the mean over seeds
-    with its 95 % t-interval as a band (none with one seed)."""
+    with its 95 % t-interval as a band (none with one seed); `refs`, horizontal reference lines."""
     fig, ax = _axes()
-    _bands_on(ax[0, 0], df, y, ylabel, title)
+    _bands_on(ax[0, 0], df, y, ylabel, title, refs)
     return fig
 
 
-def _bands_on(a, df: pd.DataFrame, y: str, ylabel: str, title: str) -> None:
+def reference_lines(lines: dict, surrogate: dict | None, domains: list[str]) -> dict[str, float]:
+    """label -> held-out bits per byte (mean of `domains`) of the reference models: the unigram and
+    the interpolated Kneser-Ney bigram of the students' training text (reference_lines.json), and the
+    surrogate on its own tokenizer (surrogate_lines.json, where the run has LSAP)."""
+    out = {"unigram (training text)": float(np.mean([lines["unigram"][d]["bpb"] for d in domains])),
+           "KN bigram (training text)": float(np.mean([lines["bigram"][d]["bpb"] for d in domains]))}
+    if surrogate:
+        out["surrogate (own tokenizer)"] = float(np.mean([surrogate["heldout"][d]["bpb"] for d in domains]))
+    return out
+
+
+REF_STYLE = {"unigram": (":", "0.35"), "KN bigram": ("--", "0.35"), "surrogate": ("-.", "0.15")}
+
+
+def _refs_on(a, refs: dict[str, float] | None) -> None:
+    """Each reference as a labelled horizontal line (grey, one dash style each)."""
+    for label, value in (refs or {}).items():
+        ls, color = next((v for k, v in REF_STYLE.items() if label.startswith(k)), ("-", "0.5"))
+        a.axhline(value, ls=ls, color=color, lw=1, label=f"{label}: {value:.3f}")
+
+
+def _bands_on(a, df: pd.DataFrame, y: str, ylabel: str, title: str, refs: dict[str, float] | None = None) -> None:
     import seaborn as sns
 
     bands = seed_bands(df, y)
@@ -37,20 +62,21 @@ def _bands_on(a, df: pd.DataFrame, y: str, ylabel: str, title: str) -> None:
             a.fill_between(g.tflops, g.lo, g.hi, color=color, alpha=0.15, lw=0)
             a.errorbar(g.tflops, g["mean"], yerr=[g["mean"] - g.lo, g.hi - g["mean"]], fmt="none", ecolor=color,
                        elinewidth=1, capsize=2)
+    _refs_on(a, refs)
     n = int(bands.seeds.max()) if len(bands) else 0
     a.set(xlabel="training TFLOPs (teacher inference included)", ylabel=ylabel,
           title=title + (f" ({n} seeds, 95% t-bands)" if n >= 2 else " (smoke test, not evidence: 1 seed)"))
     a.legend(fontsize=6, ncols=2)
 
 
-def figure_heldout_vs_flops(df: pd.DataFrame):
-    """The held-out figures beside bits per byte against compute: after the fitted temperature,
-    top-1 and top-5 next-token accuracy (mean of domains)."""
+def figure_heldout_vs_flops(df: pd.DataFrame, refs: dict[str, float] | None = None):
+    """The held-out figures beside bits per byte against compute: after the fitted temperature (with
+    the reference lines), top-1 and top-5 next-token accuracy (mean of domains)."""
     fig, ax = _axes(ncols=3, width=4.6)
     for a, (col, label) in zip(ax[0], (("cal_bpb_mean", "bits per byte at the fitted temperature"),
                                        ("top1_mean", "top-1 next-token accuracy"),
                                        ("top5_mean", "top-5 next-token accuracy")), strict=True):
-        _bands_on(a, df, col, label, label.split(" at ")[0].capitalize())
+        _bands_on(a, df, col, label, label.split(" at ")[0].capitalize(), refs if col == "cal_bpb_mean" else None)
     fig.tight_layout()
     return fig
 
@@ -65,24 +91,75 @@ def figure_score_vs_flops(df: pd.DataFrame):
     return fig
 
 
-def figure_bpb_vs_flops(df: pd.DataFrame):
-    return _vs_flops(df, "bpb_mean", "bits per byte (mean of domains)", "Held-out bits per byte vs compute")
+def figure_bpb_vs_flops(df: pd.DataFrame, refs: dict[str, float] | None = None):
+    return _vs_flops(df, "bpb_mean", "bits per byte (mean of domains)", "Held-out bits per byte vs compute", refs)
+
+
+MARKERS = "osD^vP*X"
 
 
 def figure_targets_vs_alpha(df: pd.DataFrame):
-    """Mean auxiliary targets per position over each LSAP run, against α, with the ⌈1/α⌉−1 bound."""
+    """Mean auxiliary targets per position over each LSAP run (mean over seeds), against α, with the
+    ⌈1/α⌉−1 bound. Runs at the same α (LSAP, annealed, the random control) are spread sideways, each
+    with its own marker, so no dot hides another."""
+    import matplotlib.ticker as mticker
     import seaborn as sns
 
     fig, ax = _axes()
+    a = ax[0, 0]
     d = final(df)[final(df).alpha.notna()]   # the methods whose tables show an α (LSAP)
-    sns.scatterplot(d, x="alpha", y="targets_per_pos", hue="label", s=50, ax=ax[0, 0])
-    alphas = np.geomspace(d.alpha.min() if len(d) else 0.01, 0.5, 50)
-    ax[0, 0].plot(alphas, np.minimum(np.ceil(1 / alphas) - 1, 15), color="0.6", lw=1, ls="--",
-                  label="bound min(⌈1/α⌉−1, 15)")
-    ax[0, 0].set(xscale="log", yscale="log", xlabel="α", ylabel="auxiliary targets per position",
-                 title="Surrogate targets per position (run mean)")
-    ax[0, 0].legend(fontsize=6)
+    labels = list(dict.fromkeys(d.label))
+    colors = sns.color_palette("tab10", max(len(labels), 1))
+    for i, label in enumerate(labels):
+        g = d[d.label == label]
+        # one dot per run (mean over seeds, bar from the lowest to the highest seed); the i-th run at
+        # an α sits at α·10^(0.04·(i − centre)): a fixed step on the log axis
+        same = [lab for lab in labels if d[d.label == lab].alpha.iloc[0] == g.alpha.iloc[0]]
+        x = g.alpha.iloc[0] * 10 ** (0.04 * (same.index(label) - (len(same) - 1) / 2))
+        y = g.targets_per_pos.mean()
+        a.errorbar([x], [y], yerr=[[y - g.targets_per_pos.min()], [g.targets_per_pos.max() - y]], fmt="none",
+                   ecolor=colors[i], elinewidth=1, capsize=2, zorder=2)
+        a.scatter([x], [y], s=40, marker=MARKERS[i % len(MARKERS)], color=colors[i], edgecolor="white",
+                  linewidth=0.6, label=f"{label} ({len(g)} seed{'s' if len(g) > 1 else ''})", zorder=3)
+    alphas = np.geomspace(d.alpha.min() / 1.5 if len(d) else 0.01, 0.5, 200)
+    a.plot(alphas, np.minimum(np.ceil(1 / alphas) - 1, 15), color="0.6", lw=1, ls="--",
+           label="bound min(⌈1/α⌉−1, 15)")
+    a.set(xscale="log", yscale="log")
+    ticks = sorted(set(d.alpha)) or [0.01, 0.1]
+    a.xaxis.set_minor_formatter(mticker.NullFormatter())  # log minor labels ran into each other
+    a.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    a.set(xlabel="α (runs at one α spread sideways)",
+          ylabel="auxiliary targets per position", title="Surrogate targets per position (run mean)")
+    a.legend(fontsize=6)
     return fig
+
+
+def figure_table1(result: dict):
+    """Table 1 analogue: per domain, the distribution of the per-position count above α, one panel
+    per model (rows, named at the right margin) and α (columns): facet titles stay short, so long
+    model names never run into the next panel's title."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    rows = []
+    for label, m in result["models"].items():
+        for d, by_a in m["histograms"].items():
+            for a, h in by_a.items():
+                top = math.ceil(1 / float(a)) - 1  # at most ⌈1/α⌉−1 entries hold more than α (analysis.max_count)
+                rows += [{"model": label, "domain": d, "α": float(a), "count": k, "share": n / max(sum(h), 1)}
+                         for k, n in enumerate(h) if k <= top]
+    df = pd.DataFrame(rows)
+    if df.empty:  # every model optional and none loaded
+        fig = plt.figure(figsize=(5, 1.5))
+        fig.text(0.5, 0.5, "Table 1: no model loaded (see the table's notes)", ha="center")
+        return fig
+    sns.set_theme(style="whitegrid", context="paper")
+    g = sns.relplot(data=df, x="count", y="share", hue="domain", col="α", row="model", kind="line", marker="o",
+                    facet_kws={"sharex": False, "sharey": False, "margin_titles": True}, height=2.6, aspect=1.2)
+    g.set_titles(col_template="α = {col_name}", row_template="{row_name}")
+    g.set_axis_labels("entries with p > α at a position", "share of positions")
+    g.figure.suptitle("Table 1 analogue: how many tokens a surrogate proposes", y=1.02)
+    return g.figure
 
 
 def figure_contrasts(contrasts: pd.DataFrame):

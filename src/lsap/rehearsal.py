@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from lsap import REPO_ROOT, assets, config, corpus, models, plan, vocab
+from lsap.checkpoints import umask_modes
 
 TOKENIZER_OF = {"Qwen/": "qwen3", "allenai/OLMo": "cl100k", "meta-llama/": "llama3", "mistralai/": "gpt2"}
 TINY_MODEL = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
@@ -66,6 +67,7 @@ def _model_folder(hub_id: str, out: Path) -> Path:
                                   tie_word_embeddings=arch["tie_word_embeddings"], max_position_embeddings=4096)
         torch.manual_seed(0)
         AutoModelForCausalLM.from_config(hf).save_pretrained(folder)
+        umask_modes(folder)  # safetensors writes 0600: readable like every other output
     return folder
 
 

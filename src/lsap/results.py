@@ -211,14 +211,40 @@ def _p(c: stats.Contrast) -> str:
     return f"{c.p:.3f} (primary)" if c.primary else f"{c.p:.3f} (Holm {c.p_adj:.3f})"
 
 
+PROBE = "lsap_minimal_pairs"   # the primary metric where a run's evaluation asks for it (lsap.probe)
+
+
+def primary_metric(df: pd.DataFrame) -> str:
+    """The metric of the pre-registered contrast: the minimal-pairs probe where the run has it (a
+    likelihood comparison like the paper's benchmarks, which the students can pass), else bits per byte."""
+    return PROBE if PROBE in df and df[PROBE].notna().any() else "bpb_mean"
+
+
+def primary_on(df: pd.DataFrame, col: str, primary: str | None) -> str | None:
+    """The pre-registered contrast where `col` is the primary metric; elsewhere it joins the Holm family."""
+    return primary if col == primary_metric(df) else None
+
+
+# (column, lower is better) of every metric a contrast is computed on; the probe first where it exists
+def _metrics(df: pd.DataFrame) -> list[tuple[str, bool]]:
+    probes = [(c, False) for c in ("lsap_minimal_pairs", "lsap_continuation") if c in df and df[c].notna().any()]
+    return probes + [("bpb_mean", True), ("cal_bpb_mean", True), ("top1_mean", False), ("avg", False)]
+
+
 def contrast_frame(df: pd.DataFrame, primary: str | None) -> pd.DataFrame:
-    """Every method − CE at the matched budget, on bits per byte and the benchmark mean: one row per
-    (method, metric) with the pooled contrast, its p-values, MDE and verdict (the tables, the
-    notebook and the report's verdict read this)."""
+    """Every method − CE at the matched budget, on the probes, bits per byte (raw and calibrated),
+    top-1 accuracy and the benchmark mean: one row per (method, metric) with the pooled contrast, its
+    p-values, MDE and verdict. The pre-registered contrast is tested alone on the primary metric
+    only; on every other metric it joins the Holm family. (The tables, the notebook and the
+    report's verdict read this.)"""
     fin, rows = final(df), []
-    for col, lower in (("bpb_mean", True), ("avg", False)):
-        for name, c in contrasts(fin, col, primary).items():
-            verdict = c.verdict(lower) if col == "bpb_mean" else score_verdict(fin, name, c)
+    main = primary_metric(df)
+    for col, lower in _metrics(df):
+        if col not in fin or fin[col].isna().all():
+            continue
+        for name, c in contrasts(fin, col, primary if col == main else None).items():
+            scored = col == "avg" or col.startswith("lsap_")   # scores with a chance level
+            verdict = score_verdict(fin, name, c, col) if scored else c.verdict(lower)
             rows.append({"method": name, "metric": col, "mean": c.mean, "lo": c.lo, "hi": c.hi, "p": c.p,
                          "p_adjusted": c.p_adj, "mde": c.mde, "df": c.df, "seeds": c.n, "primary": c.primary,
                          "verdict": verdict})
@@ -227,29 +253,41 @@ def contrast_frame(df: pd.DataFrame, primary: str | None) -> pd.DataFrame:
                                        "seeds", "primary", "verdict"])
 
 
+METRIC_WORDS = {PROBE: ("minimal-pairs probe accuracy", "points", 2),
+                "bpb_mean": ("held-out bits per byte", "bits per byte", 3)}
+
+
 def verdict_sentence(contrasts_df: pd.DataFrame, primary: str | None) -> str:
-    """The run's answer in one sentence: the primary contrast on bits per byte, as the tables give it."""
+    """The run's answer in one sentence: the primary contrast on the primary metric, as the tables give it."""
     if not primary:
         return "No primary contrast is set for this run (students.primary_contrast): read every row as exploratory."
-    r = contrasts_df[(contrasts_df.method == primary) & (contrasts_df.metric == "bpb_mean")]
+    r = contrasts_df[(contrasts_df.method == primary) & contrasts_df.primary.astype(bool)]
+    if r.empty:
+        r = contrasts_df[(contrasts_df.method == primary) & (contrasts_df.metric == "bpb_mean")]
     if r.empty:
         return f"The primary contrast {primary} − CE has no result."
     r = r.iloc[0]
+    what, unit, digits = METRIC_WORDS.get(r.metric, (r.metric, "", 3))
     if np.isnan(r.lo):
-        return (f"{primary} − CE in held-out bits per byte: {r['mean']:+.3f} from {r.seeds} seed(s): no interval, "
+        return (f"{primary} − CE in {what}: {r['mean']:+.{digits}f} from {r.seeds} seed(s): no interval, "
                 f"no verdict (a smoke test, not evidence).")
-    return (f"{primary} − CE in held-out bits per byte: {r['mean']:+.3f} [95 % CI {r.lo:+.3f}, {r.hi:+.3f}], "
+    return (f"{primary} − CE in {what}: {r['mean']:+.{digits}f} [95 % CI {r.lo:+.{digits}f}, {r.hi:+.{digits}f}], "
             f"p = {r.p:.3f} over {r.seeds} seeds; verdict: {r.verdict}. This design detects differences of "
-            f"{r.mde:.3f} bits per byte or more (80 % power).")
+            f"{r.mde:.{digits}f} {unit} or more (80 % power).")
 
 
-def at_chance(g: pd.DataFrame) -> bool:
-    """A method's benchmark mean is within two lm-eval standard errors of chance (CHANCE)."""
-    return bool((g.avg - g.chance).mean() < 2 * g.avg_se.mean())
+def at_chance(g: pd.DataFrame, col: str = "avg") -> bool:
+    """A method's score on `col` (the benchmark mean, or a probe) is within two lm-eval standard
+    errors of chance."""
+    from lsap.probe import CHANCE as PROBE_CHANCE
+
+    if col == "avg":
+        return bool((g.avg - g.chance).mean() < 2 * g.avg_se.mean())
+    return bool(abs(g[col].mean() - PROBE_CHANCE[col]) < 2 * g[f"{col}_se"].mean())
 
 
-def score_verdict(fin: pd.DataFrame, name: str, c: stats.Contrast) -> str:
-    if at_chance(fin[fin.method == "ce"]) or at_chance(fin[fin.method == name]):
+def score_verdict(fin: pd.DataFrame, name: str, c: stats.Contrast, col: str = "avg") -> str:
+    if at_chance(fin[fin.method == "ce"], col) or at_chance(fin[fin.method == name], col):
         return "n/a (at chance)"
     return c.verdict(lower_is_better=False)
 
@@ -264,7 +302,7 @@ def head_to_head(df: pd.DataFrame, domains: list[str], primary: str | None = Non
     pre-registered primary contrast is tested alone."""
     fin = final(df)
     order = ["ce"] + [m for m in fin.method.unique() if m != "ce"]
-    bpb = contrasts(fin, "bpb_mean", primary)
+    bpb = contrasts(fin, "bpb_mean", primary_on(df, "bpb_mean", primary))
     out = []
     for name in order:
         g = fin[fin.method == name]
@@ -286,57 +324,6 @@ def head_to_head(df: pd.DataFrame, domains: list[str], primary: str | None = Non
     return pd.DataFrame(out)
 
 
-def heldout(df: pd.DataFrame, lines: dict, domains: list[str], surrogate: dict | None = None) -> pd.DataFrame:
-    """The reference lines (unigram, bigram of the training text; the surrogate on its own
-    tokenizer) above every method at the matched budget, on the same held-out text: bits per byte
-    per domain and their mean, the mean after the fitted temperature, top-1 and top-5 next-token
-    accuracy (%), the temperature (mean over seeds)."""
-    out = []
-    if surrogate:
-        d = surrogate["heldout"]
-        out.append({"Model": f"surrogate {surrogate['surrogate']} (own tokenizer)",
-                    **{f"bpb {dom}": d[dom]["bpb"] for dom in domains},
-                    "bpb mean": np.mean([d[dom]["bpb"] for dom in domains]),
-                    "bpb at fitted T": np.nan if d[domains[0]]["bpb_calibrated"] is None
-                    else np.mean([d[dom]["bpb_calibrated"] for dom in domains]),
-                    "top-1 %": 100 * np.mean([d[dom]["top1"] for dom in domains]),
-                    "top-5 %": 100 * np.mean([d[dom]["top5"] for dom in domains]),
-                    "T": surrogate["temperature"]["temperature"] or np.nan, "seeds": np.nan})
-    for name in ("unigram", "bigram"):
-        d = lines[name]
-        row = {"Model": f"{name} (training text)", **{f"bpb {dom}": d[dom]["bpb"] for dom in domains}}
-        row.update({"bpb mean": np.mean([d[dom]["bpb"] for dom in domains]), "bpb at fitted T": np.nan,
-                    "top-1 %": 100 * np.mean([d[dom]["top1"] for dom in domains]),
-                    "top-5 %": 100 * np.mean([d[dom]["top5"] for dom in domains]), "T": np.nan, "seeds": np.nan})
-        out.append(row)
-    fin = final(df)
-    for name in ["ce"] + [m for m in fin.method.unique() if m != "ce"]:
-        g = fin[fin.method == name]
-        if g.empty:
-            continue
-        row = {"Model": name, **{f"bpb {dom}": g[f"bpb_{dom}"].mean() for dom in domains}}
-        row.update({"bpb mean": g.bpb_mean.mean(), "bpb at fitted T": g.cal_bpb_mean.mean(),
-                    "top-1 %": 100 * g.top1_mean.mean(), "top-5 %": 100 * g.top5_mean.mean(),
-                    "T": g.temperature.mean(), "seeds": len(g)})
-        out.append(row)
-    return pd.DataFrame(out)
-
-
-def proposals(surrogate: dict, domains: list[str]) -> pd.DataFrame:
-    """Per LSAP α: how often the surrogate gives the true next token p > α, and how many other
-    tokens of Σ∩ it puts above α per position (LSAP's extra targets), per domain and on average."""
-    out = []
-    for a in surrogate["alphas"]:
-        q = surrogate["proposals"][str(a)]
-        row = {"α": a}
-        for dom in domains:
-            row[f"true above α % {dom}"] = 100 * q[dom]["true_above"]
-        row["true above α % (mean)"] = 100 * np.mean([q[dom]["true_above"] for dom in domains])
-        row["extra targets / position (mean)"] = np.mean([q[dom]["candidates"] for dom in domains])
-        out.append(row)
-    return pd.DataFrame(out)
-
-
 def paper_vs_replication(df: pd.DataFrame, primary: str | None = None) -> pd.DataFrame:
     """Each paper's reported gain over its baseline beside ours over CE (same budget): the mean
     difference with its 95 % interval from the pooled method + seed model, in points of average
@@ -344,7 +331,8 @@ def paper_vs_replication(df: pd.DataFrame, primary: str | None = None) -> pd.Dat
     primary contrast), the minimum detectable difference, and the verdict (none for scores at chance)."""
     fin = final(df)
     paper_ce = np.mean(PAPER_LSAP["ce"])
-    score, bpb = contrasts(fin, "avg", primary), contrasts(fin, "bpb_mean", primary)
+    score = contrasts(fin, "avg", primary_on(df, "avg", primary))
+    bpb = contrasts(fin, "bpb_mean", primary_on(df, "bpb_mean", primary))
     out = []
     for label, paper, what, reported in PAPER_DELTAS:
         if reported is None:

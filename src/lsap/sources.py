@@ -184,6 +184,8 @@ def data_file_share(src: dict, part: int, parts: int) -> tuple[str, list[str], l
     if snap is not None:
         builder, files, local = snap
         share = list(itertools.takewhile(lambda f: f in local, files[part::parts]))
+        if len(files) < parts:  # split by rows: the snapshot holds the files of the first max_docs rows only
+            return builder, [], [local[f] for f in itertools.takewhile(lambda f: f in local, files)]
         return builder, [local[f] for f in share], [local.get(f, f) for f in files]
     import datasets
 

@@ -85,7 +85,7 @@ class Contrast:
     hi: float
     p: float         # two-sided, unadjusted
     p_adj: float     # Holm over the non-primary contrasts; = p for the primary one
-    mde: float       # the smallest |difference| this design detects with POWER at LEVEL
+    mde: float       # the smallest |difference| detected with POWER at this contrast's own level (its Holm step)
     df: int          # residual degrees of freedom
     n: int           # seeds
     primary: bool
@@ -133,6 +133,16 @@ def pooled_contrasts(values: dict, baseline: str, primary: str | None = None, le
     est = {m: float(y[i + 1].mean() - y[0].mean()) for i, m in enumerate(names)}
     p = {m: float(2 * sps.t.sf(abs(est[m]) / se, df)) if df > 0 and se > 0 else np.nan for m in names}
     adj = holm({m: v for m, v in p.items() if m != primary and not np.isnan(v)})
+    # the MDE at each contrast's own Holm step: the i-th smallest of m non-primary p-values is tested
+    # at (1 − level)/(m − i), so its detectable difference is larger than the primary's
+    family = sorted((m for m in names if m != primary and not np.isnan(p[m])), key=lambda k: p[k])
+    mde_at = {m: holm_mde(se, df, (1 - level) / (len(family) - i), power) for i, m in enumerate(family)}
     return {m: Contrast(est[m], est[m] - crit * se if df > 0 else np.nan, est[m] + crit * se if df > 0 else np.nan,
-                        p[m], p[m] if m == primary else adj.get(m, np.nan), mde, df, n_s, m == primary)
+                        p[m], p[m] if m == primary else adj.get(m, np.nan), mde_at.get(m, mde), df, n_s,
+                        m == primary)
             for m in names}
+
+
+def holm_mde(se: float, df: int, alpha: float, power: float = POWER) -> float:
+    """The smallest |difference| a two-sided t-test at `alpha` detects with `power`."""
+    return float((sps.t.ppf(1 - alpha / 2, df) + sps.t.ppf(power, df)) * se) if df > 0 else np.nan

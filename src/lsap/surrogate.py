@@ -12,6 +12,8 @@ cache written by `write_cache` holds exactly what the online path computes.
 Probabilities come from one log-sum-exp per position, never a full float32 softmax:
 `probabilities: surrogate` thresholds the surrogate's own distribution (masked tokens keep their
 mass: the default), `renormalised` the distribution renormalised after masking (NOTES §1.1 #1).
+The top-k itself is `lsap.topk.masked_topk`: exact, on the logits' own dtype, the masks applied
+per block, no full-vocabulary float32 or masked copy and no host sync (compiled on GPU).
 """
 
 from __future__ import annotations
@@ -23,9 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lsap import models, vocab
+from lsap import models, topk, vocab
 from lsap.files import atomic_dir, sha256_file
-from lsap.fused_nll import chunk_rows
 
 PROBABILITIES = ("surrogate", "renormalised")
 CACHE_FILES = ("sequences.npy", "ids.npy", "logp.npy")
@@ -45,12 +46,16 @@ class Surrogate:
         s_to_b_full = np.full(n_logits, vocab.NOT_IN_BASE, dtype=np.int64)
         s_to_b_full[: len(s_to_b)] = s_to_b
         self.s_to_b = torch.as_tensor(s_to_b_full, device=dev)
-        # additive mask over the surrogate's logits: 0 on Σ∩, -inf elsewhere
-        self.outside = torch.where(self.s_to_b >= 0, 0.0, -math.inf).to(dev)
+        self.in_sigma = self.s_to_b >= 0  # the columns a candidate may come from
+        # additive mask over the surrogate's logits: 0 on Σ∩, -inf elsewhere (surrogate_lines)
+        self.outside = torch.where(self.in_sigma, 0.0, -math.inf).to(dev)
         self.pad_id = pad_id
         self.flops_per_token = models.forward_flops_per_token(model)
-        # compiled on GPU as the student is (training.compile): its forward is LSAP's whole overhead
-        self.forward = torch.compile(model) if compile_ and dev.type == "cuda" else model
+        # compiled on GPU as the student is (training.compile): its forward is LSAP's whole overhead,
+        # and the top-k's masking and float32 log-sum-exp fuse into its reductions
+        gpu = compile_ and dev.type == "cuda"
+        self.forward = torch.compile(model) if gpu else model
+        self.topk_chunk = topk.compiled_chunk() if gpu else topk.chunk_topk
 
     @classmethod
     def load(cls, checkpoint: dict, translation: str | Path, top_k: int, probabilities: str, dev=None,
@@ -80,30 +85,18 @@ class Surrogate:
     def candidates(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """inputs, targets (B, T) student ids -> (ids (B, T, K) student ids, logp (B, T, K) float32);
         slots without a candidate have logp -inf."""
-        logits = self.logits(inputs)
+        return self.from_logits(self.logits(inputs), targets)
+
+    @torch.inference_mode()
+    def from_logits(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The candidate step after the forward: the surrogate's logits (B, T, V_s), in their own
+        dtype, and the student's targets (B, T) -> `candidates`' (ids, logp)."""
         b, t, v = logits.shape
-        logits = logits.view(b * t, v)
-        s_tgt = self.b_to_s[targets].view(-1)
-        ids = torch.empty(b * t, self.top_k, dtype=torch.long, device=inputs.device)
-        logp = torch.empty(b * t, self.top_k, dtype=torch.float32, device=inputs.device)
-        chunk = chunk_rows(v, inputs.device)
-        outside = self.outside.to(logits.dtype)
-        for a in range(0, b * t, chunk):
-            r = slice(a, min(a + chunk, b * t))
-            # top-k on the logits' own dtype (bf16 on GPU: exact values, half the bytes and radix
-            # passes of float32; the H200 spent 32 of LSAP's 55 surrogate ms in a float32 top-k);
-            # only the log-sum-exp needs float32
-            z = logits[r]
-            lse = torch.logsumexp(z.float(), -1) if self.probabilities == "surrogate" else None
-            z = z + outside
-            has = s_tgt[r] >= 0
-            z[has.nonzero().squeeze(1), s_tgt[r][has]] = -math.inf
-            if lse is None:
-                lse = torch.logsumexp(z.float(), -1)
-            val, idx = z.topk(self.top_k, dim=-1)
-            logp[r] = val.float() - lse[:, None]
-            ids[r] = self.s_to_b[idx].clamp_min(0)
-        return ids.view(b, t, -1), logp.view(b, t, -1)
+        s_tgt = self.b_to_s[targets].reshape(-1)  # NOT_IN_SURROGATE (< 0): nothing to leave out
+        logp, cols = topk.masked_topk(logits.reshape(b * t, v), self.top_k, keep=self.in_sigma, exclude=s_tgt,
+                                      renormalise=self.probabilities == "renormalised", chunk_fn=self.topk_chunk)
+        ids = self.s_to_b[cols].clamp_min(0)
+        return ids.view(b, t, -1), logp.float().view(b, t, -1)
 
 
 def select(logp: torch.Tensor, alpha: float) -> torch.Tensor:

@@ -54,7 +54,59 @@ def proposal_quality(sur, stream: np.ndarray, scored: np.ndarray, alphas: list[f
             for j, a in enumerate(alphas)}
 
 
-def surrogate_lines(cfg: dict, translation, student_tokenizer_dir, corpus_dir, out) -> dict:
+COST_POSITIONS = 8192  # per domain: the predicted costs' positions (a mean over them, evenly spread)
+
+
+@torch.no_grad()
+def predicted_costs(sur, stream: np.ndarray, scored: np.ndarray, arms: dict, unigram: np.ndarray, seq_len: int,
+                    batch_size: int, alpha_default: float) -> dict:
+    """{arm: mean KL(P ‖ q*) in nats per scored position} of each arm's objective (lsap.objective_cost),
+    P the surrogate's distribution at up to COST_POSITIONS evenly spread student positions of one slice."""
+    from lsap import objective_cost
+
+    at = np.flatnonzero(scored)
+    keep = np.zeros_like(scored)
+    keep[at[np.linspace(0, len(at) - 1, min(len(at), COST_POSITIONS)).round().astype(int)]] = True
+    sigma = (sur.s_to_b >= 0).cpu().numpy()
+    v_s = sur.s_to_b.shape[0]
+    s_ids = np.flatnonzero(sigma)
+    u = np.zeros(v_s)
+    u[s_ids] = unigram[sur.s_to_b.cpu().numpy()[s_ids]]
+    u_full = unigram / unigram.sum()
+    u = u / unigram.sum()
+    u_out = float(1 - u.sum())
+    rows = []
+    seq_len = heldout.window(seq_len, len(stream))
+    n_win = max(1, math.ceil((len(stream) - 1) / seq_len))
+    pad = n_win * seq_len + 1 - len(stream)
+    x = torch.from_numpy(np.concatenate([stream, np.full(pad, stream[0])]))
+    mask_all = torch.from_numpy(np.concatenate([keep, np.zeros(pad, dtype=bool)]))
+    idx = torch.arange(n_win)[:, None] * seq_len + torch.arange(seq_len + 1)
+    dev = sur.b_to_s.device
+    for i in range(0, n_win, batch_size):
+        sel = idx[i:i + batch_size]
+        sel = sel[mask_all[sel][:, 1:].any(1)]
+        if len(sel):
+            w, mask = x[sel].to(dev), mask_all[sel][:, 1:].to(dev)
+            rows.append(torch.softmax(sur.logits(w[:, :-1])[mask].double(), -1).cpu().numpy())
+    if not rows:
+        return {}
+    P = np.concatenate(rows)
+    mean_count = {}  # the split normaliser's E|v_t|, per α and reading of the positions
+    out = {}
+    for name, m in arms.items():
+        if m.get("objective") == "lsap" and m.get("normaliser") == "split":
+            a, pos = m.get("alpha", alpha_default), m.get("aux_positions", "shared_target")
+            if (a, pos) not in mean_count:
+                mean_count[a, pos] = float(objective_cost.expected_count(
+                    P, (P > a) & sigma, sigma if pos == "shared_target" else None).mean())
+        kl = objective_cost.method_cost(P, m, alpha_default, sigma, u, u_out, len(u_full),
+                                        mean_count.get((m.get("alpha"), m.get("aux_positions"))))
+        out[name] = None if kl is None else float(kl.mean())
+    return out
+
+
+def surrogate_lines(cfg: dict, translation, student_tokenizer_dir, corpus_dir, out, student_shards=None) -> dict:
     """The surrogate-lines job -> one JSON: its held-out scores and its proposals' quality per α."""
     from lsap.config import lsap_alphas
     from lsap.files import write_json
@@ -75,9 +127,42 @@ def surrogate_lines(cfg: dict, translation, student_tokenizer_dir, corpus_dir, o
         stream, mask = heldout.pack(student_tok, texts)
         for a, q in proposal_quality(sur, stream, mask, alphas, seq_len, ecfg["batch_size"]).items():
             quality.setdefault(str(a), {})[domain] = q
+    # each arm's objective cost, predicted (lsap.objective_cost), in bits per byte per domain
+    arms = {n: cfg["methods"][n] for n in cfg["students"]["methods"]}
+    costs: dict = {n: {} for n in arms}
+    if student_shards is not None:
+        from lsap import shards
+
+        unigram = shards.unigram_counts(shards.open_shard(student_shards, "train", verify=False)).astype(np.float64)
+        for domain, texts in scored.items():
+            stream, mask = heldout.pack(student_tok, texts)
+            per_token = predicted_costs(sur, stream, mask, arms, unigram, seq_len, ecfg["batch_size"],
+                                        alphas[0] if alphas else 0.05)
+            n_bytes = sum(len(t.encode("utf-8")) for t in texts)
+            for n, kl in per_token.items():
+                costs[n][domain] = None if kl is None else kl * int(mask.sum()) / (math.log(2) * n_bytes)
+    probes = probe_lines(sur.model, vocab.build(spec), corpus_dir, ecfg)
     raw = cfg["students"]["teachers"]["surrogate"]
     label = f"{raw['name']} (trained here)" if raw["kind"] == "trained" else raw.get("name") or raw.get("id")
     result = {"surrogate": label, "params": models.n_params(sur.model),
-              "heldout": own, "temperature": calib, "alphas": alphas, "proposals": quality}
+              "heldout": own, "temperature": calib, "alphas": alphas, "proposals": quality, "probes": probes,
+              "predicted_cost_bpb": costs, "cost_positions_per_domain": COST_POSITIONS}
     write_json(out, result)
     return result
+
+
+def probe_lines(model, tokenizer, corpus_dir, ecfg: dict) -> dict:
+    """{probe task: {acc, n, margins}} of a model on the run's probe items, on its own tokenizer,
+    through lm-eval exactly as the students are scored."""
+    from lsap import evaluate, probe
+
+    if not probe.wanted(ecfg):
+        return {}
+    from pathlib import Path
+
+    task_dict, _ = evaluate.load_tasks(ecfg, Path(corpus_dir) / "heldout", benchmarks_too=False)
+    raw = evaluate.run_lm_eval(model, tokenizer, task_dict, ecfg, log_samples=True)
+    margins = evaluate.probe_margins(raw)
+    return {t: {"acc": raw["results"][t].get("acc,none"),  # lm-eval's own: a tie goes to the first choice
+                "lm_eval": {k.split(",")[0]: v for k, v in raw["results"][t].items() if "," in k},
+                "n": len(margins[t]), "margins": margins[t]} for t in margins}

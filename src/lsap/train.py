@@ -14,7 +14,6 @@ import datetime
 import json
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,15 +216,9 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total_steps, tcfg["warmup_frac"], tcfg["min_lr_frac"]))
     step = 0
     key = f"{run_key}|{objective.name}|{total_steps}|{tokens_per_step}|{seed}|{len(data)}"
-    state = resume.load(resume.resume_path(out), dev, log) if resume.exists(out) else None
-    if state is not None and state.get("key") != key:
-        stale = out.with_name(f".{out.name}.stale")
-        log(f"[train] {out} holds a run of another setup: moved to {stale}, starting from step 0")
-        if dist.main:
-            shutil.rmtree(stale, ignore_errors=True)
-            os.replace(out, stale)
-        dist.barrier()
-        state = None
+    # locked before its state is read: a rerun must not move aside the folder an orphan still trains into
+    lock = resume.lock_run_folder(out, log) if dist.main else None  # held until this process ends
+    state = resume.start_state(out, key, dev, dist.rank, lock, log)  # rank 0's decision on every rank
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
@@ -238,9 +231,11 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
         log(f"[train] resuming {out} at step {step}/{total_steps}")
     saved = step  # the step of the last resume.pt written (0: none)
     if dist.main:
-        lock = resume.lock_run_folder(out)  # noqa: F841 (held until this process ends)
         resume.truncate_log(out / "log.jsonl", step)
     policy = resume.SavePolicy.for_job(tcfg["save_every_steps"], tcfg.get("save_every_minutes"))
+    # whether the clock decides saves, as rank 0 sees it (each rank's own squeue may fail alone):
+    # then every rank joins the broadcast of rank 0's decision at every step
+    timed = bool(resume.from_rank0(policy.timed, dev))
     flops = sum(step_flops(s) for s in range(step))
     net = compiled_trunk(model, dist, bool(tcfg.get("compile")))
     autocast = autocast_for(dev)
@@ -271,16 +266,15 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
             record["val_loss"] = eval_loss(
                 model, val, tcfg["eval_sequences"], micro, dev, autocast)
         progress.update(record)
-        save = step in ckpt_steps or step == total_steps or dist.agree(policy.due(step, time.monotonic()), policy.timed)
+        save = step in ckpt_steps or step == total_steps or dist.agree(policy.due(step, time.monotonic()), timed)
         if dist.main:
             with open(out / "log.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
             if step in ckpt_steps:
                 with atomic_dir(layout.checkpoint(out, ckpt_steps[step])) as tmp:
                     # the evaluation checkpoint in the precision training computes in (bf16 on GPU)
-                    checkpoints.save(model, tmp, models.inference_dtype(dev) if dev.type == "cuda" else None)
-                    if tokenizer is not None:
-                        tokenizer.save_pretrained(tmp)
+                    checkpoints.save(model, tmp, models.inference_dtype(dev) if dev.type == "cuda" else None,
+                                     tokenizer=tokenizer)
             if save:
                 policy.saved(time.monotonic(), resume.save(out, model, opt, sched, step, key))
                 saved = step

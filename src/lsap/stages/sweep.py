@@ -40,6 +40,9 @@ def run(cfg: dict, log=print) -> list[tuple[str, int]]:
     if cfg["compute"]["gpus"] > 1:
         raise SystemExit("lsap sweep runs one process on one device: with compute.gpus > 1 use snakemake")
     name, done = cfg["run"], []
+    if not os.path.exists(f"{layout.corpus(name)}/heldout/slices.json"):  # the evaluations read it
+        raise SystemExit("lsap sweep: the heldout job's corpus/heldout/ is not there yet: run "
+                         "`snakemake --configfile <config> --omit-from student` first")
     for method, seed in order(cfg):
         run_dir, out = layout.student(name, method, seed), layout.evaluation(name, f"{method}-s{seed}")
         if os.path.exists(out):

@@ -45,24 +45,26 @@ def run_job(cfg: RunConfig, role: str, tokenizer_dir, shards_dir, out, key: str,
     tcfg = cfg["training"] if role == "student" else {**cfg["training"],
                                                       "checkpoint_fractions": methods.checkpoint_fractions(cfg, role)}
     inputs = input_identity(cfg, method if role == "student" else None, data, val, translation, targets, scores)
-    return train(model, data, objective, out, tcfg, budget_flops, seed, indices=indices, val=val,
-                 tokenizer=tok, extra={**extra, "inputs": inputs}, run_key=f"{key}|{inputs}", expected_steps=expected)
+    summary = train(model, data, objective, out, tcfg, budget_flops, seed, indices=indices, val=val,
+                    tokenizer=tok, extra={**extra, "inputs": inputs}, run_key=f"{key}|{inputs}", expected_steps=expected)
+    if Dist.from_env().main:  # the final checkpoint's model card (lsap.checkpoints.write_card)
+        from lsap import keys, layout, provenance
+
+        m = cfg["methods"][method] if role == "student" else None
+        what = (f"`{method}` ({methods.label(m)}, objective `{m['objective']}`)" if m
+                else f"`{role}` (cross-entropy, a model this run trains for a method)")
+        checkpoints.write_card(layout.checkpoint(out, max(tcfg["checkpoint_fractions"])), cfg["run"], summary, what,
+                               seed, {"git_commit": provenance.git_commit(), "config_hash": keys.digest(cfg),
+                                      "job_key": key}, domains=list(cfg["corpus"]["domains"]))
+    return summary
 
 
 def check_devices(cfg: RunConfig, dist: Dist) -> None:
-    """A job the config gives GPUs, running a CUDA build of torch, must see one GPU per process: a
-    build that cannot reach the node's driver would otherwise train on the CPU inside a GPU
-    allocation until its time limit. (A CPU-only build is a deliberate CPU run: the local Slurm
-    tests and `make rehearse` schedule fake GPUs and train on the CPU.)"""
-    import torch
-
-    gpus = cfg["compute"]["gpus"]
-    seen = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if gpus > 0 and torch.version.cuda is not None and seen < min(gpus, dist.world):
-        raise TrainingError(f"compute.gpus is {gpus} and this job runs {dist.world} process(es), but it sees {seen} "
-                            f"CUDA device(s) (torch {torch.__version__}, CUDA {torch.version.cuda}): a job placed "
-                            f"without GPUs, or a torch build that does not match the node's driver. Fix the "
-                            f"environment (nvidia-smi, torch.cuda.is_available()), or set compute.gpus: 0 to train on CPU")
+    """One GPU per process for a job the config gives GPUs (lsap.models.require_gpu)."""
+    try:
+        models.require_gpu(cfg, "train", dist.world)
+    except models.DeviceError as e:
+        raise TrainingError(str(e)) from None
 
 
 def input_identity(cfg: RunConfig, method: str | None, data: Shard, val: Shard, translation=None, targets=None,

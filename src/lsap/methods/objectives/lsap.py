@@ -19,8 +19,10 @@ class Knobs:
     normaliser: str = knob("total_targets", "N + sum|v_t| | N*mean|v_t| | N*|v| | split (the authors' trainer)")
     lambda_schedule: str = knob("constant", "λ = lambda_scale, or cosine-annealed lambda_scale -> 0")
     targets: str = knob("online", "the surrogate inside the step, or the targets stage's cache")
-    lambda_scale: float = knob(1.0, "the auxiliary terms' weight λ (the paper: 1)")
-    aux_positions: str = knob("all", "shared_target: no auxiliary term where the true token is outside Σ∩")
+    # the paper gives no λ: 1 is the weight its formula writes, our choice (docs/methods.md)
+    lambda_scale: float = knob(1.0, "the auxiliary terms' weight λ (not given by the paper; 1 is our choice)")
+    aux_positions: str = knob("shared_target", "shared_target (the authors' code): no auxiliary term where the "
+                                               "true token is outside Σ∩; all: everywhere")
     proposals: str = knob("surrogate", "surrogate | unigram (random-target control) | uniform (label smoothing)")
 
 
@@ -28,7 +30,7 @@ def label(m: dict) -> str:
     variant = {"unigram": " random targets", "uniform": " uniform mass"}.get(m.get("proposals", "surrogate"), "")
     return (f"lsap α={m['alpha']:g}" + (" anneal" if m["lambda_schedule"] == "cosine" else "")
             + (f" λ={m['lambda_scale']:g}" if m.get("lambda_scale", 1.0) != 1.0 else "") + variant
-            + (" shared-target" if m.get("aux_positions", "all") != "all" else "")
+            + (" all-positions" if m.get("aux_positions", "shared_target") == "all" else "")
             + (f" {m['normaliser']}" if m.get("normaliser", "total_targets") != "total_targets" else ""))
 
 
