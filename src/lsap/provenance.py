@@ -75,5 +75,6 @@ def collect(cfg: dict, asset_names=(), key: str | None = None) -> dict:
 def one_line(prov: dict) -> str:
     assets = ", ".join(f"{k}@{v[:12]}" for k, v in prov["assets"].items()) or "none"
     hub = "; hub: " + ", ".join(f"{k}@{v[:12]}" for k, v in prov["hub"].items()) if prov.get("hub") else ""
-    return (f"config {prov['config']} ({prov['config_hash']}), commit {prov['git_commit']}, "
+    trained = f", students trained at {'/'.join(prov['trained_at'])}" if prov.get("trained_at") else ""
+    return (f"config {prov['config']} ({prov['config_hash']}), commit {prov['git_commit']}{trained}, "
             f"{prov['hardware']}, {prov['date']}; assets: {assets}{hub}")

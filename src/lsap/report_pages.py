@@ -37,8 +37,9 @@ def figure_captions(n_seeds: int, primary: str | None) -> dict[str, str]:
     prim = f"``{primary}`` − CE is the run's pre-registered contrast; " if primary else ""
     return {
         "contrasts_forest": (
-            f"**The result.** Each method minus CE at the matched budget: held-out bits per byte (left; below 0 "
-            f"is better) and the benchmark mean (right; above 0 is better), from one model of every method and "
+            f"**The result.** Each method minus CE at the matched budget: the minimal-pairs probe where the run has "
+            f"it (above 0 is better), held-out bits per byte (below 0 is better; LSAP's objective pays a fixed "
+            f"cost there by design) and the benchmark mean (above 0 is better), from one model of every method and "
             f"seed, with the 95 % interval of the pooled contrast. {prim}every other one is exploratory "
             f"(Holm-adjusted in the tables). " + ("Intervals need two seeds or more: this run has one, so the "
                                                  "points are a **smoke test, not evidence**." if n_seeds < 2 else
@@ -48,6 +49,8 @@ def figure_captions(n_seeds: int, primary: str | None) -> dict[str, str]:
             f"included), one line per method, one point per budget checkpoint; {bands}. The dashed line is "
             f"chance on the same tasks: a score near it says nothing about a method."),
         "bpb_vs_flops": f"Held-out bits per byte (mean over corpus domains) against training TFLOPs; {bands}.",
+        "loss_vs_flops": ("Each method's training loss (its own objective, so not comparable across methods) and "
+                          "validation cross-entropy against training TFLOPs, mean over seeds per method."),
         "heldout_vs_flops": (
             f"Held-out scores against training TFLOPs (mean over corpus domains): bits per byte after a softmax "
             f"temperature fitted on a separate held-out slice, and top-1 / top-5 next-token accuracy; {bands}."),
@@ -68,13 +71,16 @@ def _cell(r) -> str:
 def _contrast_table(contrasts: pd.DataFrame) -> list[str]:
     """One row per method, its difference to CE (95 % CI) and verdict on bits per byte and on the
     benchmark mean: an RST list-table, narrow enough for the report's text column."""
-    head = ["method − CE", "Δ bits per byte [95 % CI]", "verdict", "Δ score, points [95 % CI]", "verdict"]
+    metrics = [m for m in ("lsap_minimal_pairs", "bpb_mean", "avg")
+               if m != "lsap_minimal_pairs" or (contrasts.metric == m).any()]
+    names = {"lsap_minimal_pairs": "Δ probe, points", "bpb_mean": "Δ bits per byte", "avg": "Δ score, points"}
+    head = ["method − CE"] + [h for m in metrics for h in (f"{names[m]} [95 % CI]", "verdict")]
     lines = [".. list-table::", "   :header-rows: 1", ""]
     lines += ["   * - " + head[0]] + [f"     - {h}" for h in head[1:]]
     by = {m: g.set_index("metric") for m, g in contrasts.groupby("method", sort=False)}
     for method, g in by.items():
         cells = [esc(method) + (" (primary)" if g.primary.any() else "")]
-        for metric in ("bpb_mean", "avg"):
+        for metric in metrics:
             r = g.loc[metric] if metric in g.index else None
             cells += ["–", "–"] if r is None else [_cell(r), esc(r["verdict"])]
         lines += ["   * - " + cells[0]] + [f"     - {c}" for c in cells[1:]]

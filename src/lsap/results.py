@@ -92,6 +92,24 @@ def check_complete(cfg: dict, results_dir: str | Path) -> None:
 HELDOUT = {"cal_bpb": "bpb_calibrated", "top1": "top1", "top5": "top5"}
 
 
+def training_commits(cfg: dict, results_dir: str | Path) -> list[str]:
+    """The commits whose code trained the run's students: each summary's `git_commit`, or, for runs
+    trained before summaries held it, the one its final checkpoint's model card names."""
+    import re
+
+    root, found = Path(results_dir), []
+    for name in cfg["students"]["methods"]:
+        for seed in cfg["students"]["seeds"]:
+            run = layout.moved(layout.student(cfg["run"], name, seed), cfg["run"], root)
+            commit = json.loads((run / "summary.json").read_text()).get("git_commit")
+            card = run / "checkpoints" / f"frac-{max(cfg['training']['checkpoint_fractions']):.2f}" / "README.md"
+            if commit is None and card.is_file():
+                m = re.search(r"commit `([^`]+)`", card.read_text())
+                commit = m.group(1) if m else None
+            found.append(commit or "unknown")
+    return sorted(set(found))
+
+
 def _at_step(log: list[dict], step: int) -> dict:
     return next(r for r in log if r["step"] == step)
 

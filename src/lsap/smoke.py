@@ -4,7 +4,8 @@ runs end to end on a laptop in minutes before any GPU sees it.
 Kept from gpu-small.yaml, whatever it says at the time: the corpus domains and readers (the Debian
 text included), the tokenizers, the real SmolLM2-135M surrogate and KD teacher through Σ∩, every
 method and seed, online LSAP, any models trained for a method and their splits, the checkpoint
-ladder, the benchmark tasks, the report. Scaled down: the student's and the trained models' sizes,
+ladder, the benchmark tasks and the checkpoints they run at, the resume-save knobs, the report.
+Scaled down: the student's and the trained models' sizes,
 their budgets (a few steps each, the surrogate's inference included), the sequence length, the
 documents per domain, the benchmark items and bits-per-byte text, Table 1's examples; `compile`
 off (inductor on CPU is tested on its own), no GPU.
@@ -33,7 +34,8 @@ def transform(gpu: dict) -> dict:
     cfg["corpus"]["max_docs_per_domain"] = DOCS
     cfg["corpus"]["parts"] = 1
     cfg["shards"]["seq_len"] = SEQ_LEN
-    cfg["training"].update(micro_batch=MICRO, grad_accum=1, compile=False, save_every_steps=2, eval_sequences=4)
+    # (the save knobs as gpu-small has them: the rehearsal runs what the device runs)
+    cfg["training"].update(micro_batch=MICRO, grad_accum=1, compile=False, eval_sequences=4)
     cfg["training"].pop("global_batch", None)
     n_student = len(vocab.build(cfg["tokenizers"]["student"], None))
     cfg["students"]["model"] = dict(STUDENT)

@@ -39,8 +39,8 @@ def optional_tables(cfg: dict) -> tuple[str, ...]:
         (("proposals", "objective_cost") if lsap_alphas(cfg) else ())
 ANALYSIS_TABLES = ("tokenizer_overlap", "table1")
 CAPTIONS = "captions"  # the report's generated text, a folder beside the tables
-FIGURES = ("contrasts_forest", "figure2_score_vs_flops", "bpb_vs_flops", "heldout_vs_flops", "targets_vs_alpha",
-           "table1_counts")
+FIGURES = ("contrasts_forest", "figure2_score_vs_flops", "bpb_vs_flops", "heldout_vs_flops", "loss_vs_flops",
+           "targets_vs_alpha", "table1_counts")
 
 
 def _budget(cfg: dict) -> str:
@@ -118,7 +118,8 @@ def render_students(cfg: dict, results_dir: Path, tables: Path, figures: Path, p
     df = results.collect(cfg, results_dir)
     write_text(tables / "students.csv", df.to_csv(index=False))  # the rows behind every table below
     steps = max(1, max(json_steps(results_dir, cfg)) // 2000)  # ≤ ~2,000 rows per run: a compact file to commit
-    write_text(tables / "curves.csv", results.curves(cfg, results_dir, every=steps).to_csv(index=False, float_format="%.6g"))
+    curves = results.curves(cfg, results_dir, every=steps)
+    write_text(tables / "curves.csv", curves.to_csv(index=False, float_format="%.6g"))
     ev = cfg["evaluation"]
     n = benchmarks.describe_limit(ev)
     domains = sorted(c[4:] for c in df.columns if c.startswith("bpb_") and c != "bpb_mean")
@@ -209,6 +210,7 @@ def render_students(cfg: dict, results_dir: Path, tables: Path, figures: Path, p
                        ("figure2_score_vs_flops", lambda: plots.figure_score_vs_flops(df)),
                        ("bpb_vs_flops", lambda: plots.figure_bpb_vs_flops(df, refs)),
                        ("heldout_vs_flops", lambda: plots.figure_heldout_vs_flops(df, refs)),
+                       ("loss_vs_flops", lambda: plots.figure_loss_vs_flops(curves)),
                        ("targets_vs_alpha", lambda: plots.figure_targets_vs_alpha(df))):
         fig = draw()
         report.save_figure(fig, figures / name, prov)
@@ -223,7 +225,10 @@ def render(cfg: dict, results_dir=None, tables=None, figures=None) -> None:
     results_dir = Path(results_dir or layout.run_dir(run))
     tables, figures = Path(tables or layout.tables(run)), Path(figures or layout.figures(run))
     results.check_complete(cfg, results_dir)  # every input whole, before anything is written
-    prov = provenance.collect(cfg, required_assets(cfg), keys.key(cfg, "report"))
+    # the config hash: every job key of the run (a config edit that would change any number, unrun, is seen);
+    # the commits whose training code made the students, beside the one that renders
+    prov = {**provenance.collect(cfg, required_assets(cfg), keys.run_key(cfg)),
+            "trained_at": results.training_commits(cfg, results_dir)}
     # the set is written whole or not at all: rendered aside, swapped in when every file is there
     with atomic_dir(tables) as t, (contextlib.nullcontext(t) if figures.resolve() == tables.resolve()
                                    else atomic_dir(figures)) as f:

@@ -141,7 +141,7 @@ def compiled_chunk() -> ChunkFn:
             try:
                 return compiled(*args)
             except Exception as e:  # noqa: BLE001 - any compiler failure: the eager path is exact
-                warnings.warn(f"topk: torch.compile failed ({type(e).__name__}: {e}); eager from now on")
+                warnings.warn(f"topk: torch.compile failed ({type(e).__name__}: {e}); eager from now on", stacklevel=2)
                 state["fn"] = chunk_topk
         return state["fn"](*args)
 

@@ -5,7 +5,13 @@ surrogate) costs more than a small student's training, and a time limit may cut 
 It writes exactly the files the DAG's `student` and `evaluate` jobs write, under the same job keys,
 so a `snakemake` run afterwards finds them done and renders the report. The jobs it reads (corpus,
 shards, Σ∩, targets caches, selections) come first: `snakemake --omit-from student`. A pair whose
-evaluation exists is skipped; a student interrupted mid-run resumes from its checkpoint."""
+evaluation exists is skipped; a student interrupted mid-run resumes from its checkpoint (where the
+config saves resume states: gpu-small on the device does not, a discarded machine keeps nothing).
+
+On the device (bench/gpu_check.sh) two variables steer it, since `python -m lsap sweep` takes no
+options for them: LSAP_SWEEP_DEADLINE (epoch seconds) stops it before a pair priced beyond the time
+left (`pair_prices`), and LSAP_SWEEP_ARCHIVE names the one archive the results leave in, rewritten
+after each pair (lsap.devpack.results_archive), so a timeout keeps every pair that finished."""
 
 from __future__ import annotations
 
@@ -14,6 +20,14 @@ import time
 from pathlib import Path
 
 from lsap import inputs, keys, layout
+
+# seconds per pair on the GPU machine beyond the student's compute (`lsap plan` at compute.mfu):
+# the model built, the surrogate moved to the GPU, the checkpoints written (assumed, not measured)
+STUDENT_FIXED_S = 8.0
+# per checkpoint: loaded, lm-eval's tasks built, the minimal-pairs probe's requests, bits per byte
+# over each domain's held-out slice (assumed; the benchmarks' own requests are priced by `lsap plan`)
+EVAL_CHECKPOINT_S = 6.0
+ARCHIVE_S = 2.0  # the results archive rewritten after each pair
 
 
 def order(cfg: dict) -> list[tuple[str, int]]:
@@ -24,6 +38,17 @@ def order(cfg: dict) -> list[tuple[str, int]]:
             + [(m, seed) for m in s["methods"] if m not in head for seed in s["seeds"]])
 
 
+def pair_prices(cfg: dict) -> list[tuple[tuple[str, int], float]]:
+    """((method, seed), seconds) in `order`: the student's and its evaluation's GPU time at
+    compute.mfu (lsap.forecast) plus the fixed costs above."""
+    from lsap import forecast
+
+    gpu = {(j["job"], j.get("method")): (j["gpu_hours"] or 0.0) * 3600 for j in forecast.price(cfg)["jobs"]}
+    fixed = STUDENT_FIXED_S + EVAL_CHECKPOINT_S * len(cfg["training"]["checkpoint_fractions"]) + ARCHIVE_S
+    return [((m, s), gpu.get(("student", f"{m}-s{s}"), 0.0) + gpu.get(("evaluate", f"{m}-s{s}"), 0.0) + fixed)
+            for m, s in order(cfg)]
+
+
 def _benchmark(path: str, seconds: float) -> None:
     """The seconds in Snakemake's benchmark format (its `s` column), where the DAG's job writes them."""
     from lsap.files import write_text
@@ -32,10 +57,17 @@ def _benchmark(path: str, seconds: float) -> None:
     write_text(path, f"s\n{seconds:.4f}\n")
 
 
-def run(cfg: dict, log=print) -> list[tuple[str, int]]:
-    """Train and evaluate every pair not yet evaluated; returns the pairs it ran."""
+def run(cfg: dict, log=print, deadline: float | None = None, archive: str | None = None) -> list[tuple[str, int]]:
+    """Train and evaluate every pair not yet evaluated, the next one only where its price fits
+    before `deadline` (epoch seconds; default LSAP_SWEEP_DEADLINE, none: no limit); after each,
+    the results into `archive` (default LSAP_SWEEP_ARCHIVE, none: not written). Returns the pairs it ran."""
     from lsap import evaluate
     from lsap.stages import train as stage_train
+
+    deadline = deadline if deadline is not None else (float(os.environ["LSAP_SWEEP_DEADLINE"])
+                                                      if os.environ.get("LSAP_SWEEP_DEADLINE") else None)
+    archive = archive or os.environ.get("LSAP_SWEEP_ARCHIVE") or None
+    prices = dict(pair_prices(cfg)) if deadline is not None else {}
 
     if cfg["compute"]["gpus"] > 1:
         raise SystemExit("lsap sweep runs one process on one device: with compute.gpus > 1 use snakemake")
@@ -47,6 +79,10 @@ def run(cfg: dict, log=print) -> list[tuple[str, int]]:
         run_dir, out = layout.student(name, method, seed), layout.evaluation(name, f"{method}-s{seed}")
         if os.path.exists(out):
             continue
+        if deadline is not None and time.time() + prices[(method, seed)] > deadline:
+            log(f"[sweep] stopped before {method} seed {seed}: priced at {prices[(method, seed)]:.0f} s, "
+                f"{max(0.0, deadline - time.time()):.0f} s left")
+            break
         ins = inputs.student(cfg, method, seed)
         missing = [p for v in ins.values() for p in ([v] if isinstance(v, str) else v) if not os.path.exists(p)]
         if missing:
@@ -65,4 +101,8 @@ def run(cfg: dict, log=print) -> list[tuple[str, int]]:
         _benchmark(f"{layout.run_dir(name)}/benchmarks/evaluate_{method}-s{seed}.tsv", time.perf_counter() - t)
         log(f"[sweep] {method} seed {seed}: trained and evaluated")
         done.append((method, seed))
+        if archive:
+            from lsap import devpack
+
+            devpack.results_archive(name, archive)
     return done
