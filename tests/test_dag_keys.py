@@ -54,7 +54,7 @@ EDITS = {
             **REST}),
     "splits": (lambda c: c["corpus"].update(splits={"validation": 0.06, "reference": 0.10, "teacher": 0.30}),
                {"corpus_part": 1, "corpus": 1, "tokenizer": 2, "shards_part": 2, "shards": 2, "translation": 1,
-                "overlap": 1, "table1": 1, "reference_lines": 1, "surrogate_lines": 1,
+                "overlap": 1, "table1": 1, "heldout": 1, "reference_lines": 1, "surrogate_lines": 1,
                 "reference_model": 4, "student": N, "targets": 1, **SCORING, "evaluate": N, **REST}),
 }
 
@@ -118,9 +118,12 @@ def test_a_deleted_student_is_rebuilt_by_make_run_while_a_second_invocation_chan
     assert make.returncode == 0, log[-4000:]
     assert (out / "config.yaml").read_bytes() == resolved
     rebuilt = json.loads((out / "students" / "ce-s0" / "summary.json").read_text())
-    assert rebuilt["steps"] > 0 and rebuilt["final_val_loss"] < rebuilt["unigram_entropy"]
+    first = json.loads((out / "students" / "ce-s0" / "log.jsonl").read_text().splitlines()[0])
+    # it trained (tiny's smoke budget ends near the unigram entropy, so below its first step's loss)
+    assert rebuilt["steps"] > 0 and rebuilt["final_val_loss"] < first["ce"]
     evaluated = json.loads((out / "eval" / "ce-s0" / "frac-1.00.json").read_text())
-    assert {b["n"] for b in evaluated["benchmarks"].values() if "n" in b} == {finished["evaluation"]["limit"]}
+    assert {b["n"] for t, b in evaluated["benchmarks"].items() if "n" in b and not t.startswith("lsap_")} == \
+        {finished["evaluation"]["limit"]}   # the benchmarks' limit (the probes hold their own item count)
     assert planned_jobs("--configfile", str(path)) == []
 
 

@@ -45,7 +45,9 @@ def test_tiny_dag_tables_figures_and_training(dag_run):
     for name in ("surrogate", "reference", "salt_teacher", "miniplm_teacher"):
         assert json.loads((out / "references" / name / "summary.json").read_text())["steps"] > 0
     ce = json.loads((out / "students" / "ce-s0" / "summary.json").read_text())
-    assert ce["final_val_loss"] < ce["unigram_entropy"] - 0.3  # learnt more than unigram statistics
+    # it trained: tiny's smoke budget (1e12 FLOPs) ends near the unigram entropy, well below its start
+    first = json.loads((out / "students" / "ce-s0" / "log.jsonl").read_text().splitlines()[0])
+    assert ce["final_val_loss"] < first["ce"] - 0.5
     # every method ran under the same budget, the surrogate/teacher charged
     for method in ("lsap_a0.01", "lsap_a0.05", "lsap_a0.2", "kd", "salt", "salt_ds", "miniplm"):
         s = json.loads((out / "students" / f"{method}-s0" / "summary.json").read_text())
@@ -86,7 +88,9 @@ def test_tiny_dag_tables_figures_and_training(dag_run):
     eff = read_table(tables / "effective_compute.csv")
     assert len(eff) == 9 and (eff["seeds"] + eff["seeds beyond CE's curve"] <= 1).all()
     contrasts = read_table(tables / "contrasts.csv")
-    assert set(contrasts.metric) == {"bpb_mean", "avg"} and contrasts.primary.sum() == 2  # lsap_a0.05, both metrics
+    # the probe first; the pre-registered lsap_a0.05 − CE tested alone on the probe only
+    assert set(contrasts.metric) == {"lsap_minimal_pairs", "bpb_mean", "cal_bpb_mean", "top1_mean", "avg"}
+    assert contrasts.primary.sum() == 1 and contrasts[contrasts.primary].metric.iloc[0] == "lsap_minimal_pairs"
     assert (out / "notebook" / "results.html").stat().st_size > 10_000
 
 
@@ -110,7 +114,7 @@ def test_the_executed_notebook_opens_elsewhere_and_writes_nothing(dag_run, tmp_p
     assert sorted(p for p in moved.rglob("*")) == before
     shown = "".join(o.get("text", "") + str(o.get("data", {}).get("text/markdown", ""))
                     for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    assert "lsap_a0.05 − CE in held-out bits per byte" in shown
+    assert "lsap_a0.05 − CE in minimal-pairs probe accuracy" in shown
 
 
 @pytest.mark.slow
@@ -204,8 +208,9 @@ def test_html_report_holds_the_tables_and_figures(dag_run):
     import pandas as pd
     seen = rendered_text(html)
     contrasts = pd.read_csv(out / "report" / "tables" / "contrasts.csv")
-    primary = contrasts[contrasts.primary & (contrasts.metric == "bpb_mean")].iloc[0]
-    assert f"Verdict. {primary.method} − CE in held-out bits per byte: {primary['mean']:+.3f}" in seen, seen[:2000]
-    for r in contrasts.itertuples():  # every contrast's cell, drawn in the landing page's table
+    primary = contrasts[contrasts.primary].iloc[0]   # on the probe
+    assert f"Verdict. {primary.method} − CE in minimal-pairs probe accuracy: {primary['mean']:+.2f}" in seen, seen[:2000]
+    shown = contrasts[contrasts.metric.isin(["lsap_minimal_pairs", "bpb_mean", "avg"])]
+    for r in shown.itertuples():  # every contrast's cell of those metrics, drawn in the landing page's table
         assert f" {r.mean:+.3f} " in seen
     assert "Smoke test, not evidence" in seen  # the tiny run has one seed

