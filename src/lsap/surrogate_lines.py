@@ -58,6 +58,11 @@ COST_POSITIONS = 8192  # per domain: the predicted costs' positions (a mean over
 COST_ELEMENTS = 1 << 27  # ... at most this many float64 probabilities held at once (1 GiB; 883 positions at 152k)
 
 
+def cost_positions(vocab: int) -> int:
+    """Positions per domain the predicted costs are averaged over, for a surrogate of `vocab` logits."""
+    return min(COST_POSITIONS, max(1, COST_ELEMENTS // vocab))
+
+
 @torch.no_grad()
 def predicted_costs(sur, stream: np.ndarray, scored: np.ndarray, arms: dict, unigram: np.ndarray, seq_len: int,
                     batch_size: int, alpha_default: float) -> dict:
@@ -67,7 +72,7 @@ def predicted_costs(sur, stream: np.ndarray, scored: np.ndarray, arms: dict, uni
 
     at = np.flatnonzero(scored)
     keep = np.zeros_like(scored)
-    n_pos = min(len(at), COST_POSITIONS, max(1, COST_ELEMENTS // len(sur.s_to_b)))
+    n_pos = min(len(at), cost_positions(len(sur.s_to_b)))
     keep[at[np.linspace(0, len(at) - 1, n_pos).round().astype(int)]] = True
     sigma = (sur.s_to_b >= 0).cpu().numpy()
     v_s = sur.s_to_b.shape[0]
@@ -148,7 +153,7 @@ def surrogate_lines(cfg: dict, translation, student_tokenizer_dir, corpus_dir, o
     label = f"{raw['name']} (trained here)" if raw["kind"] == "trained" else raw.get("name") or raw.get("id")
     result = {"surrogate": label, "params": models.n_params(sur.model),
               "heldout": own, "temperature": calib, "alphas": alphas, "proposals": quality, "probes": probes,
-              "predicted_cost_bpb": costs, "cost_positions_per_domain": min(COST_POSITIONS, max(1, COST_ELEMENTS // len(sur.s_to_b)))}
+              "predicted_cost_bpb": costs, "cost_positions_per_domain": cost_positions(len(sur.s_to_b))}
     write_json(out, result)
     return result
 
