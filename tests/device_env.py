@@ -19,11 +19,14 @@ from pathlib import Path
 from lsap import REPO_ROOT, devpack
 
 TORCH = "torch==2.13.0"  # the only torch this machine installs without a multi-GB CUDA download
+TORCH_DEPS = ("sympy", "mpmath", "networkx", "filelock", "fsspec", "jinja2", "markupsafe", "typing-extensions")
 
 
 def python() -> Path:
     machine = devpack.machine_packages(REPO_ROOT / "bench" / "device" / "h200-pip-list.txt")
     wanted = {n: v for n, v in devpack.machine_side(machine).items() if n not in devpack.NEVER}
+    # torch is installed without its dependencies (below): the machine has them, beside its torch
+    wanted.update({n: machine[n] for n in TORCH_DEPS if n in machine and n not in devpack.NEVER})
     key = hashlib.sha256(json.dumps([TORCH, sys.version_info[:2], wanted]).encode()).hexdigest()[:12]
     env = Path.home() / ".cache" / "lsap" / f"device-env-{key}"
     py = env / "bin" / "python"
