@@ -85,7 +85,7 @@ def _sbatch_test_only(job) -> subprocess.CompletedProcess:
 def test_every_paper_job_is_accepted_by_a_standard_8_gpu_node(slurm_cluster):
     jobs = _paper_jobs()
     rules = {rule for rule, _ in jobs}
-    assert rules == {"corpus_part", "shards_part", "reference_model", "student", "selection_part", "evaluate",
+    assert rules == {"corpus_part", "shards_part", "heldout", "reference_model", "student", "selection_part", "evaluate",
                      "table1", "reference_lines", "surrogate_lines"}
     seen = {}
     for rule, job in jobs:  # one sbatch per distinct request (96 scoring parts ask the same)

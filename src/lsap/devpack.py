@@ -54,8 +54,8 @@ RESULTS = "sweep.tar.gz"   # the sweep's results, one archive under $OUT
 # what `python -m lsap sweep` imports there and the machine may lack: lm-eval (the probe and the
 # bits per byte run through it), the config schema, the GGUF reader, the models; no snakemake (the
 # sweep is one process) and no plotting (the report is rendered here). The closure of these is
-# taken from this environment's metadata
-ROOTS = ("lm_eval", "datasets", "evaluate", "jsonschema", "gguf", "transformers", "tokenizers", "safetensors",
+# taken from this environment's metadata; lm-eval's `hf` extra is what its HFLM imports (accelerate)
+ROOTS = ("lm_eval[hf]", "datasets", "evaluate", "jsonschema", "gguf", "transformers", "tokenizers", "safetensors",
          "pandas", "scipy", "pyyaml", "tqdm", "numpy")
 NEVER = {"torch", "triton"}  # the machine's own CUDA build: a wheel from here would replace it
 PIP_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
@@ -192,18 +192,20 @@ def closure(roots=ROOTS) -> tuple[dict[str, str], list]:
 
     from packaging.requirements import Requirement
 
-    ours, edges, todo = {}, [], [_canon(r) for r in roots]
+    ours, edges, todo = {}, [], [Requirement(r) for r in roots]
     while todo:
-        name = todo.pop()
+        root = todo.pop()
+        name = _canon(root.name)
         if name in ours:
             continue
         dist = md.distribution(name)
         ours[name] = dist.version
         for r in dist.requires or []:
             req = Requirement(r)
-            if req.marker is None or req.marker.evaluate({"extra": ""}):
+            # the extras a requirement names count (lm_eval[hf]: accelerate, which HFLM imports)
+            if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in ("", *root.extras)):
                 edges.append(req)
-                todo.append(_canon(req.name))
+                todo.append(req)
     return ours, edges
 
 

@@ -146,7 +146,10 @@ def transform(paper: dict, out: Path) -> dict:
     t1.update(examples=2, seq_len=32, batch_size=4, seeds=t1.get("seeds", [21, 42, 67])[:1])
     cfg["shards"]["seq_len"] = SEQ_LEN
     cfg["evaluation"] = {"source": "offline", "limit": 4, "batch_size": 8, "bootstrap_iters": 100,
-                         "bpb_max_bytes": 2000, "metric": paper["evaluation"].get("metric", "acc_norm_else_acc")}
+                         "bpb_max_bytes": 2000, "metric": paper["evaluation"].get("metric", "acc_norm_else_acc"),
+                         # the probe kept, at 16 items; its sentences (≤ 300 characters) are longer than
+                         # the rehearsal's 64-token context under a small vocabulary: rotary students score past it
+                         "minimal_pairs_items": 16, "max_length": 512}
     t = cfg["training"]
     t.update(micro_batch=2, grad_accum=1, save_every_steps=4, checkpoint_fractions=[1.0], eval_sequences=8)
     t.pop("global_batch", None)  # the rehearsal's batch: one micro-batch per rank
