@@ -12,9 +12,7 @@ selection) is the dry-run tests' business and is counted, not judged here.
 import copy
 import re
 
-import yaml
-
-from lsap import REPO_ROOT, config, keys
+from lsap import config, keys
 from lsap.assets import load_manifest
 
 # (path regex over "/"-joined leaf paths, the kinds of job whose key must change); first match wins
@@ -87,7 +85,7 @@ def _enums(o, out):
     return out
 
 
-ENUMS = _enums(yaml.safe_load((REPO_ROOT / "config" / "schema.yaml").read_text()), [])
+ENUMS = _enums(config.schema(), [])
 
 
 def _mutations(path, v):

@@ -169,3 +169,45 @@ def test_cancelled_training_job_resumes_from_checkpoint(cluster, configfile, fet
     summary = json.loads((ref / "summary.json").read_text())
     assert summary["steps"] == total
     print(f"\n{b}: SLURM jobid {jobid} cancelled at step >= {step}/{total}; resumed as jobid {retried[1]}")
+
+
+@pytest.mark.slurm
+def test_a_killed_controller_keeps_what_its_jobs_finished(cluster, configfile, fetched, tmp_path):
+    """N4. Snakemake killed while a training job runs; the job finishes on its own. Without
+    `lsap recover` the restarted controller plans that job again (rerun-incomplete deletes its
+    finished output: this fails before the fix); after it, nothing is rerun and the output is the same file."""
+    path, _, b = configfile
+    ref = OUT / "references" / b
+    shutil.rmtree(ref, ignore_errors=True)
+    target = f"results/{RUN}/references/{b}/summary.json"
+    with open(tmp_path / "snakemake.log", "w") as fh:
+        proc = subprocess.Popen(_snakemake(path, target), cwd=REPO_ROOT, stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 900
+        while not (ref / "resume.pt").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "snakemake.log").read_text()[-6000:]
+            time.sleep(0.5)
+    finally:
+        proc.kill()  # SIGKILL: no cleanup, the Slurm job runs on
+        proc.wait()
+    recover = [sys.executable, "-m", "lsap", "recover", "--config", str(path)]
+    early = subprocess.run(recover, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert early.returncode != 0 and "still queued or running" in early.stderr, early.stdout + early.stderr
+    jobid = re.search(r"running: (\d+)", early.stderr).group(1)
+    deadline = time.monotonic() + 900
+    while subprocess.run(["squeue", "-h", "-j", jobid], capture_output=True, text=True).stdout.strip():
+        assert time.monotonic() < deadline, f"Slurm job {jobid} still running after 900 s"
+        time.sleep(1)
+    finished = (ref / "summary.json").stat().st_mtime_ns
+
+    def planned():
+        dry = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--profile", "slurm", "--configfile", str(path),
+                              target], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+        return re.findall(r"^(?:local)?rule (\w+):", dry.stdout, re.M)
+
+    assert "reference_model" in planned()  # today's trap: the finished job would be run again
+    done = subprocess.run(recover, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{target}: kept" in done.stdout, done.stdout
+    assert planned() == []
+    assert (ref / "summary.json").stat().st_mtime_ns == finished

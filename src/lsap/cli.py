@@ -177,6 +177,17 @@ def _smoke(args, cfg):
     print(f"[smoke] {smoke.build(args.config, args.out)}")
 
 
+def _recover(args, cfg):
+    from lsap import recover
+
+    try:
+        decided = recover.recover(args.config)
+    except recover.StillRunning as e:
+        sys.exit(f"error: {e}")
+    print("\n".join(f"{path}: {what}" for path, what in decided.items()) or "[recover] nothing incomplete")
+    print("[recover] unlocked: rerun the same snakemake command; it reruns only what is listed as rerun")
+
+
 def _device_pack(args, cfg):
     from pathlib import Path
 
@@ -345,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = stage("rehearse", _rehearse, "stand-ins and the scaled-down config of the paper run (--config config/paper.yaml)")
     s.add_argument("--out", default="rehearsal", help="where the stand-ins and rehearsal.yaml go")
 
+    stage("recover", _recover, "after a killed controller: keep the finished outputs its Slurm jobs wrote, unlock "
+          "(docs/cluster.md)")
+
     s = stage("smoke", _smoke, "the CPU-shaped config of a GPU config (--config config/gpu-small.yaml)")
     s.add_argument("--out", required=True, help="folder for <run>-cpu-smoke.yaml")
 
@@ -366,7 +380,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train-split size the sampler indexes (default: paper.yaml's)")
     s.add_argument("--out", help="write the JSON here too")
     return p
-
 
 
 NO_CONFIG = ("bench",)

@@ -52,11 +52,18 @@ def _where(error) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "<top level>"
 
 
+def schema() -> dict:
+    """config/schema.yaml with its `methods:` part, generated from the method plugins' knobs."""
+    out = yaml.safe_load(SCHEMA.read_text())
+    out["$defs"].update(methods.schema_defs())
+    return out
+
+
 def validate(cfg: dict, source: str = "config") -> RunConfig:
     """Return a validated deep copy of `cfg` with defaults filled in; raise ConfigError otherwise."""
     cfg = copy.deepcopy(dict(cfg))
-    schema = yaml.safe_load(SCHEMA.read_text())
-    errors = sorted(_validator()(schema).iter_errors(cfg), key=lambda e: list(e.absolute_path))
+    schema_ = schema()
+    errors = sorted(_validator()(schema_).iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:
         lines = [f"  {_where(e)}: {e.message}" for e in errors]
         raise ConfigError(f"{source} is not a valid run config ({SCHEMA.relative_to(REPO_ROOT)}):\n"

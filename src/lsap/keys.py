@@ -14,6 +14,7 @@ import json
 
 from lsap import methods, objective_cost  # import-light: torch only inside the builders; numpy
 from lsap.config_types import RunConfig
+from lsap.methods.kinds import SELECTION, STUDENT, TARGETS
 
 
 class KeyMismatch(RuntimeError):
@@ -75,7 +76,7 @@ def targets_spec(cfg: RunConfig, method: str) -> dict:
     probabilities) for the sequences runs of this plan read. α, λ and the normaliser only filter
     or weigh them, so every α run of one plan shares one cache."""
     m = cfg["methods"][method]
-    return {"top_k": m["top_k"], "probabilities": m["probabilities"], "plan": _student_plan(cfg),
+    return {**_pick(m, *methods.OBJECTIVES[m["objective"]].reading(TARGETS)), "plan": _student_plan(cfg),
             "teachers": _teachers(cfg, ["surrogate"])}
 
 
@@ -85,12 +86,13 @@ def targets_id(cfg: RunConfig, method: str) -> str:
 
 
 def selection_spec(cfg: RunConfig, method: str) -> dict:
-    """What a data selection's scores depend on: its scorers, its score knobs and the pool it
-    scores (sized by the run's plan and, for SALT_DS, its KD phase). MiniPLM's keep_frac is applied
-    by the student, so two keep_frac variants share one scoring."""
+    """What a data selection's scores depend on: its scorers, the knobs its plugin declares the
+    selection job reads, and the pool it scores (sized by the run's plan and, for SALT_DS, its KD
+    phase). A knob the student applies (MiniPLM's keep_frac) is not among them: two keep_frac
+    variants share one scoring."""
     m = cfg["methods"][method]
     sel = methods.DATA[m["data"]]
-    knobs = _pick(m, "data", "pool_factor", *sel.score_knobs)
+    knobs = _pick(m, "data", *sel.reading(SELECTION))
     if m["pool_factor"] is not None:  # the pool follows the run's plan: its steps (the objective's
         # teacher and the share of steps it runs on) and, for SALT_DS, its KD phase; not ω, ρ, transition
         kind = methods.OBJECTIVES[m["objective"]]
@@ -115,12 +117,17 @@ def method_of(cfg: RunConfig, job: str, spec: str) -> str:
     raise KeyError(f"no student method of this config has the {job} spec '{spec}': the rule and the config disagree")
 
 
+# every student's key held keep_frac (None unless MiniPLM) before knobs declared their jobs: kept,
+# so finished runs keep their keys; a selection knob the student reads joins only its own methods' keys
+LEGACY_STUDENT_KNOBS = {"keep_frac": None}
+
+
 def _objective_knobs(cfg: RunConfig, method: str) -> dict:
     """The objective's knobs, less those at the default of a knob added after runs existed
     (ObjectiveKind.key_defaults): the finished runs it cannot change keep their keys."""
     m = cfg["methods"][method]
     kind = methods.OBJECTIVES[m["objective"]]
-    return {k: v for k, v in _pick(m, "objective", *kind.knobs).items()
+    return {k: v for k, v in _pick(m, "objective", *kind.reading(STUDENT)).items()
             if k not in kind.key_defaults or v != kind.key_defaults[k]}
 
 
@@ -160,7 +167,8 @@ def reads(cfg: RunConfig, job: str, **wc) -> dict:
         m = cfg["methods"][wc["method"]]
         return {"method": _objective_knobs(cfg, wc["method"]),
                 "data": selection_spec(cfg, wc["method"]) if m["data"] != "all" else "all",
-                "keep_frac": m.get("keep_frac"), "plan": _student_plan(cfg), "training": _training(cfg),
+                **LEGACY_STUDENT_KNOBS, **_pick(m, *methods.DATA[m["data"]].reading(STUDENT)),
+                "plan": _student_plan(cfg), "training": _training(cfg),
                 "teachers": _teachers(cfg, methods.teacher_roles(m)), "seed": int(wc["seed"])}
     if job == "heldout":
         return {"seed": cfg["seed"], "heldout": heldout_spec(cfg)}

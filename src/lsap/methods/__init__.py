@@ -15,9 +15,10 @@ every method.
     data: miniplm  CE on the top keep_frac of sequences by difference score, in corpus order
     data: salt_ds  the KD phase on the top-m sequences by SALT_DS score (m = n_KD·batch), then all
 
-Adding a method: one plugin file (its knobs, teachers, label, builder), its knobs in
-config/schema.yaml (a test holds the two equal), a `methods:` entry in a config, a test of its
-loss. Torch is imported only inside the builders: the Snakefile reads the registry at parse time.
+Adding a method: one plugin file (its knobs with their defaults, bounds and the jobs that read
+them; teachers, label, builder), a `methods:` entry in a config, a test of its loss. The config
+schema's method part is generated from the knobs (lsap.methods.schema). Torch is imported only
+inside the builders: the Snakefile reads the registry at parse time.
 """
 
 from __future__ import annotations
@@ -42,6 +43,13 @@ def _plugins(package) -> dict:
 OBJECTIVES: dict[str, ObjectiveKind] = _plugins(_objectives)
 DATA: dict[str, DataKind] = {"all": DataKind("all", None, (), ()), **_plugins(_selections)}
 SELECTIONS = tuple(d for d in DATA if d != "all")   # the data selections a scoring job runs for
+
+
+def schema_defs() -> dict:
+    """The config schema's method definitions, from the plugins' knobs (lsap.methods.schema)."""
+    from lsap.methods.schema import method_defs
+
+    return method_defs(OBJECTIVES, {d: k for d, k in DATA.items() if k.knobs_class})
 
 
 def scoring_fraction(m: dict) -> float:

@@ -10,14 +10,27 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
+# the jobs a knob can be read by (lsap.keys hashes each knob into the key of every job it names;
+# a knob changes the student's key whenever it changes any job the student reads)
+STUDENT, SELECTION, TARGETS = "student", "selection", "targets"
+REQUIRED = dataclasses.MISSING  # a knob without a default: the config must set it (LSAP's alpha)
 
-def knob(default, doc: str):
-    """A knob of a method: its default and what it means (the schema's description says the same)."""
-    return field(default=default, metadata={"doc": doc})
+
+def knob(default, doc: str, reads: tuple[str, ...] = (STUDENT,), **schema):
+    """A method's knob: its default, what it means, the jobs that read it, and its JSON-schema
+    constraints (type, enum, minimum, ...): config/schema.yaml's method part is generated from
+    these (lsap.methods.schema). `reads=()` declares a knob no job reads (it then changes no key)."""
+    meta = {"doc": doc, "reads": tuple(reads), "schema": schema}
+    return field(metadata=meta) if default is REQUIRED else field(default=default, metadata=meta)
 
 
 def knob_names(knobs_class) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(knobs_class))
+    return tuple(f.name for f in dataclasses.fields(knobs_class)) if knobs_class else ()
+
+
+def knobs_reading(knobs_class, job: str) -> tuple[str, ...]:
+    """The knobs of `knobs_class` that job `job` reads, as their plugin declares."""
+    return tuple(f.name for f in dataclasses.fields(knobs_class) if job in f.metadata["reads"]) if knobs_class else ()
 
 
 @dataclass(frozen=True)
@@ -40,13 +53,16 @@ class ObjectiveKind:
     def knobs(self) -> tuple[str, ...]:
         return knob_names(self.knobs_class)
 
+    def reading(self, job: str) -> tuple[str, ...]:
+        return knobs_reading(self.knobs_class, job)
+
 
 @dataclass(frozen=True)
 class DataKind:
     name: str
     knobs_class: type | None         # the selection's own knobs (None: all sequences)
     roles: tuple[str, ...]           # students.teachers roles that score the data
-    score_knobs: tuple[str, ...]     # knobs the scores depend on (the selection's key reads these)
+    objective: str | None = None     # the one objective it pairs with (miniplm: ce; salt_ds: salt)
     # (models loaded for its roles, method entry) -> (model, score function) for lsap.selection
     scorer: Callable | None = None
     # (objective, scores, pool, n_sequences, method entry) -> indices the student reads
@@ -56,3 +72,10 @@ class DataKind:
     scoring_fraction: Callable = lambda m: 1.0          # which checkpoint of its scorers it reads
     # (config, method name, method entry) -> what is wrong with this method in this config, or None
     check: Callable = lambda cfg, name, m: None
+
+    @property
+    def knobs(self) -> tuple[str, ...]:
+        return knob_names(self.knobs_class)
+
+    def reading(self, job: str) -> tuple[str, ...]:
+        return knobs_reading(self.knobs_class, job)

@@ -11,8 +11,9 @@ NAME = "kd"
 
 @dataclass(frozen=True)
 class Knobs:
-    kd_ratio: float = knob(0.5, "(1-r) CE + r KL(p_teacher || p_student)")
-    kd_outside_sigma: str = knob("renormalise", "the teacher's mass outside Σ∩: renormalise | keep_mass")
+    kd_ratio: float = knob(0.5, "(1-r) CE + r KL(p_teacher || p_student)", type="number", minimum=0, maximum=1)
+    kd_outside_sigma: str = knob("renormalise", "teacher mass outside the shared vocabulary",
+                                 enum=["renormalise", "keep_mass"])
 
 
 def build(cfg, m, model, inputs, dev):

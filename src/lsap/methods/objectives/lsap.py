@@ -4,26 +4,38 @@ random tokens or on uniform mass."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from lsap.methods.kinds import ObjectiveKind, knob
+from lsap.methods.kinds import REQUIRED, STUDENT, TARGETS, ObjectiveKind, knob
 
 NAME = "lsap"
 
 
 @dataclass(frozen=True)
 class Knobs:
-    alpha: float = field(metadata={"doc": "keep candidates with p > alpha (no default)"})
-    top_k: int = knob(15, "candidates the surrogate proposes per position, before α")
-    probabilities: str = knob("surrogate", "threshold the surrogate's own p, or p renormalised after masking")
-    normaliser: str = knob("total_targets", "N + sum|v_t| | N*mean|v_t| | N*|v| | split (the authors' trainer)")
-    lambda_schedule: str = knob("constant", "λ = lambda_scale, or cosine-annealed lambda_scale -> 0")
-    targets: str = knob("online", "the surrogate inside the step, or the targets stage's cache")
+    alpha: float = knob(REQUIRED, "keep candidates with p > alpha (alpha 1 is never exceeded: plain CE)",
+                        type="number", exclusiveMinimum=0, exclusiveMaximum=1)
+    # the targets cache holds the surrogate's top_k and their probabilities: α, λ, ... only filter or weigh them
+    top_k: int = knob(15, "candidates the surrogate proposes per position, before alpha", (TARGETS, STUDENT),
+                      type="integer", minimum=1)
+    probabilities: str = knob("surrogate", "threshold the surrogate's own p, or p renormalised after masking the target "
+                              "and non-shared tokens", (TARGETS, STUDENT), enum=["surrogate", "renormalised"])
+    normaliser: str = knob("total_targets", "N + sum|v_t| | N*mean|v_t| | N*|v| (|v| = sum_t |v_t|) | split: CE/N + "
+                           "lambda * (mean auxiliary NLL), the authors' trainer",
+                           enum=["total_targets", "mean", "literal", "split"])
+    lambda_schedule: str = knob("constant", "lambda = lambda_scale, or cosine-annealed lambda_scale -> 0 over the budget",
+                                enum=["constant", "cosine"])
     # the paper gives no λ: 1 is the weight its formula writes, our choice (docs/methods.md)
-    lambda_scale: float = knob(1.0, "the auxiliary terms' weight λ (not given by the paper; 1 is our choice)")
-    aux_positions: str = knob("shared_target", "shared_target (the authors' code): no auxiliary term where the "
-                                               "true token is outside Σ∩; all: everywhere")
-    proposals: str = knob("surrogate", "surrogate | unigram (random-target control) | uniform (label smoothing)")
+    lambda_scale: float = knob(1.0, "the auxiliary terms' weight lambda; the paper gives no value: 1 is the weight its "
+                               "formula writes, our choice (docs/methods.md)", type="number", exclusiveMinimum=0)
+    aux_positions: str = knob("shared_target", "shared_target (default): no auxiliary term where the true token is "
+                              "outside the shared vocabulary (every version of the authors' code; the paper's '-100' "
+                              "clause); all: a term wherever the surrogate proposes", enum=["shared_target", "all"])
+    proposals: str = knob("surrogate", "what the surrogate's count of candidates is spent on: its candidates (LSAP); as "
+                          "many draws from the training unigram (random-target control); the same mass spread over the "
+                          "vocabulary (label smoothing at LSAP's mass)", enum=["surrogate", "unigram", "uniform"])
+    targets: str = knob("online", "surrogate inside the step, or the targets rule's cache (same candidates)",
+                        enum=["online", "cached"])
 
 
 def label(m: dict) -> str:

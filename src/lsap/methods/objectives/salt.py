@@ -12,10 +12,10 @@ NAME = "salt"
 
 @dataclass(frozen=True)
 class Knobs:
-    omega: float = knob(0.667, "the KD term's weight ω")
-    rho: float = knob(0.25, "P^rho = softmax(rho z): 0.25 flattens")
-    kd_steps_frac: float = knob(0.1731, "n_KD / n (SALT: 36K / 208K)")
-    transition: str = knob("step", "how ω ends: step | linear")
+    omega: float = knob(0.667, "the KD term's weight omega", type="number", minimum=0, maximum=1)
+    rho: float = knob(0.25, "P^rho = softmax(rho z): 0.25 flattens", type="number", exclusiveMinimum=0)
+    kd_steps_frac: float = knob(0.1731, "n_KD / n (SALT: 36K / 208K)", type="number", minimum=0, maximum=1)
+    transition: str = knob("step", "how omega ends: at once, or linearly over the KD phase", enum=["step", "linear"])
 
 
 def build(cfg, m, model, inputs, dev):

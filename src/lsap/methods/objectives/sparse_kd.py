@@ -10,18 +10,22 @@ import functools
 import math
 from dataclasses import dataclass
 
-from lsap.methods.kinds import ObjectiveKind, knob
+from lsap.methods.kinds import STUDENT, TARGETS, ObjectiveKind, knob
 
 NAME = "sparse_kd"
 
 
 @dataclass(frozen=True)
 class Knobs:
-    alpha: float = knob(0.0, "keep candidates with p > alpha (0: all top_k)")
-    lambda_scale: float = knob(1.0, "λ, the weight of the probability-weighted candidates")
-    top_k: int = knob(15, "candidates per position in the targets cache (LSAP's cache, shared)")
-    probabilities: str = knob("surrogate", "the cache's probabilities: surrogate | renormalised")
-    targets: str = knob("cached", "always the targets stage's cache")
+    alpha: float = knob(0.0, "keep candidates with p > alpha (0: all top_k)", type="number", minimum=0,
+                        exclusiveMaximum=1)
+    lambda_scale: float = knob(1.0, "the weight of the probability-weighted candidates", type="number",
+                               exclusiveMinimum=0)
+    top_k: int = knob(15, "candidates per position in the targets cache (shared with LSAP's)", (TARGETS, STUDENT),
+                      type="integer", minimum=1)
+    probabilities: str = knob("surrogate", "the cache's probabilities: the surrogate's own, or renormalised",
+                              (TARGETS, STUDENT), enum=["surrogate", "renormalised"])
+    targets: str = knob("cached", "always the targets stage's cache", enum=["cached"])
 
 
 @functools.cache

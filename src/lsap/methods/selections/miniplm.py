@@ -5,15 +5,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lsap.methods.kinds import DataKind, knob
+from lsap.methods.kinds import SELECTION, STUDENT, DataKind, knob
 
 NAME = "miniplm"
 
 
 @dataclass(frozen=True)
 class Knobs:
-    keep_frac: float = knob(0.5, "MiniPLM's alpha: the share of scored sequences kept")
-    pool_factor: float | None = knob(None, "score a uniform pool of this many times the sequences the run draws")
+    # applied by the student to the scores: two keep_frac variants share one scoring
+    keep_frac: float = knob(0.5, "MiniPLM's alpha: share of sequences kept", (STUDENT,), type="number",
+                            exclusiveMinimum=0, maximum=1)
+    # the pool is part of what is scored: the selection job reads it
+    pool_factor: float | None = knob(None, "score a uniform pool of this many times the sequences the run draws "
+                                     "(miniplm: all its steps, salt_ds: the KD steps); null (default): the whole "
+                                     "training shard (the papers)", (SELECTION,), type=["number", "null"],
+                                     exclusiveMinimum=0)
 
 
 def scorer(lms, m):
@@ -30,5 +36,5 @@ def indices(objective, scores, pool, n_sequences, m, extra):
     return chosen
 
 
-KIND = DataKind(NAME, Knobs, roles=("miniplm_reference", "miniplm_teacher"), score_knobs=(), scorer=scorer,
+KIND = DataKind(NAME, Knobs, roles=("miniplm_reference", "miniplm_teacher"), objective="ce", scorer=scorer,
                 indices=indices, kept_fraction=lambda m: m["keep_frac"])

@@ -5,17 +5,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lsap.methods.kinds import DataKind, knob
+from lsap.methods.kinds import SELECTION, DataKind, knob
 
 NAME = "salt_ds"
 
 
 @dataclass(frozen=True)
 class Knobs:
-    ds_top_k: int = knob(10, "top-k of the teacher")
-    ds_zeros: str = knob("drop", "non-top-k positions kept as zeros in the median, or removed")
-    ds_checkpoint_frac: float = knob(0.125, "score with the teacher's checkpoint at this fraction of its training")
-    pool_factor: float | None = knob(None, "score a uniform pool of this many times the KD steps' sequences")
+    ds_top_k: int = knob(10, "salt_ds: top-k of the teacher", (SELECTION,), type="integer", minimum=1)
+    ds_zeros: str = knob("drop", "salt_ds eq. 10: non-top-k positions kept as zeros in the median, or removed",
+                         (SELECTION,), enum=["keep", "drop"])
+    # also which checkpoint the SALT teacher's training saves (lsap.methods.checkpoint_fractions)
+    ds_checkpoint_frac: float = knob(0.125, "salt_ds: score with the SALT teacher's checkpoint at this fraction of "
+                                     "its training (SALT §4: 26K of its 208K steps); a pretrained or hub teacher has "
+                                     "only 1.0", (SELECTION, "reference_model"), type="number", exclusiveMinimum=0,
+                                     maximum=1)
+    # the pool is part of what is scored: the selection job reads it
+    pool_factor: float | None = knob(None, "score a uniform pool of this many times the sequences the run draws "
+                                     "(miniplm: all its steps, salt_ds: the KD steps); null (default): the whole "
+                                     "training shard (the papers)", (SELECTION,), type=["number", "null"],
+                                     exclusiveMinimum=0)
 
 
 def scorer(lms, m):
@@ -50,6 +59,6 @@ def check(cfg, name, m):
     return None
 
 
-KIND = DataKind(NAME, Knobs, roles=("salt_teacher",), score_knobs=("ds_top_k", "ds_zeros", "ds_checkpoint_frac"),
-                scorer=scorer, indices=indices, pool_steps=lambda m, plan: round(m["kd_steps_frac"] * plan.steps),
+KIND = DataKind(NAME, Knobs, roles=("salt_teacher",), objective="salt", scorer=scorer, indices=indices,
+                pool_steps=lambda m, plan: round(m["kd_steps_frac"] * plan.steps),
                 scoring_fraction=lambda m: m.get("ds_checkpoint_frac", 1.0), check=check)
