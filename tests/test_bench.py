@@ -9,7 +9,7 @@ import torch
 
 from lsap import bench
 
-METHODS = ("ce", "lsap_online", "lsap_cached", "kd", "salt")
+METHODS = ("ce", "lsap_online", "lsap_cached", "sparse_kd", "kd", "salt")  # bench.BENCH_METHODS, stated apart
 
 
 def test_cpu_bench_measures_every_method_in_interleaved_rounds(tmp_path):

@@ -103,7 +103,7 @@ def test_every_objective_follows_the_device_it_is_given(stand_ins, path, name, m
               "data": _train_shard(root)}
     x = torch.from_numpy(np.random.default_rng(0).integers(0, n_vocab, (2, SEQ + 1))).to(cpu)
     with torch.device("meta"):  # the default device, for anything that does not follow `cpu`
-        obj = methods.OBJECTIVES[m["objective"]].build(cfg, m, student, inputs, cpu).bind(student)
+        obj = methods.OBJECTIVES[m["objective"]].build(cfg, methods.parse(m), student, inputs, cpu).bind(student)
         held = list(_tensors(obj))
         loss, parts = obj(net, x, torch.arange(2, device=cpu), 0, 10)
         loss.backward()

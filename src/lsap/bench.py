@@ -24,7 +24,7 @@ import time
 import numpy as np
 import torch
 
-from lsap import models, objectives, provenance, sampler, train
+from lsap import methods, models, provenance, sampler, train
 from lsap.fused_nll import CHUNK_ELEMENTS, chunk_rows, fused_nll
 from lsap.surrogate import CachedCandidates, Surrogate, write_cache
 from lsap.topk import chunk_topk
@@ -194,9 +194,22 @@ class CycledSequences:
         return self.rows[np.asarray(ids) % len(self.rows)]
 
 
-def _objectives(dev, s: dict, shape_name: str, tables: str | None, compile_: bool, cache_dir: str, rows):
-    """The objectives the methods build, with random-weight teachers at the shapes' sizes, and the
-    bytes of teacher weights each one keeps on the device (a run of that method alone holds only those)."""
+# the arms the bench times, as `methods:` entries built by their plugins (lsap.methods), knobs at
+# their defaults unless named; the cached arms read a targets cache of the bench's rows
+BENCH_METHODS = {
+    "ce": {"objective": "ce"},
+    "lsap_online": {"objective": "lsap", "alpha": 0.05},
+    "lsap_cached": {"objective": "lsap", "alpha": 0.05, "targets": "cached"},
+    "sparse_kd": {"objective": "sparse_kd"},
+    "kd": {"objective": "kd"},
+    "salt": {"objective": "salt"},   # its KD phase (SALT's steps 1..n_KD), where the teacher runs
+}
+
+
+def _objectives(dev, s: dict, shape_name: str, tables: str | None, compile_: bool, cache_dir: str, rows, student):
+    """The objectives the methods build (through the registry), with random-weight teachers at the
+    shapes' sizes, and the bytes of teacher weights each one keeps on the device (a run of that
+    method alone holds only those)."""
     surrogate_lm = build_lm(s["surrogate"], s["v_surrogate"], s["seq"], seed=1).to(dev)
     surrogate_lm = surrogate_lm.to(models.inference_dtype(dev)).eval().requires_grad_(False)
     b_to_s, s_to_b = _tables(shape_name, s["v_student"], s["v_surrogate"], tables)
@@ -207,36 +220,25 @@ def _objectives(dev, s: dict, shape_name: str, tables: str | None, compile_: boo
     half = {**s["student"], "hidden": s["student"]["hidden"] // 2, "intermediate": s["student"]["intermediate"] // 2}
     salt_lm = build_lm(half, s["v_student"], s["seq"], seed=2).to(dev)
     salt_lm = salt_lm.to(models.inference_dtype(dev)).eval().requires_grad_(False)
-
-    @torch.inference_mode()
-    def salt_logits(i):
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            return salt_lm(input_ids=i).logits
-    kd_teacher = objectives.dense_teacher(sur.logits, log_q=objectives.sigma_log_q(sur.s_to_b))
     n_rows = len(rows)
-    objs = {
-        "ce": objectives.CrossEntropy(),
-        "lsap_online": objectives.LSAP(lambda i, t, _: sur.candidates(i, t), 0.05,
-                                       teacher_flops_per_token=sur.flops_per_token),
-        # the cache as runs read it (memmap rows gathered on the host), charged like the online one
-        "lsap_cached": objectives.LSAP(lambda i, t, ids: cache(np.asarray(ids) % n_rows, i.device), 0.05,
-                                       teacher_flops_per_token=sur.flops_per_token),
-        "kd": objectives.TeacherKD(kd_teacher, 0.5, sur.flops_per_token, name="kd"),
-        # its KD phase (SALT's steps 1..n_KD), where the teacher runs
-        "salt": objectives.TeacherKD(objectives.dense_teacher(salt_logits, rho=0.25), 0.667,
-                                     models.forward_flops_per_token(salt_lm), name="salt"),
-    }
+    # what the builders would load from a run's files, built here: the surrogate, the cache as runs
+    # read it (memmap rows gathered on the host; the ids cycle over the bench's rows), SALT's teacher
+    inputs = {"surrogate": sur, "tables": (sur.b_to_s.cpu().numpy(), sur.s_to_b.cpu().numpy()),
+              "candidates": (lambda i, t, ids: cache(np.asarray(ids) % n_rows, i.device), sur.flops_per_token),
+              "salt_teacher": salt_lm, "n_sequences": n_rows}
+    objs = {name: methods.OBJECTIVES[e["objective"]].build(None, methods.parse(e), student, inputs, dev)
+            for name, e in BENCH_METHODS.items()}
     nbytes = {m: sum(p.numel() * p.element_size() for p in lm.parameters()) for m, lm in
               (("sur", surrogate_lm), ("salt", salt_lm))}
-    held = {"ce": 0, "lsap_online": nbytes["sur"], "lsap_cached": 0, "kd": nbytes["sur"], "salt": nbytes["salt"]}
+    teacher = {"ce": None, "lsap_online": surrogate_lm, "lsap_cached": None, "sparse_kd": None, "kd": surrogate_lm,
+               "salt": salt_lm}   # the model each arm runs in its step (cached arms: none)
+    held = {n: 0 if lm is None else nbytes["sur" if lm is surrogate_lm else "salt"] for n, lm in teacher.items()}
     extra = {"surrogate_params": models.n_params(surrogate_lm), "salt_teacher_params": models.n_params(salt_lm),
              "surrogate_flops_per_token": sur.flops_per_token,
              # forward FLOPs per token each method's teacher adds, standard convention (what ran:
              # the cached targets' surrogate did not run in the step)
              "teacher_standard_flops_per_token": {
-                 "ce": 0, "lsap_online": standard_flops_per_token(surrogate_lm, s["seq"], train=False),
-                 "lsap_cached": 0, "kd": standard_flops_per_token(surrogate_lm, s["seq"], train=False),
-                 "salt": standard_flops_per_token(salt_lm, s["seq"], train=False)}}
+                 n: 0 if lm is None else standard_flops_per_token(lm, s["seq"], train=False) for n, lm in teacher.items()}}
     extra["surrogate"] = sur
     return objs, held, sum(nbytes.values()), extra
 
@@ -309,7 +311,8 @@ def bench_steps(dev, shape_name: str, compile_: bool, iters: int, warmup: int, r
     g = torch.Generator().manual_seed(0)
     rows = torch.randint(0, s["v_student"], (4 * s["batch"], s["seq"] + 1), generator=g).numpy().astype(np.int32)
     with tempfile.TemporaryDirectory() as tmp:
-        objs, held, teachers_bytes, extra = _objectives(dev, s, shape_name, tables, compile_, f"{tmp}/cache", rows)
+        objs, held, teachers_bytes, extra = _objectives(dev, s, shape_name, tables, compile_, f"{tmp}/cache", rows,
+                                                        student)
         sur = extra.pop("surrogate")
         dist = train.Dist()
         net = train.compiled_trunk(student, dist, compile_)
@@ -389,7 +392,7 @@ def _summarise(out: dict, per_round: list[dict], tokens: int, train_fpt: float, 
     for name, obj in objs.items():
         tok_s = float(np.median([r[name]["tok_s"] for r in per_round]))
         flops = train_fpt + obj.teacher_flops_per_token  # the cached targets are charged, not run:
-        ran = train_fpt if name == "lsap_cached" else flops  # MFU counts what the device computed
+        ran = train_fpt if std["teacher"][name] == 0 else flops  # MFU counts what the device computed
         ran_std = std["student"] + std["teacher"][name]
         out[name] = {"tok_s": tok_s, "step_ms": 1000 * tokens / tok_s,
                      "mfu_standard": tok_s * ran_std / std["peak"] if std["peak"] else None,
@@ -425,10 +428,10 @@ ASSUMED_STEP_S = {"paper": 0.25, "cpu": 0.6}  # the slowest method's step (KD: 0
 
 
 def price(shapes: str, iters: int, rounds: int, warmup: int | None = None) -> int:
-    """Seconds `run` is expected to take: its fixed cost plus every step of its five methods at the
+    """Seconds `run` is expected to take: its fixed cost plus every step of each of its methods at the
     slowest method's step time (the check refuses a part priced beyond the time left)."""
     warmup = max(2, iters // 3) if warmup is None else warmup
-    return round(SETUP_S[shapes] + 5 * (warmup + rounds * iters) * ASSUMED_STEP_S[shapes])
+    return round(SETUP_S[shapes] + len(BENCH_METHODS) * (warmup + rounds * iters) * ASSUMED_STEP_S[shapes])
 
 
 def _device_name(dev) -> str:
@@ -441,7 +444,7 @@ def summary(steps: dict) -> str:
     over = f"over {peak:g} TFLOP/s (data sheet, dense bf16)" if peak else "n/a: no data-sheet peak for this device"
     lines = [f"MFU standard: torchtitan's FLOPs {over}; measured-peak: 6N with embeddings over "
              f"{steps['matmul_peak_tflops']:.3g} TFLOP/s measured"]
-    for name in ("ce", "lsap_online", "lsap_cached", "kd", "salt"):
+    for name in BENCH_METHODS:
         m = steps.get(name)
         if not m or "tok_s" not in m:
             continue

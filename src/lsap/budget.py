@@ -41,7 +41,7 @@ def student(cfg: RunConfig, method: str, vocab_size: int, seq_len: int, selectio
         raise ValueError(f"method {method}: its fixed costs ({fixed_flops(cfg, method, selection_flops):.3g} FLOPs, "
                          f"budget_counts: everything) exceed students.budget_flops")
     return plan.make(cfg, budget, plan.model_flops_per_token(cfg["students"]["model"], vocab_size, seq_len),
-                     teacher, kind.teacher_fraction(m) if teacher else 0.0, seq_len)
+                     teacher, methods.teacher_fraction(m) if teacher else 0.0, seq_len)
 
 
 def pool_size(cfg: dict, method: str, n_data: int, p) -> int:
@@ -50,5 +50,5 @@ def pool_size(cfg: dict, method: str, n_data: int, p) -> int:
     m = cfg["methods"][method]
     if m["pool_factor"] is None:
         return n_data
-    steps = methods.DATA[m["data"]].pool_steps(m, p)
+    steps = methods.pool_steps(m, p)
     return min(n_data, math.ceil(m["pool_factor"] * steps * p.global_batch))

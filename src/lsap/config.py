@@ -183,7 +183,7 @@ def _check_run_shape(cfg: dict, source: str) -> None:
                           f"(the final checkpoint is what teachers and the tables read)")
     for method in cfg["students"]["methods"]:
         m = cfg["methods"][method]
-        if problem := methods.DATA[m["data"]].check(cfg, method, m):
+        if problem := methods.check(cfg, method, m):
             raise ConfigError(f"{source}: {problem}")
     for name in cfg["references"]:
         names = [f"{f:.2f}" for f in methods.checkpoint_fractions(cfg, name)]

@@ -240,10 +240,10 @@ def price(cfg: RunConfig) -> dict:
         m = cfg["methods"][mname]
         kind = methods.OBJECTIVES[m["objective"]]
         teacher = _teacher_shape(cfg, kind.teachers[0]) if kind.teachers else (0, 0, 0)
-        frac = kind.teacher_fraction(m) if kind.teachers else 0.0
+        frac = methods.teacher_fraction(m) if kind.teachers else 0.0
         readable = data["train"]["tokens"]
         if readable:
-            readable *= methods.DATA[m["data"]].kept_fraction(m)
+            readable *= methods.kept_fraction(m)
         scoring = 0.0
         if m["data"] != "all":
             scorers = sum(_teacher_shape(cfg, r)[0] for r in methods.DATA[m["data"]].roles)

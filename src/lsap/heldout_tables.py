@@ -108,7 +108,7 @@ def _reading(m: dict) -> str:
                 + (f" {m['proposals']} targets" if m.get("proposals", "surrogate") != "surrogate" else ""))
     if m["objective"] == "kd":
         return f"KD ratio {m['kd_ratio']:g}"
-    return methods.OBJECTIVES[m["objective"]].label(m)
+    return methods.OBJECTIVES[m["objective"]].label(methods.parse(m))
 
 
 def objective_cost(df: pd.DataFrame, surrogate: dict | None, cfg: dict) -> pd.DataFrame:

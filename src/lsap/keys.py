@@ -97,7 +97,7 @@ def selection_spec(cfg: RunConfig, method: str) -> dict:
         # teacher and the share of steps it runs on) and, for SALT_DS, its KD phase; not ω, ρ, transition
         kind = methods.OBJECTIVES[m["objective"]]
         knobs.update(plan=_student_plan(cfg), seed=cfg["seed"], objective=m["objective"],
-                     teacher_fraction=kind.teacher_fraction(m), objective_teachers=_teachers(cfg, kind.teachers))
+                     teacher_fraction=methods.teacher_fraction(m), objective_teachers=_teachers(cfg, kind.teachers))
     return {**knobs, "teachers": _teachers(cfg, sel.roles), "micro_batch": cfg["training"]["micro_batch"]}
 
 

@@ -28,7 +28,7 @@ import pkgutil
 
 from lsap.methods import objectives as _objectives
 from lsap.methods import selections as _selections
-from lsap.methods.kinds import DataKind, ObjectiveKind
+from lsap.methods.kinds import DataKind, Method, ObjectiveKind
 
 
 def _plugins(package) -> dict:
@@ -41,8 +41,45 @@ def _plugins(package) -> dict:
 
 
 OBJECTIVES: dict[str, ObjectiveKind] = _plugins(_objectives)
-DATA: dict[str, DataKind] = {"all": DataKind("all", None, (), ()), **_plugins(_selections)}
+DATA: dict[str, DataKind] = {"all": DataKind("all", None, ()), **_plugins(_selections)}
 SELECTIONS = tuple(d for d in DATA if d != "all")   # the data selections a scoring job runs for
+
+
+def parse(m: dict | Method) -> Method:
+    """A `methods:` entry as its plugins' typed knobs; a knob it leaves out takes the knob's default
+    (a validated entry has them all), one without a default fails here."""
+    if isinstance(m, Method):
+        return m
+    obj, data = OBJECTIVES[m["objective"]], DATA[m.get("data", "all")]
+    return Method(m["objective"], data.name, obj.knobs_class(**{k: m[k] for k in obj.knobs if k in m}),
+                  data.knobs_class(**{k: m[k] for k in data.knobs if k in m}) if data.knobs_class else None)
+
+
+def teacher_fraction(m: dict | Method) -> float:
+    """Share of a student's steps on which its objective's teacher runs."""
+    meth = parse(m)
+    return OBJECTIVES[meth.objective_name].teacher_fraction(meth)
+
+
+def pool_steps(m: dict | Method, plan) -> int:
+    """The steps whose batches a selection's pool is sized by."""
+    meth = parse(m)
+    return DATA[meth.data].pool_steps(meth, plan)
+
+
+def kept_fraction(m: dict | Method) -> float:
+    meth = parse(m)
+    return DATA[meth.data].kept_fraction(meth)
+
+
+def check(cfg: dict, name: str, m: dict | Method) -> str | None:
+    meth = parse(m)
+    return DATA[meth.data].check(cfg, name, meth)
+
+
+def scorer(lms, m: dict | Method):
+    meth = parse(m)
+    return DATA[meth.data].scorer(lms, meth)
 
 
 def schema_defs() -> dict:
@@ -54,7 +91,8 @@ def schema_defs() -> dict:
 
 def scoring_fraction(m: dict) -> float:
     """Which checkpoint of its scoring model a data selection reads (SALT_DS: an early one)."""
-    return DATA[m["data"]].scoring_fraction(m)
+    meth = parse(m)
+    return DATA[meth.data].scoring_fraction(meth)
 
 
 def checkpoint_fractions(cfg: dict, name: str) -> list[float]:
@@ -77,11 +115,13 @@ def teacher_roles(m: dict) -> list[str]:
 
 def label(m: dict) -> str:
     """'lsap α=0.05 anneal', 'miniplm', 'salt_ds', ...: the method's kind, for tables."""
-    return m["data"] if m["data"] != "all" else OBJECTIVES[m["objective"]].label(m)
+    meth = parse(m)
+    return meth.data if meth.data != "all" else OBJECTIVES[meth.objective_name].label(meth)
 
 
 def uses_targets_cache(m: dict) -> bool:
-    return OBJECTIVES[m["objective"]].reads_targets_cache(m)
+    meth = parse(m)
+    return OBJECTIVES[meth.objective_name].reads_targets_cache(meth)
 
 
 def build(cfg: dict, name: str, model, n_sequences: int, translation=None, targets_dir=None,
@@ -92,17 +132,17 @@ def build(cfg: dict, name: str, model, n_sequences: int, translation=None, targe
     from lsap import models
     from lsap import scores as score_files
 
-    m = cfg["methods"][name]
+    m = parse(cfg["methods"][name])
     inputs = {"translation": translation, "targets": targets_dir, "n_sequences": n_sequences, "data": data}
-    obj = OBJECTIVES[m["objective"]].build(cfg, m, model, inputs, dev or models.device())
+    obj = OBJECTIVES[m.objective_name].build(cfg, m, model, inputs, dev or models.device())
     indices, extra = None, {"method": name}
-    if m["data"] != "all":
+    if m.data != "all":
         if scores is None:
-            raise ValueError(f"method '{name}' (data: {m['data']}) needs the selection scores (--scores)")
+            raise ValueError(f"method '{name}' (data: {m.data}) needs the selection scores (--scores)")
         score_arr, pool, info = score_files.load_scores(scores)
         extra["selection_flops"] = info["flops"]
         if len(score_arr) != len(pool) or (len(pool) and pool.max() >= n_sequences):
             raise ValueError(f"{scores} does not score this shard's sequences: rerun the selection rule")
         extra["selection_pool"] = len(pool)
-        indices = DATA[m["data"]].indices(obj, score_arr, pool, n_sequences, m, extra)
+        indices = DATA[m.data].indices(obj, score_arr, pool, n_sequences, m, extra)
     return obj, indices, extra

@@ -34,19 +34,30 @@ def knobs_reading(knobs_class, job: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class Method:
+    """One `methods:` entry of a config, parsed into its plugins' typed knobs: what every plugin
+    callable receives (never the config's dict). `objective` holds the objective's Knobs,
+    `selection` the data selection's (None for data: all)."""
+    objective_name: str
+    data: str
+    objective: object
+    selection: object | None = None
+
+
+@dataclass(frozen=True)
 class ObjectiveKind:
     name: str
     knobs_class: type                # a frozen dataclass: every knob of this objective (its job key reads all)
     teachers: tuple[str, ...]        # students.teachers roles it runs during training
     translation: bool                # needs the Σ∩ tables (a teacher with another tokenizer)
     summary_keys: tuple[str, ...]    # per-step quantities its runs log (averaged into the summary)
-    label: Callable[[dict], str]     # what a method is, whatever the config calls it
-    teacher_fraction: Callable[[dict], float]  # share of the steps on which its teacher runs
-    build: Callable                  # (cfg, method entry, model, run inputs, device) -> Objective
+    label: Callable[[Method], str]   # what a method is, whatever the config calls it
+    teacher_fraction: Callable[[Method], float]  # share of the steps on which its teacher runs
+    build: Callable                  # (cfg, Method, model, run inputs, device) -> Objective
     # knobs added after runs were finished, at the value that reproduces those runs: left out of the
     # key there, so a new knob does not retrain what it cannot change
     key_defaults: dict = field(default_factory=dict)
-    reads_targets_cache: Callable[[dict], bool] = lambda m: False   # the targets stage's cache
+    reads_targets_cache: Callable[[Method], bool] = lambda m: False   # the targets stage's cache
     table_fields: tuple[str, ...] = ()   # knobs the tables show as columns (e.g. alpha)
 
     @property
@@ -63,14 +74,14 @@ class DataKind:
     knobs_class: type | None         # the selection's own knobs (None: all sequences)
     roles: tuple[str, ...]           # students.teachers roles that score the data
     objective: str | None = None     # the one objective it pairs with (miniplm: ce; salt_ds: salt)
-    # (models loaded for its roles, method entry) -> (model, score function) for lsap.selection
+    # (models loaded for its roles, Method) -> (model, score function) for lsap.selection
     scorer: Callable | None = None
-    # (objective, scores, pool, n_sequences, method entry) -> indices the student reads
+    # (objective, scores, pool, n_sequences, Method, summary extras) -> indices the student reads
     indices: Callable | None = None
     pool_steps: Callable = lambda m, plan: plan.steps   # the steps whose batches its pool is sized by
     kept_fraction: Callable = lambda m: 1.0             # share of its pool the student reads
     scoring_fraction: Callable = lambda m: 1.0          # which checkpoint of its scorers it reads
-    # (config, method name, method entry) -> what is wrong with this method in this config, or None
+    # (config, method name, Method) -> what is wrong with this method in this config, or None
     check: Callable = lambda cfg, name, m: None
 
     @property

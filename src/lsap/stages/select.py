@@ -24,7 +24,7 @@ def select_job(cfg: dict, method: str, tokenizer_dir, shards_dir, out, part: int
     lms = [models.load_pretrained(s) for s in specs]
     # the models' identity: every part of one gather must have scored with the same checkpoints
     ident = [sha256_file(Path(s["id"]) / "model.safetensors") if Path(s.get("id", "")).is_dir() else s for s in specs]
-    model, score_fn = methods.DATA[m["data"]].scorer(lms, m)
+    model, score_fn = methods.scorer(lms, m)
     n_vocab = len(vocab.load(tokenizer_dir))
     data = shards.open_shard(shards_dir, "train", tokenizer=vocab.fingerprint(tokenizer_dir), verify=False)
     which = None

@@ -20,9 +20,10 @@ def build(cfg, m, model, inputs, dev):
     from lsap import objectives
     from lsap.methods.objectives import surrogate_teacher
 
+    k = m.objective
     sur = surrogate_teacher.load(cfg, m, inputs, dev)
-    teacher = objectives.dense_teacher(sur.logits, log_q=objectives.sigma_log_q(sur.s_to_b, m["kd_outside_sigma"]))
-    return objectives.TeacherKD(teacher, m["kd_ratio"], sur.flops_per_token, name="kd")
+    teacher = objectives.dense_teacher(sur.logits, log_q=objectives.sigma_log_q(sur.s_to_b, k.kd_outside_sigma))
+    return objectives.TeacherKD(teacher, k.kd_ratio, sur.flops_per_token, name="kd")
 
 
 KIND = ObjectiveKind(NAME, Knobs, teachers=("surrogate",), translation=True, summary_keys=("kl",),

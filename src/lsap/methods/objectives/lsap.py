@@ -38,12 +38,13 @@ class Knobs:
                         enum=["online", "cached"])
 
 
-def label(m: dict) -> str:
-    variant = {"unigram": " random targets", "uniform": " uniform mass"}.get(m.get("proposals", "surrogate"), "")
-    return (f"lsap α={m['alpha']:g}" + (" anneal" if m["lambda_schedule"] == "cosine" else "")
-            + (f" λ={m['lambda_scale']:g}" if m.get("lambda_scale", 1.0) != 1.0 else "") + variant
-            + (" all-positions" if m.get("aux_positions", "shared_target") == "all" else "")
-            + (f" {m['normaliser']}" if m.get("normaliser", "total_targets") != "total_targets" else ""))
+def label(m) -> str:
+    k = m.objective
+    variant = {"unigram": " random targets", "uniform": " uniform mass"}.get(k.proposals, "")
+    return (f"lsap α={k.alpha:g}" + (" anneal" if k.lambda_schedule == "cosine" else "")
+            + (f" λ={k.lambda_scale:g}" if k.lambda_scale != 1.0 else "") + variant
+            + (" all-positions" if k.aux_positions == "all" else "")
+            + (f" {k.normaliser}" if k.normaliser != "total_targets" else ""))
 
 
 def build(cfg, m, model, inputs, dev):
@@ -52,20 +53,21 @@ def build(cfg, m, model, inputs, dev):
     from lsap import objectives, shards, vocab
     from lsap.methods.objectives import surrogate_teacher
 
-    if m["targets"] == "cached":
+    k = m.objective
+    if k.targets == "cached":
         candidates, fpt = surrogate_teacher.cached_candidates(cfg, m, inputs)
     else:
         sur = surrogate_teacher.load(cfg, m, inputs, dev)
         candidates = lambda x, tgt, seq_ids: sur.candidates(x, tgt)  # noqa: E731
         fpt = sur.flops_per_token
     shared = unigram = None
-    if m["aux_positions"] == "shared_target":  # the student ids that have a surrogate counterpart
-        shared = torch.from_numpy(vocab.load_translation(inputs["translation"])[0] != vocab.NOT_IN_SURROGATE)
-    if m["proposals"] != "surrogate":
+    if k.aux_positions == "shared_target":  # the student ids that have a surrogate counterpart
+        shared = torch.from_numpy(surrogate_teacher.tables(inputs)[0] != vocab.NOT_IN_SURROGATE)
+    if k.proposals != "surrogate":
         counts = shards.unigram_counts(inputs["data"])
         unigram = torch.from_numpy(counts / counts.sum())
-    return objectives.LSAP(candidates, m["alpha"], m["normaliser"], m["lambda_schedule"] == "cosine",
-                           teacher_flops_per_token=fpt, lambda_scale=m["lambda_scale"], proposals=m["proposals"],
+    return objectives.LSAP(candidates, k.alpha, k.normaliser, k.lambda_schedule == "cosine",
+                           teacher_flops_per_token=fpt, lambda_scale=k.lambda_scale, proposals=k.proposals,
                            shared_target=shared, unigram=unigram)
 
 
@@ -74,4 +76,4 @@ KIND = ObjectiveKind(
     summary_keys=("targets_per_pos", "aux_nll", "pos_with_targets", "student_top_in_targets"),
     label=label, teacher_fraction=lambda m: 1.0, build=build,
     key_defaults={"lambda_scale": 1.0, "aux_positions": "all", "proposals": "surrogate"},
-    reads_targets_cache=lambda m: m["targets"] == "cached", table_fields=("alpha",))
+    reads_targets_cache=lambda m: m.objective.targets == "cached", table_fields=("alpha",))

@@ -23,7 +23,9 @@ def build(cfg, m, model, inputs, dev):
 
     from lsap import models, objectives
 
-    t = models.load_pretrained(models.resolve(cfg, cfg["students"]["teachers"]["salt_teacher"]), dev)
+    t = inputs.get("salt_teacher")   # built by the caller (the bench), else the run's trained teacher
+    if t is None:
+        t = models.load_pretrained(models.resolve(cfg, cfg["students"]["teachers"]["salt_teacher"]), dev)
     student_vocab = model.get_output_embeddings().weight.shape[0]
     if t.get_output_embeddings().weight.shape[0] != student_vocab:
         raise ValueError(f"SALT's teacher has {t.get_output_embeddings().weight.shape[0]} logits, the "
@@ -33,9 +35,10 @@ def build(cfg, m, model, inputs, dev):
     def logits(x):
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
             return t(input_ids=x).logits
-    return objectives.TeacherKD(objectives.dense_teacher(logits, rho=m["rho"]), m["omega"],
-                                models.forward_flops_per_token(t), m["kd_steps_frac"], m["transition"], name="salt")
+    k = m.objective
+    return objectives.TeacherKD(objectives.dense_teacher(logits, rho=k.rho), k.omega,
+                                models.forward_flops_per_token(t), k.kd_steps_frac, k.transition, name="salt")
 
 
 KIND = ObjectiveKind(NAME, Knobs, teachers=("salt_teacher",), translation=False, summary_keys=("kl",),
-                     label=lambda m: "salt", teacher_fraction=lambda m: m["kd_steps_frac"], build=build)
+                     label=lambda m: "salt", teacher_fraction=lambda m: m.objective.kd_steps_frac, build=build)

@@ -66,10 +66,10 @@ def build(cfg, m, model, inputs, dev):
     from lsap.methods.objectives import surrogate_teacher
 
     candidates, fpt = surrogate_teacher.cached_candidates(cfg, m, inputs)
-    return objective_class()(candidates, m["alpha"], m["lambda_scale"], fpt)
+    return objective_class()(candidates, m.objective.alpha, m.objective.lambda_scale, fpt)
 
 
 KIND = ObjectiveKind(
     NAME, Knobs, teachers=("surrogate",), translation=True, summary_keys=("aux_nll", "aux_weight_per_pos"),
-    label=lambda m: "sparse kd" + (f" α={m['alpha']:g}" if m["alpha"] else f" top-{m['top_k']}"),
+    label=lambda m: "sparse kd" + (f" α={m.objective.alpha:g}" if m.objective.alpha else f" top-{m.objective.top_k}"),
     teacher_fraction=lambda m: 1.0, build=build, reads_targets_cache=lambda m: True)

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 
 def load(cfg, m, inputs, dev):
+    """The surrogate of the run's config, or the one the caller built (`inputs["surrogate"]`: the bench)."""
     from lsap import models
     from lsap.surrogate import Surrogate
 
+    if inputs.get("surrogate") is not None:
+        return inputs["surrogate"]
     if inputs.get("translation") is None:
-        raise ValueError(f"objective '{m['objective']}' needs the translation tables (--translation)")
+        raise ValueError(f"objective '{m.objective_name}' needs the translation tables (--translation)")
+    # KD reads the full distribution: top_k and probabilities are LSAP's (1 and the surrogate's own otherwise)
     return Surrogate.load(models.resolve(cfg, cfg["students"]["teachers"]["surrogate"]), inputs["translation"],
-                          m.get("top_k", 1), m.get("probabilities", "surrogate"), dev,
+                          getattr(m.objective, "top_k", 1), getattr(m.objective, "probabilities", "surrogate"), dev,
                           compile_=bool(cfg["training"].get("compile")))
 
 
@@ -21,8 +25,17 @@ def cached_candidates(cfg, m, inputs):
     from lsap import plan
     from lsap.surrogate import CachedCandidates
 
+    if inputs.get("candidates") is not None:   # the caller's (the bench: a cache of its own rows)
+        return inputs["candidates"]
     if inputs.get("targets") is None:
-        raise ValueError(f"objective '{m['objective']}' with the targets cache needs it (--targets)")
-    cache = CachedCandidates(inputs["targets"], m["top_k"], m["probabilities"], inputs["n_sequences"])
+        raise ValueError(f"objective '{m.objective_name}' with the targets cache needs it (--targets)")
+    cache = CachedCandidates(inputs["targets"], m.objective.top_k, m.objective.probabilities, inputs["n_sequences"])
     return (lambda x, tgt, seq_ids: cache(seq_ids, x.device),
             plan.source_flops_per_token(cfg, cfg["students"]["teachers"]["surrogate"]))
+
+
+def tables(inputs) -> tuple:
+    """The Σ∩ tables (student -> surrogate, surrogate -> student): the caller's, or the run's file."""
+    from lsap import vocab
+
+    return inputs["tables"] if inputs.get("tables") is not None else vocab.load_translation(inputs["translation"])

@@ -31,10 +31,10 @@ def scorer(lms, m):
 def indices(objective, scores, pool, n_sequences, m, extra):
     from lsap.selection import select_top
 
-    chosen = pool[select_top(scores, m["keep_frac"])]
+    chosen = pool[select_top(scores, m.selection.keep_frac)]
     extra["selected_sequences"] = len(chosen)
     return chosen
 
 
 KIND = DataKind(NAME, Knobs, roles=("miniplm_reference", "miniplm_teacher"), objective="ce", scorer=scorer,
-                indices=indices, kept_fraction=lambda m: m["keep_frac"])
+                indices=indices, kept_fraction=lambda m: m.selection.keep_frac)

@@ -30,7 +30,7 @@ class Knobs:
 def scorer(lms, m):
     from lsap.selection import salt_ds_score
 
-    return lms[0], salt_ds_score(m["ds_top_k"], m["ds_zeros"])
+    return lms[0], salt_ds_score(m.selection.ds_top_k, m.selection.ds_zeros)
 
 
 def indices(objective, scores, pool, n_sequences, m, extra):
@@ -52,13 +52,13 @@ def indices(objective, scores, pool, n_sequences, m, extra):
 
 
 def check(cfg, name, m):
-    src = cfg["students"]["teachers"].get("salt_teacher", {})
-    if src.get("kind") != "trained" and m["ds_checkpoint_frac"] != 1.0:
-        return (f"methods.{name}.ds_checkpoint_frac {m['ds_checkpoint_frac']}: the SALT teacher is a "
+    src, frac = cfg["students"]["teachers"].get("salt_teacher", {}), m.selection.ds_checkpoint_frac
+    if src.get("kind") != "trained" and frac != 1.0:
+        return (f"methods.{name}.ds_checkpoint_frac {frac}: the SALT teacher is a "
                 f"{src.get('kind')} model with no early checkpoint: set ds_checkpoint_frac: 1.0")
     return None
 
 
 KIND = DataKind(NAME, Knobs, roles=("salt_teacher",), objective="salt", scorer=scorer, indices=indices,
-                pool_steps=lambda m, plan: round(m["kd_steps_frac"] * plan.steps),
-                scoring_fraction=lambda m: m.get("ds_checkpoint_frac", 1.0), check=check)
+                pool_steps=lambda m, plan: round(m.objective.kd_steps_frac * plan.steps),
+                scoring_fraction=lambda m: m.selection.ds_checkpoint_frac, check=check)
