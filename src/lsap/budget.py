@@ -6,7 +6,9 @@ lsap.plan below both holds the method-free arithmetic (steps, batch, FLOPs per t
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 
 from lsap import methods, plan
 from lsap.config_types import RunConfig
@@ -20,33 +22,86 @@ def trained_models_flops(cfg: RunConfig, method: str) -> float:
                      for r in methods.teacher_roles(cfg["methods"][method]) if teachers[r]["kind"] == "trained"))
 
 
-def fixed_flops(cfg: RunConfig, method: str, selection_flops: float = 0.0) -> float:
-    """What the matched budget pays for besides the run's steps (students.budget_counts)."""
-    if cfg["students"]["budget_counts"] == "papers":
-        return 0.0
-    return trained_models_flops(cfg, method) + selection_flops
+@dataclass(frozen=True)
+class Budget:
+    """A training run's budget, computed once: what the matched FLOPs pay for besides the steps,
+    and the plan of steps they buy. The train stage hands it to the loop (whose guard refuses to
+    train another number of steps), the targets and select stages size their data with it, the
+    forecast prices it, and the summary's compute ledger is its `ledger()`."""
+    matched_flops: float        # students.budget_flops (a reference: its own budget_flops)
+    trained_models_flops: float  # the models this run trained for the method (charged under `everything`)
+    selection_flops: float      # its data selection's scoring
+    budget_counts: str          # students.budget_counts
+    plan: plan.RunPlan
+
+    @property
+    def fixed_flops(self) -> float:
+        """What comes off the matched budget before the steps (budget_counts: everything)."""
+        return 0.0 if self.budget_counts == "papers" else self.trained_models_flops + self.selection_flops
+
+    @property
+    def training_flops(self) -> float:
+        """What the loop spends: the steps and the teacher's inference on them."""
+        return self.matched_flops - self.fixed_flops
+
+    @property
+    def training_flops_spent(self) -> float:
+        """What the plan's whole steps spend (≤ training_flops: the steps are whole)."""
+        p = self.plan
+        return p.tokens * (p.train_flops_per_token + p.teacher_flops_per_token * p.teacher_fraction)
+
+    @property
+    def steps(self) -> int:
+        return self.plan.steps
+
+    @property
+    def tokens(self) -> int:
+        return self.plan.tokens
+
+    @property
+    def global_batch(self) -> int:
+        return self.plan.global_batch
+
+    def ledger(self) -> dict:
+        """Every cost of the run, charged to the matched budget or not (the summary's fields)."""
+        p = self.plan
+        train = p.tokens * p.train_flops_per_token
+        return {"matched_budget_flops": self.matched_flops, "budget_counts": self.budget_counts,
+                "training_flops": train, "teacher_inference_flops": p.tokens * p.teacher_flops_per_token
+                * p.teacher_fraction, "trained_models_flops": self.trained_models_flops,
+                "selection_flops": self.selection_flops}
 
 
 def student(cfg: RunConfig, method: str, vocab_size: int, seq_len: int, selection_flops: float = 0.0,
-            teacher_flops_per_token: int | None = None) -> plan.RunPlan:
-    """The plan of a student run of `method`: its teacher's FLOPs are charged on its active steps;
+            teacher_flops_per_token: int | None = None) -> Budget:
+    """The budget of a student run of `method`: its teacher's FLOPs are charged on its active steps;
     under `budget_counts: everything` its fixed costs come off the budget first. The teacher's
     FLOPs per token are read from its config unless given (the forecast, before it is trained)."""
     m = cfg["methods"][method]
     kind = methods.OBJECTIVES[m["objective"]]
     teacher = 0 if not kind.teachers else teacher_flops_per_token if teacher_flops_per_token is not None \
         else plan.source_flops_per_token(cfg, cfg["students"]["teachers"][kind.teachers[0]])
-    budget = cfg["students"]["budget_flops"] - fixed_flops(cfg, method, selection_flops)
-    if budget <= 0:
-        raise ValueError(f"method {method}: its fixed costs ({fixed_flops(cfg, method, selection_flops):.3g} FLOPs, "
+    s = cfg["students"]
+    b = Budget(s["budget_flops"], trained_models_flops(cfg, method), selection_flops, s["budget_counts"],
+               plan.RunPlan(0, 0, seq_len, 0, 0, 0.0))
+    if b.training_flops <= 0:
+        raise ValueError(f"method {method}: its fixed costs ({b.fixed_flops:.3g} FLOPs, "
                          f"budget_counts: everything) exceed students.budget_flops")
-    return plan.make(cfg, budget, plan.model_flops_per_token(cfg["students"]["model"], vocab_size, seq_len),
-                     teacher, methods.teacher_fraction(m) if teacher else 0.0, seq_len)
+    run = plan.make(cfg, b.training_flops, plan.model_flops_per_token(s["model"], vocab_size, seq_len),
+                    teacher, methods.teacher_fraction(m) if teacher else 0.0, seq_len)
+    return dataclasses.replace(b, plan=run)
+
+
+def reference(cfg: RunConfig, name: str, vocab_size: int, seq_len: int) -> Budget:
+    """The budget of a model this run trains for a method (a `references` entry): CE, no teacher."""
+    ref = cfg["references"][name]
+    return Budget(ref["budget_flops"], 0.0, 0.0, "papers", plan.make(
+        cfg, ref["budget_flops"], plan.model_flops_per_token(ref["model"], vocab_size, seq_len), 0, 0.0, seq_len))
 
 
 def pool_size(cfg: dict, method: str, n_data: int, p) -> int:
     """Sequences a selection scores: all of them, or pool_factor × what the run draws (MiniPLM:
-    every step's batch; SALT_DS: its KD phase's), `p` being the student's RunPlan."""
+    every step's batch; SALT_DS: its KD phase's), `p` being the student's Budget (or RunPlan)."""
     m = cfg["methods"][method]
     if m["pool_factor"] is None:
         return n_data

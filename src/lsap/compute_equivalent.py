@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lsap import stats
+from lsap import methods, stats
 from lsap.results import final
 
 
@@ -19,7 +19,7 @@ def compute_multiplier(df: pd.DataFrame, method: str, col: str = "bpb_mean", low
     budgets trained on its own would do better, so the ratio is an upper bound. When any seed is off
     CE's curve there is no ratio: a mean over the other seeds would drop the best (or worst) ones."""
     fin, logs, beyond = final(df), [], 0
-    for seed, g in df[df.method == "ce"].groupby("seed"):
+    for seed, g in df[df.method == methods.BASELINE].groupby("seed"):
         m = fin[(fin.method == method) & (fin.seed == seed)]
         if m.empty or len(g) < 2:
             continue
@@ -46,7 +46,7 @@ def compute_multiplier(df: pd.DataFrame, method: str, col: str = "bpb_mean", low
 def effective_compute(df: pd.DataFrame) -> pd.DataFrame:
     """Every method's final bits per byte as a multiple of CE's compute (compute_multiplier)."""
     out = []
-    for name in [m for m in final(df).method.unique() if m != "ce"]:
+    for name in [m for m in final(df).method.unique() if m != methods.BASELINE]:
         r = compute_multiplier(df, name)
         ratio = (f"n/a: {r['beyond_curve']} seed(s) off CE's curve" if r["beyond_curve"] else "n/a") \
             if np.isnan(r["ratio"]) else (f"{r['ratio']:.2f}×" + (

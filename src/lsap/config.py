@@ -108,8 +108,8 @@ def _check_consistency(cfg: dict, source: str) -> None:
             raise ConfigError(f"{source}: method '{name}' needs students.teachers.{missing[0]} "
                               f"(a {{kind: trained|pretrained|hub, ...}} model source)")
     primary = cfg["students"]["primary_contrast"]
-    if primary is not None and (primary not in cfg["students"]["methods"] or primary == "ce"
-                                or "ce" not in cfg["students"]["methods"]):
+    if primary is not None and (primary not in cfg["students"]["methods"] or primary == methods.BASELINE
+                                or methods.BASELINE not in cfg["students"]["methods"]):
         raise ConfigError(f"{source}: students.primary_contrast: '{primary}' must be one of students.methods other "
                           f"than ce, and ce must be trained too (it is the comparison's baseline)")
     s = cfg["corpus"]["splits"]

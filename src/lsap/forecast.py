@@ -127,7 +127,7 @@ def _teacher_shape(cfg: RunConfig, role: str) -> tuple[int, int, int]:
     if src["kind"] == "trained":
         ref = cfg["references"][src["name"]]
         v = vocab_size(cfg, ref["tokenizer"])
-        fpt = plan.model_flops_per_token(ref["model"], v, cfg["shards"]["seq_len"]) // 3
+        fpt = plan.forward_flops_per_token(ref["model"], v, cfg["shards"]["seq_len"])
         return fpt, fpt // 2, v
     from lsap import models
 
@@ -139,7 +139,7 @@ def _teacher_shape(cfg: RunConfig, role: str) -> tuple[int, int, int]:
 def _table1_fpt(cfg: RunConfig, m: dict) -> int:
     if m["kind"] == "trained":
         ref = cfg["references"][m["name"]]
-        return plan.model_flops_per_token(ref["model"], vocab_size(cfg, ref["tokenizer"]), cfg["shards"]["seq_len"]) // 3
+        return plan.forward_flops_per_token(ref["model"], vocab_size(cfg, ref["tokenizer"]), cfg["shards"]["seq_len"])
     return plan.source_flops_per_token(cfg, m)
 
 
@@ -201,13 +201,14 @@ def price(cfg: RunConfig) -> dict:
     jobs += [_row("corpus_part", part_name(p), tokens=n, disk_gb=n * text_bpt / 1e9 if n else None,
                   slurm=slurm_resources("corpus_part", cfg, profile)) for p, n in enumerate(per_part)]
 
-    def training_job(job, label, spec, vocab_n, budget, split_tokens, teacher=(0, 0, 0), frac=0.0, fixed=0.0):
-        fpt = plan.model_flops_per_token(spec, vocab_n, seq)
-        p = plan.make(cfg, budget - fixed, fpt, teacher[0], frac, seq)
+    def training_job(job, label, spec, run, split_tokens, teacher=(0, 0, 0)):
+        """One training job's row, from its budget record (lsap.budget: what the job itself trains)."""
+        p = run.plan
+        fpt, flops = p.train_flops_per_token, run.training_flops_spent
         epochs = p.tokens / split_tokens if split_tokens else None
-        hours = p.steps * p.tokens_per_step * (fpt + teacher[0] * frac) / rate / 3600
+        hours = flops / rate / 3600
         res = slurm_resources(job, cfg, profile)
-        row = _row(job, label, steps=p.steps, tokens=p.tokens, flops=p.steps * p.tokens_per_step * (fpt + teacher[0] * frac),
+        row = _row(job, label, steps=p.steps, tokens=p.tokens, flops=flops,
                    epochs=epochs, gpu_hours=hours, memory_gb=memory_gb(spec, fpt // 6, cfg, teacher[1], teacher[2]),
                    disk_gb=fpt // 6 * (CHECKPOINT_BYTES["gpu" if c["gpus"] else "cpu"]
                                        * len(cfg["training"]["checkpoint_fractions"]) + RESUME_BYTES)
@@ -233,14 +234,13 @@ def price(cfg: RunConfig) -> dict:
         return row, p
 
     for name, ref in cfg["references"].items():
-        training_job("reference_model", name, ref["model"], vocab_size(cfg, ref["tokenizer"]), ref["budget_flops"],
-                     data[ref["split"]]["tokens"])
+        training_job("reference_model", name, ref["model"], budget.reference(cfg, name, vocab_size(cfg, ref["tokenizer"]),
+                                                                             seq), data[ref["split"]]["tokens"])
     s = cfg["students"]
     for mname in s["methods"]:
         m = cfg["methods"][mname]
         kind = methods.OBJECTIVES[m["objective"]]
         teacher = _teacher_shape(cfg, kind.teachers[0]) if kind.teachers else (0, 0, 0)
-        frac = methods.teacher_fraction(m) if kind.teachers else 0.0
         readable = data["train"]["tokens"]
         if readable:
             readable *= methods.kept_fraction(m)
@@ -261,17 +261,16 @@ def price(cfg: RunConfig) -> dict:
                           gpu_hours=p0.tokens * teacher[0] / rate / 3600,
                           memory_gb=memory_gb(None, 0, cfg, teacher[1], teacher[2]),
                           slurm=slurm_resources("targets", cfg, profile)) for seed in s["seeds"]]
+        run = budget.student(cfg, mname, v_student, seq, scoring, teacher_flops_per_token=teacher[0])
         for seed in s["seeds"]:
-            row, p = training_job("student", f"{mname}-s{seed}", s["model"], v_student, s["budget_flops"], readable,
-                                  teacher, frac, fixed=budget.fixed_flops(cfg, mname, scoring))
-            row["ledger"] = {"training": p.steps * p.tokens_per_step * p.train_flops_per_token,
-                             "teacher_inference": row["flops"] - p.steps * p.tokens_per_step * p.train_flops_per_token,
-                             "selection": scoring,
-                             "trained_models": budget.trained_models_flops(cfg, mname)}
+            row, _ = training_job("student", f"{mname}-s{seed}", s["model"], run, readable, teacher)
+            ledger = run.ledger()
+            row["ledger"] = {k: ledger[f"{k}_flops"] for k in ("training", "teacher_inference", "selection",
+                                                                 "trained_models")}
     # evaluation: bits per byte on every domain at every checkpoint (lm-eval's benchmarks come on top)
     e, n_ckpt = cfg["evaluation"], len(cfg["training"]["checkpoint_fractions"])
     eval_tokens = (e["bpb_max_bytes"] or 0) * len(cfg["corpus"]["domains"]) / text_bpt * n_ckpt
-    student_fpt = plan.model_flops_per_token(s["model"], v_student, seq) // 3
+    student_fpt = plan.forward_flops_per_token(s["model"], v_student, seq)
     jobs += [_row("evaluate", f"{mname}-s{seed}", tokens=eval_tokens, flops=eval_tokens * student_fpt,
                   gpu_hours=eval_tokens * student_fpt / rate / 3600, slurm=slurm_resources("evaluate", cfg, profile))
              for mname in s["methods"] for seed in s["seeds"]]

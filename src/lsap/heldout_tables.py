@@ -43,7 +43,7 @@ def heldout(df: pd.DataFrame, lines: dict, domains: list[str], surrogate: dict |
                     "top-5 %": 100 * np.mean([d[dom]["top5"] for dom in domains]), "T": np.nan, "seeds": np.nan})
         out.append(row)
     fin = final(df)
-    for name in ["ce"] + [m for m in fin.method.unique() if m != "ce"]:
+    for name in [methods.BASELINE] + [m for m in fin.method.unique() if m != methods.BASELINE]:
         g = fin[fin.method == name]
         if g.empty:
             continue
@@ -85,7 +85,7 @@ def probe(df: pd.DataFrame, lines: dict, surrogate: dict | None, primary: str | 
             out.append({"Model": name, **{f"{t} %": 100 * src[t]["acc"] if t in src and src[t]["acc"] is not None
                                           else np.nan for t in tasks}, "items": max(src[t]["n"] for t in tasks if t in src)})
     cs = {t: contrasts(fin, t, primary_on(df, t, primary)) for t in tasks}
-    for name in ["ce"] + [m for m in fin.method.unique() if m != "ce"]:
+    for name in [methods.BASELINE] + [m for m in fin.method.unique() if m != methods.BASELINE]:
         g = fin[fin.method == name]
         row = {"Model": name, **{f"{t} %": g[t].mean() for t in tasks}}
         for t in tasks:
@@ -120,7 +120,7 @@ def objective_cost(df: pd.DataFrame, surrogate: dict | None, cfg: dict) -> pd.Da
     fin = final(df)
     bpb = contrasts(fin, "bpb_mean", primary_on(df, "bpb_mean", cfg["students"]["primary_contrast"]))
     out = []
-    for name in ["ce"] + [m for m in fin.method.unique() if m != "ce"]:
+    for name in [methods.BASELINE] + [m for m in fin.method.unique() if m != methods.BASELINE]:
         per = surrogate["predicted_cost_bpb"].get(name) or {}
         vals = [v for v in per.values() if v is not None]
         pred = float(np.mean(vals)) if vals and len(vals) == len(per) else np.nan

@@ -84,6 +84,12 @@ def model_flops_per_token(spec: dict, vocab_size: int, seq_len: int) -> int:
         return models.train_flops_per_token(models.build(spec, vocab_size, seq_len, seed=0))
 
 
+def forward_flops_per_token(spec: dict, vocab_size: int, seq_len: int) -> int:
+    """2·N of a model built from a size spec: one forward per token (a trained teacher's inference,
+    an evaluation), a third of the training count 6·N. The one place this conversion is made."""
+    return model_flops_per_token(spec, vocab_size, seq_len) // 3
+
+
 def source_flops_per_token(cfg: RunConfig, source: dict) -> int:
     """2·N per token of a frozen teacher (a students.teachers source), from its HF config alone."""
     import torch

@@ -214,13 +214,13 @@ def by_seed(fin: pd.DataFrame, method: str, col: str) -> dict:
 
 def vs_ce(fin: pd.DataFrame, method: str, col: str) -> stats.Interval:
     """method − CE on `col`, paired by seed, with its 95 % t-interval over seeds."""
-    return stats.paired(by_seed(fin, method, col), by_seed(fin, "ce", col))
+    return stats.paired(by_seed(fin, method, col), by_seed(fin, methods.BASELINE, col))
 
 
 def contrasts(fin: pd.DataFrame, col: str, primary: str | None) -> dict:
     """{method: stats.Contrast of method − CE on `col`} from the pooled method + seed model of every
     method at once (the primary contrast alone, the others Holm-adjusted)."""
-    return stats.pooled_contrasts({m: by_seed(fin, m, col) for m in fin.method.unique()}, "ce", primary)
+    return stats.pooled_contrasts({m: by_seed(fin, m, col) for m in fin.method.unique()}, methods.BASELINE, primary)
 
 
 def _p(c: stats.Contrast) -> str:
@@ -305,7 +305,7 @@ def at_chance(g: pd.DataFrame, col: str = "avg") -> bool:
 
 
 def score_verdict(fin: pd.DataFrame, name: str, c: stats.Contrast, col: str = "avg") -> str:
-    if at_chance(fin[fin.method == "ce"], col) or at_chance(fin[fin.method == name], col):
+    if at_chance(fin[fin.method == methods.BASELINE], col) or at_chance(fin[fin.method == name], col):
         return "n/a (at chance)"
     return c.verdict(lower_is_better=False)
 
@@ -319,7 +319,7 @@ def head_to_head(df: pd.DataFrame, domains: list[str], primary: str | None = Non
     the best α on the held-out split it is reported on would bias it; only the config's
     pre-registered primary contrast is tested alone."""
     fin = final(df)
-    order = ["ce"] + [m for m in fin.method.unique() if m != "ce"]
+    order = [methods.BASELINE] + [m for m in fin.method.unique() if m != methods.BASELINE]
     bpb = contrasts(fin, "bpb_mean", primary_on(df, "bpb_mean", primary))
     out = []
     for name in order:

@@ -40,6 +40,10 @@ def _plugins(package) -> dict:
     return found
 
 
+# the config's method every contrast is measured against (named once: the tables, the statistics,
+# the sweep's order and the config's checks read it here)
+BASELINE = "ce"
+
 OBJECTIVES: dict[str, ObjectiveKind] = _plugins(_objectives)
 DATA: dict[str, DataKind] = {"all": DataKind("all", None, ()), **_plugins(_selections)}
 SELECTIONS = tuple(d for d in DATA if d != "all")   # the data selections a scoring job runs for

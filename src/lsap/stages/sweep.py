@@ -19,7 +19,7 @@ import os
 import time
 from pathlib import Path
 
-from lsap import inputs, keys, layout
+from lsap import inputs, keys, layout, methods
 
 # seconds per pair on the GPU machine beyond the student's compute (`lsap plan` at compute.mfu):
 # the model built, the surrogate moved to the GPU, the checkpoints written (assumed, not measured)
@@ -33,7 +33,7 @@ ARCHIVE_S = 2.0  # the results archive rewritten after each pair
 def order(cfg: dict) -> list[tuple[str, int]]:
     """(method, seed) pairs: CE and the pre-registered contrast seed by seed, then the rest."""
     s = cfg["students"]
-    head = [m for m in dict.fromkeys(["ce", s.get("primary_contrast")]) if m in s["methods"]]
+    head = [m for m in dict.fromkeys([methods.BASELINE, s.get("primary_contrast")]) if m in s["methods"]]
     return ([(m, seed) for seed in s["seeds"] for m in head]
             + [(m, seed) for m in s["methods"] if m not in head for seed in s["seeds"]])
 

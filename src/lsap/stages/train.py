@@ -12,6 +12,9 @@ from lsap.config_types import RunConfig
 from lsap.shards import Shard
 from lsap.train import Dist, TrainingError, train
 
+# the ledger fields a student's summary carries (its training and teacher FLOPs the loop counts itself)
+LEDGER = ("matched_budget_flops", "budget_counts", "trained_models_flops", "selection_flops")
+
 
 def run_job(cfg: RunConfig, role: str, tokenizer_dir, shards_dir, out, key: str, method: str | None = None,
             seed: int = 0, split: str = "train", translation=None, targets=None, scores=None) -> dict:
@@ -31,22 +34,21 @@ def run_job(cfg: RunConfig, role: str, tokenizer_dir, shards_dir, out, key: str,
         model = models.build(cfg["students"]["model"], len(tok), data.seq_len, seed=seed)
         objective, indices, extra = methods.build(cfg, method, model, len(data), translation, targets, scores,
                                                    data=data)
-        p = budget.student(cfg, method, len(tok), data.seq_len, extra.get("selection_flops", 0.0))
-        fixed = budget.fixed_flops(cfg, method, extra.get("selection_flops", 0.0))
-        budget_flops, expected = cfg["students"]["budget_flops"] - fixed, p.steps
+        run = budget.student(cfg, method, len(tok), data.seq_len, extra.get("selection_flops", 0.0))
         # the compute ledger: every cost of this run, charged to the matched budget or not
-        extra.update(matched_budget_flops=cfg["students"]["budget_flops"], budget_counts=cfg["students"]["budget_counts"],
-                     trained_models_flops=budget.trained_models_flops(cfg, method),
-                     selection_flops=extra.get("selection_flops", 0.0))
+        extra.update({k: v for k, v in run.ledger().items() if k in LEDGER})
     else:
         ref = cfg["references"][role]
         model = models.build(ref["model"], len(tok), data.seq_len, seed=seed)
-        budget_flops, objective, indices, extra, expected = ref["budget_flops"], objectives.CrossEntropy(), None, {}, None
+        run = budget.reference(cfg, role, len(tok), data.seq_len)
+        objective, indices, extra = objectives.CrossEntropy(), None, {}
     tcfg = cfg["training"] if role == "student" else {**cfg["training"],
                                                       "checkpoint_fractions": methods.checkpoint_fractions(cfg, role)}
     inputs = input_identity(cfg, method if role == "student" else None, data, val, translation, targets, scores)
-    summary = train(model, data, objective, out, tcfg, budget_flops, seed, indices=indices, val=val,
-                    tokenizer=tok, extra={**extra, "inputs": inputs}, run_key=f"{key}|{inputs}", expected_steps=expected)
+    # the loop spends the record's training FLOPs and refuses to train other than its steps
+    summary = train(model, data, objective, out, tcfg, run.training_flops, seed, indices=indices, val=val,
+                    tokenizer=tok, extra={**extra, "inputs": inputs}, run_key=f"{key}|{inputs}",
+                    expected_steps=run.steps)
     if Dist.from_env().main:  # the final checkpoint's model card (lsap.checkpoints.write_card)
         from lsap import keys, layout, provenance
 
