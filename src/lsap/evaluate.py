@@ -130,6 +130,19 @@ def run_lm_eval(model, tokenizer, task_dict: dict, ecfg: dict, log_samples: bool
                            f"evaluation.limit") from e
 
 
+def write_lm_eval_results(raw: dict, out_json: Path, checkpoint: Path) -> None:
+    """lm-eval's own results file beside ours: its EvaluationTracker writes
+    `<out>.lm_eval/<run>__<checkpoint>/results_<date>.json`, the layout lm-eval's tooling reads
+    (results, configs, versions, n-samples, task hashes); the per-item samples are hashed there, not
+    kept (the probe's margins are in our JSON)."""
+    from lm_eval.loggers import EvaluationTracker
+
+    tracker = EvaluationTracker(output_path=str(out_json.with_name(f"{out_json.stem}.lm_eval")))
+    name = f"{checkpoint.parent.parent.name}/{checkpoint.name}"   # e.g. ce-s0/frac-1.00
+    tracker.general_config_tracker.log_experiment_args("hf", f"pretrained={name}", None, None, False)
+    tracker.save_results_aggregated({k: v for k, v in raw.items() if k != "samples"}, raw.get("samples"))
+
+
 def _number(x):
     return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
 
@@ -172,6 +185,8 @@ def evaluate_checkpoints(checkpoint_dirs: list, corpus_dir: str | Path, ecfg: di
         t1 = time.perf_counter()
         raw = run_lm_eval(model, tok, task_dict, ecfg, log_samples=bool(probe.wanted(ecfg))) if task_dict["tasks"] \
             else {"results": {}}
+        if task_dict["tasks"]:
+            write_lm_eval_results(raw, Path(out_json), Path(ckpt))
         bench = summarize(raw, na, ecfg["metric"]) if task_dict["tasks"] or na else {}
         bench = {**{t: bench[t] for t in ecfg["tasks"] if t in bench}, **bench}  # config order
         t2 = time.perf_counter()
