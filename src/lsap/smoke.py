@@ -45,7 +45,9 @@ def transform(gpu: dict) -> dict:
     for ref in cfg["references"].values():
         ref["model"] = dict(REFERENCE)
         ref["budget_flops"] = plan.budget_for_steps(REFERENCE, n_student, SEQ_LEN, MICRO, REFERENCE_STEPS)
-    cfg["evaluation"].update(limit=2, batch_size=8, bpb_max_bytes=400, max_length=None)
+    # the probe at 16 items; its sentences (≤ 300 characters) outrun the smoke's 64-token context,
+    # and a rotary student scores past it
+    cfg["evaluation"].update(limit=2, batch_size=8, bpb_max_bytes=400, max_length=512, minimal_pairs_items=16)
     cfg["analysis"]["table1"].update(examples=1, seq_len=32, batch_size=4)
     cfg["analysis"]["overlap"]["bases"] = cfg["analysis"]["overlap"]["bases"][:1]
     cfg["compute"] = {**cfg.get("compute", {}), "gpus": 0}
