@@ -103,7 +103,7 @@ def pool_size(cfg: dict, method: str, n_data: int, p) -> int:
     """Sequences a selection scores: all of them, or pool_factor × what the run draws (MiniPLM:
     every step's batch; SALT_DS: its KD phase's), `p` being the student's Budget (or RunPlan)."""
     m = cfg["methods"][method]
-    if m["pool_factor"] is None:
+    if m.get("pool_factor") is None:  # a selection without the knob scores the whole shard
         return n_data
     steps = methods.pool_steps(m, p)
     return min(n_data, math.ceil(m["pool_factor"] * steps * p.global_batch))

@@ -93,7 +93,7 @@ def selection_spec(cfg: RunConfig, method: str) -> dict:
     m = cfg["methods"][method]
     sel = methods.DATA[m["data"]]
     knobs = _pick(m, "data", *sel.reading(SELECTION))
-    if m["pool_factor"] is not None:  # the pool follows the run's plan: its steps (the objective's
+    if m.get("pool_factor") is not None:  # the pool follows the run's plan: its steps (the objective's
         # teacher and the share of steps it runs on) and, for SALT_DS, its KD phase; not ω, ρ, transition
         kind = methods.OBJECTIVES[m["objective"]]
         knobs.update(plan=_student_plan(cfg), seed=cfg["seed"], objective=m["objective"],
