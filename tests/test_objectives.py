@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from lsap import objectives
+from lsap import losses
 from lsap.fused_nll import fused_nll
+from lsap.methods.objectives import lsap_loss, teacher_kd_loss
 
 
 def _naive(h, W, ids, weights, dense=None):
@@ -77,8 +78,8 @@ def _setup(seed=0, b=2, t=3, v=6, hdim=5, k=3):
 
 def test_lsap_with_alpha_one_is_exactly_ce():
     net, W, x, cand, logp = _setup()
-    ce = objectives.CrossEntropy().bind(_Head(W))(net, x, None, 0, 10)[0]
-    lsap = objectives.LSAP(lambda i, t, s: (cand, logp), alpha=1.0).bind(_Head(W))(net, x, None, 0, 10)[0]
+    ce = losses.CrossEntropy().bind(_Head(W))(net, x, None, 0, 10)[0]
+    lsap = lsap_loss.LSAP(lambda i, t, s: (cand, logp), alpha=1.0).bind(_Head(W))(net, x, None, 0, 10)[0]
     assert lsap.item() == ce.item()
     logits = (net.h @ W.T)
     ref = torch.nn.functional.cross_entropy(logits.reshape(-1, 6), x[:, 1:].reshape(-1))
@@ -89,7 +90,7 @@ def test_lsap_with_alpha_one_is_exactly_ce():
                                                ("total_targets", 0.01), ("mean", 0.6)])
 def test_lsap_loss_by_hand(normaliser, alpha):
     net, W, x, cand, logp = _setup()
-    obj = objectives.LSAP(lambda i, t, s: (cand, logp), alpha=alpha, normaliser=normaliser).bind(_Head(W))
+    obj = lsap_loss.LSAP(lambda i, t, s: (cand, logp), alpha=alpha, normaliser=normaliser).bind(_Head(W))
     loss, parts = obj(net, x, None, 0, 10)
     lp = torch.log_softmax(net.h @ W.T, -1).numpy()
     y, c, keep = x[:, 1:].numpy(), cand.numpy(), (logp > math.log(alpha)).numpy()
@@ -109,13 +110,13 @@ def test_lsap_loss_by_hand(normaliser, alpha):
 
 
 def test_lsap_lambda_anneals_from_one_to_zero():
-    assert objectives.cosine_lambda(0) == 1 and objectives.cosine_lambda(1) == pytest.approx(0)
+    assert lsap_loss.cosine_lambda(0) == 1 and lsap_loss.cosine_lambda(1) == pytest.approx(0)
     net, W, x, cand, logp = _setup()
-    obj = objectives.LSAP(lambda i, t, s: (cand, logp), alpha=0.01, anneal=True).bind(_Head(W))
+    obj = lsap_loss.LSAP(lambda i, t, s: (cand, logp), alpha=0.01, anneal=True).bind(_Head(W))
     assert obj(net, x, None, 5, 10)[1]["lambda"] == pytest.approx(0.5)
     # at the end of the run the auxiliary terms weigh nothing: only the normaliser differs from CE
     end, parts = obj(net, x, None, 10, 10)
-    ce = objectives.CrossEntropy().bind(_Head(W))(net, x, None, 0, 10)[0]
+    ce = losses.CrossEntropy().bind(_Head(W))(net, x, None, 0, 10)[0]
     assert end.item() == pytest.approx(ce.item() * 6 / (6 + 6 * float(parts["targets_per_pos"])), abs=1e-12)
 
 
@@ -123,8 +124,8 @@ def _kd(student_logits_equal_teacher: bool, omega=0.5, rho=1.0):
     net, W, x, _, _ = _setup(v=6)
     z = net.h @ W.T
     teacher_z = z / rho if student_logits_equal_teacher else torch.randn_like(z)
-    teacher = objectives.dense_teacher(lambda inputs: teacher_z, rho=rho)
-    obj = objectives.TeacherKD(teacher, omega=omega, teacher_flops_per_token=1).bind(_Head(W))
+    teacher = teacher_kd_loss.dense_teacher(lambda inputs: teacher_z, rho=rho)
+    obj = teacher_kd_loss.TeacherKD(teacher, omega=omega, teacher_flops_per_token=1).bind(_Head(W))
     return obj, net, x, z, teacher_z
 
 
@@ -140,10 +141,10 @@ def test_kd_through_sigma_covers_only_the_shared_vocabulary():
     renormalised (sums to 1) or keeping the surrogate's own mass."""
     s_to_b = torch.tensor([3, 2, 1, 0, -1])
     zs = torch.randn(4, 5, dtype=torch.float64)
-    logq, cols = objectives.sigma_log_q(s_to_b, "renormalise")(zs)
+    logq, cols = teacher_kd_loss.sigma_log_q(s_to_b, "renormalise")(zs)
     assert cols.tolist() == [3, 2, 1, 0]
     assert torch.allclose(logq.exp(), torch.softmax(zs[:, :4], -1))
-    kept, _ = objectives.sigma_log_q(s_to_b, "keep_mass")(zs)
+    kept, _ = teacher_kd_loss.sigma_log_q(s_to_b, "keep_mass")(zs)
     assert torch.allclose(kept.exp(), torch.softmax(zs, -1)[:, :4])
 
 
@@ -154,8 +155,8 @@ def test_kd_through_sigma_is_zero_when_the_student_matches_the_teacher_there():
     z = net.h @ W.T                                        # (2, 3, 6) student logits
     s_to_b = torch.tensor([5, 0, 2, -1])                  # surrogate ids 0,1,2 -> student 5,0,2
     zs = torch.stack([z[..., 5], z[..., 0], z[..., 2], torch.zeros_like(z[..., 0])], -1)
-    teacher = objectives.dense_teacher(lambda inputs: zs, log_q=objectives.sigma_log_q(s_to_b))
-    obj = objectives.TeacherKD(teacher, omega=1.0, teacher_flops_per_token=1).bind(_Head(W))
+    teacher = teacher_kd_loss.dense_teacher(lambda inputs: zs, log_q=teacher_kd_loss.sigma_log_q(s_to_b))
+    obj = teacher_kd_loss.TeacherKD(teacher, omega=1.0, teacher_flops_per_token=1).bind(_Head(W))
     loss, parts = obj(net, x, None, 0, 10)
     q = torch.zeros_like(z)
     q[..., [5, 0, 2]] = torch.softmax(zs[..., :3], -1)
@@ -181,19 +182,19 @@ def test_salt_loss_identity_and_temperature():
 
 
 def test_salt_switches_to_ce_at_step_n_kd_exactly():
-    teacher = objectives.dense_teacher(lambda inputs: None)
-    salt = objectives.TeacherKD(teacher, omega=0.667, teacher_flops_per_token=10, kd_steps_frac=0.173)
+    teacher = teacher_kd_loss.dense_teacher(lambda inputs: None)
+    salt = teacher_kd_loss.TeacherKD(teacher, omega=0.667, teacher_flops_per_token=10, kd_steps_frac=0.173)
     n_kd = salt.kd_steps(208)
     assert n_kd == 36
     assert salt.weight(35, 208) == 0.667 and salt.weight(36, 208) == 0 and not salt.teacher_active(36, 208)
-    linear = objectives.TeacherKD(teacher, 0.667, 10, kd_steps_frac=0.173, transition="linear")
+    linear = teacher_kd_loss.TeacherKD(teacher, 0.667, 10, kd_steps_frac=0.173, transition="linear")
     w = [linear.weight(s, 208) for s in range(40)]
     assert w[31] == 0.667 and 0 < w[34] < 0.667 and w[36] == 0 and np.all(np.diff(w[30:37]) <= 0)
 
 
 def test_lsap_normaliser_rejects_an_unknown_name():
     with pytest.raises(ValueError, match="normaliser must be one of"):
-        objectives.LSAP(None, 0.05, normaliser="per_token")
+        lsap_loss.LSAP(None, 0.05, normaliser="per_token")
 
 
 def test_fused_nll_in_bf16_as_on_gpu_matches_float64_within_bf16_error():
@@ -267,7 +268,7 @@ def test_lsap_variants_by_hand(proposals, normaliser):
     shared = torch.tensor([True, True, False, True, True, True, False])
     real = 6  # the tokenizer's entries: row 6 of the head is padding
     unigram = torch.tensor([0.3, 0.0, 0.2, 0.1, 0.25, 0.15], dtype=torch.float64)
-    obj = objectives.LSAP(lambda i, t, s: (cand, logp), alpha=alpha, normaliser=normaliser, lambda_scale=scale,
+    obj = lsap_loss.LSAP(lambda i, t, s: (cand, logp), alpha=alpha, normaliser=normaliser, lambda_scale=scale,
                           proposals=proposals, shared_target=shared, unigram=unigram).bind(_Head(W))
     seq_ids = np.array([4, 9])
     loss, parts = obj(net, x, seq_ids, 3, 10)

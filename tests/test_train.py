@@ -13,8 +13,9 @@ import pytest
 import torch
 import yaml
 
-from lsap import REPO_ROOT, config, models, objectives, sampler, shards, train, vocab
+from lsap import REPO_ROOT, config, losses, models, sampler, shards, train, vocab
 from lsap.corpus import iter_documents
+from lsap.methods.objectives import lsap_loss
 
 SMALL = {"arch": "olmo2", "hidden": 32, "layers": 2, "heads": 2, "intermediate": 64}
 
@@ -160,7 +161,7 @@ def test_two_gloo_processes_match_one_with_double_accumulation(setup, teachers, 
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
 
 
-class _NanAt(objectives.CrossEntropy):
+class _NanAt(losses.CrossEntropy):
     def __init__(self, step):
         self.at = step
 
@@ -231,9 +232,9 @@ def test_a_checkpoint_of_another_setup_is_set_aside_not_resumed(setup, tmp_path)
     data = shards.open_shard(root / "shards", "train")
     kw = dict(val=None, log=lambda *_: None)
     budget = cfg["students"]["budget_flops"]
-    first = train.train(models.build(SMALL, 400, 32, 0), data, objectives.CrossEntropy(), tmp_path / "run",
+    first = train.train(models.build(SMALL, 400, 32, 0), data, losses.CrossEntropy(), tmp_path / "run",
                         cfg["training"], budget, 0, run_key="a", **kw)
-    second = train.train(models.build(SMALL, 400, 32, 0), data, objectives.CrossEntropy(), tmp_path / "run",
+    second = train.train(models.build(SMALL, 400, 32, 0), data, losses.CrossEntropy(), tmp_path / "run",
                          cfg["training"], budget / 2, 0, run_key="a", **kw)
     assert second["steps"] == first["steps"] // 2 and (tmp_path / ".run.stale").is_dir()
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
@@ -245,7 +246,7 @@ def test_a_damaged_resume_checkpoint_names_the_file_and_the_fix(setup, tmp_path)
     data = shards.open_shard(root / "shards", "train")
     (tmp_path / "resume.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(train.TrainingError, match=r"resume.pt is damaged and cannot be resumed .* Delete it"):
-        train.train(models.build(SMALL, 400, 32, 0), data, objectives.CrossEntropy(), tmp_path, cfg["training"],
+        train.train(models.build(SMALL, 400, 32, 0), data, losses.CrossEntropy(), tmp_path, cfg["training"],
                     cfg["students"]["budget_flops"], 0, log=lambda *_: None)
 
 
@@ -271,7 +272,7 @@ def test_a_shard_shorter_than_a_micro_batch_is_refused_by_name(setup, small_corp
     shards.write_split(tok_dir, small_corpus, "validation", tmp_path, seq_len=long, log=lambda *_: None)
     data = shards.open_shard(tmp_path, "validation")
     with pytest.raises(train.TrainingError, match=rf"validation.json holds 3 sequences of {long + 1} tokens, fewer"):
-        train.train(models.build(SMALL, 400, long, 0), data, objectives.CrossEntropy(), tmp_path / "run",
+        train.train(models.build(SMALL, 400, long, 0), data, losses.CrossEntropy(), tmp_path / "run",
                     cfg["training"], cfg["students"]["budget_flops"], 0, val=None, log=lambda *_: None)
 
 
@@ -296,7 +297,7 @@ def test_no_host_sync_per_micro_batch(setup, tmp_path, monkeypatch):
         model = models.build(SMALL, 400, 32, 0)
         tcfg = {**cfg["training"], "grad_accum": grad_accum, "checkpoint_fractions": [1.0], "save_every_steps": 100}
         flops_per_step = models.train_flops_per_token(model) * 4 * grad_accum * 32
-        objective = objectives.LSAP(lambda i, t, _: cand, 0.05)
+        objective = lsap_loss.LSAP(lambda i, t, _: cand, 0.05)
         calls["n"] = 0
         train.train(model, data, objective, tmp_path / f"accum{grad_accum}", tcfg, 3.5 * flops_per_step, 0,
                     log=lambda *_: None)
@@ -318,7 +319,7 @@ def test_the_compiled_student_matches_eager_on_cpu():
         model = models.build(SMALL, 400, 32, 0)
         net = models.Trunk(model)
         net = torch.compile(net, backend="inductor") if compiled else net
-        objective = objectives.LSAP(lambda i, t, _: cand, 0.05).bind(model)
+        objective = lsap_loss.LSAP(lambda i, t, _: cand, 0.05).bind(model)
         loss, _ = objective(net, x, None, 0, 10)
         loss.backward()
         return loss.detach(), [p.grad.clone() for p in model.parameters()]
@@ -398,7 +399,7 @@ def test_a_second_trainer_on_the_same_folder_stops(setup, tmp_path):
         assert holder.stdout.readline().strip() == "held"
         data = shards.open_shard(root / "shards", "train")
         with pytest.raises(train.TrainingError, match=rf"another trainer \(pid {holder.pid}\) is training into"):
-            train.train(models.build(SMALL, 400, 32, 0), data, objectives.CrossEntropy(), out, cfg["training"],
+            train.train(models.build(SMALL, 400, 32, 0), data, losses.CrossEntropy(), out, cfg["training"],
                         cfg["students"]["budget_flops"], 0, log=lambda *_: None)
     finally:
         holder.kill()
@@ -409,7 +410,7 @@ def test_a_second_trainer_on_the_same_folder_stops(setup, tmp_path):
 def test_a_torn_resume_file_falls_back_to_the_generation_before(setup, tmp_path):
     root, cfg, _ = setup
     data = shards.open_shard(root / "shards", "train")
-    run = lambda: train.train(models.build(SMALL, 400, 32, 0), data, objectives.CrossEntropy(), tmp_path / "run",  # noqa: E731
+    run = lambda: train.train(models.build(SMALL, 400, 32, 0), data, losses.CrossEntropy(), tmp_path / "run",  # noqa: E731
                               cfg["training"], cfg["students"]["budget_flops"], 0, run_key="k", log=logged.append)
     logged = []
     first = run()

@@ -34,6 +34,8 @@ from lsap.methods.kinds import DataKind, Method, ObjectiveKind
 def _plugins(package) -> dict:
     found = {}
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+        if info.name.endswith("_loss"):  # a plugin's loss (torch): its builder imports it, the registry never
+            continue
         module = importlib.import_module(f"{package.__name__}.{info.name}")
         if hasattr(module, "KIND"):   # helpers shared by plugins have none
             found[module.NAME] = module.KIND

@@ -20,7 +20,8 @@ def run_job(cfg: RunConfig, role: str, tokenizer_dir, shards_dir, out, key: str,
             seed: int = 0, split: str = "train", translation=None, targets=None, scores=None) -> dict:
     """The train stage: a student (`role` student: one method, one seed) or a model this run
     trains for a method (a `references` entry), sized by the run plan, resumable under `key`."""
-    from lsap import methods, objectives, shards, vocab
+    from lsap import methods, shards, vocab
+    from lsap.losses import CrossEntropy
 
     check_devices(cfg, Dist.from_env())  # each rank on its own GPU before any teacher is loaded
     tok = vocab.load(tokenizer_dir)
@@ -41,7 +42,7 @@ def run_job(cfg: RunConfig, role: str, tokenizer_dir, shards_dir, out, key: str,
         ref = cfg["references"][role]
         model = models.build(ref["model"], len(tok), data.seq_len, seed=seed)
         run = budget.reference(cfg, role, len(tok), data.seq_len)
-        objective, indices, extra = objectives.CrossEntropy(), None, {}
+        objective, indices, extra = CrossEntropy(), None, {}
     tcfg = cfg["training"] if role == "student" else {**cfg["training"],
                                                       "checkpoint_fractions": methods.checkpoint_fractions(cfg, role)}
     inputs = input_identity(cfg, method if role == "student" else None, data, val, translation, targets, scores)

@@ -15,9 +15,9 @@ class Knobs:
 
 
 def build(cfg, m, model, inputs, dev):
-    from lsap import objectives
+    from lsap.losses import CrossEntropy
 
-    return objectives.CrossEntropy()
+    return CrossEntropy()
 
 
 KIND = ObjectiveKind(NAME, Knobs, teachers=(), translation=False, summary_keys=(), label=lambda m: "ce",

@@ -17,13 +17,13 @@ class Knobs:
 
 
 def build(cfg, m, model, inputs, dev):
-    from lsap import objectives
     from lsap.methods.objectives import surrogate_teacher
+    from lsap.methods.objectives.teacher_kd_loss import TeacherKD, dense_teacher, sigma_log_q
 
     k = m.objective
     sur = surrogate_teacher.load(cfg, m, inputs, dev)
-    teacher = objectives.dense_teacher(sur.logits, log_q=objectives.sigma_log_q(sur.s_to_b, k.kd_outside_sigma))
-    return objectives.TeacherKD(teacher, k.kd_ratio, sur.flops_per_token, name="kd")
+    teacher = dense_teacher(sur.logits, log_q=sigma_log_q(sur.s_to_b, k.kd_outside_sigma))
+    return TeacherKD(teacher, k.kd_ratio, sur.flops_per_token, name="kd")
 
 
 KIND = ObjectiveKind(NAME, Knobs, teachers=("surrogate",), translation=True, summary_keys=("kl",),

@@ -50,8 +50,9 @@ def label(m) -> str:
 def build(cfg, m, model, inputs, dev):
     import torch
 
-    from lsap import objectives, shards, vocab
+    from lsap import shards, vocab
     from lsap.methods.objectives import surrogate_teacher
+    from lsap.methods.objectives.lsap_loss import LSAP
 
     k = m.objective
     if k.targets == "cached":
@@ -66,7 +67,7 @@ def build(cfg, m, model, inputs, dev):
     if k.proposals != "surrogate":
         counts = shards.unigram_counts(inputs["data"])
         unigram = torch.from_numpy(counts / counts.sum())
-    return objectives.LSAP(candidates, k.alpha, k.normaliser, k.lambda_schedule == "cosine",
+    return LSAP(candidates, k.alpha, k.normaliser, k.lambda_schedule == "cosine",
                            teacher_flops_per_token=fpt, lambda_scale=k.lambda_scale, proposals=k.proposals,
                            shared_target=shared, unigram=unigram)
 

@@ -21,7 +21,8 @@ class Knobs:
 def build(cfg, m, model, inputs, dev):
     import torch
 
-    from lsap import models, objectives
+    from lsap import models
+    from lsap.methods.objectives.teacher_kd_loss import TeacherKD, dense_teacher
 
     t = inputs.get("salt_teacher")   # built by the caller (the bench), else the run's trained teacher
     if t is None:
@@ -36,7 +37,7 @@ def build(cfg, m, model, inputs, dev):
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
             return t(input_ids=x).logits
     k = m.objective
-    return objectives.TeacherKD(objectives.dense_teacher(logits, rho=k.rho), k.omega,
+    return TeacherKD(dense_teacher(logits, rho=k.rho), k.omega,
                                 models.forward_flops_per_token(t), k.kd_steps_frac, k.transition, name="salt")
 
 
