@@ -2,6 +2,7 @@
 and the GPU check rehearsed from the pack alone, offline, in the GPU machine's package set."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -142,6 +143,6 @@ def test_the_gpu_check_runs_from_the_pack_alone_offline(tmp_path):
     n = len(gpu["methods"]) * len(gpu["seeds"])
     assert sum(j.startswith("students/") for j in jobs) == sum(j.startswith("evaluate_") for j in jobs) == n
     assert not any(j.startswith(("corpus", "shards")) for j in jobs)
-    ran = [line.split("] ")[1].split(":")[0] for line in (out / "sweep.log").read_text().splitlines()
-           if line.startswith("[sweep] ") and line.endswith("trained and evaluated")]
+    # the log's lines are stamped (lsap.progress): "<date> <time> [sweep] ce seed 0: trained and evaluated"
+    ran = re.findall(r"\[sweep\] (.+): trained and evaluated$", (out / "sweep.log").read_text(), re.M)
     assert ran[:2] == ["ce seed 0", f"{gpu['primary_contrast']} seed 0"] and len(ran) == n   # headline first
