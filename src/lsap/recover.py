@@ -9,8 +9,8 @@ exists and verifies is whole. `python -m lsap recover --config X`:
 
   1. reads Snakemake's incomplete markers (`.snakemake/incomplete/`, its file persistence backend:
      one file per output, named by the urlsafe-base64 path, holding the Slurm job id),
-  2. refuses while any of those Slurm jobs is still queued or running (it names them: wait, or
-     `scancel` them),
+  2. refuses while any of those Slurm jobs, or any job submitted from this directory, is still
+     queued or running (it names them: wait, or `scancel` them),
   3. keeps every output that exists and verifies (`snakemake --cleanup-metadata`), leaves the rest
      to `rerun-incomplete`, and unlocks the working directory (`snakemake --unlock`).
 Then the same `snakemake --profile slurm --configfile X` reruns only what did not finish.
@@ -52,16 +52,25 @@ def incomplete(workdir: str | Path) -> dict[str, str | None]:
     return out
 
 
-def queued(jobids) -> dict[str, str]:
-    """{job id: Slurm state} of those of `jobids` still in the queue (pending, running, ...)."""
-    wanted = {j for j in jobids if j}
-    if not wanted:
-        return {}
-    proc = subprocess.run(["squeue", "-h", "-o", "%i|%T"], capture_output=True, text=True)
+def queued(jobids, workdir: str | Path) -> dict[str, str]:
+    """{job id: Slurm state} of the jobs still in the queue (pending, running, ...) that are among
+    `jobids` or were submitted from `workdir` (the Slurm plugin submits with `-D <workdir>`; a
+    marker written without a job id is covered by the second)."""
+    wanted, here = {j for j in jobids if j}, str(Path(workdir).resolve())
+    try:
+        proc = subprocess.run(["squeue", "-h", "-o", "%i|%T|%Z"], capture_output=True, text=True)
+    except FileNotFoundError:
+        if wanted:
+            raise RuntimeError("squeue is not here: run recover where Slurm answers (the login node)") from None
+        return {}   # no Slurm on this machine (a local run): nothing can still be queued
     if proc.returncode != 0:
         raise RuntimeError(f"squeue failed ({proc.stderr.strip()}): run recover where Slurm answers (the login node)")
-    states = dict(line.split("|", 1) for line in proc.stdout.split() if "|" in line)
-    return {j: states[j] for j in sorted(wanted) if j in states}
+    out = {}
+    for line in proc.stdout.splitlines():
+        jobid, state, cwd = (line.split("|", 2) + ["", ""])[:3]
+        if jobid in wanted or (cwd and str(Path(cwd).resolve()) == here):
+            out[jobid] = state
+    return dict(sorted(out.items()))
 
 
 def whole(path: str | Path) -> tuple[bool, str]:
@@ -85,7 +94,7 @@ def recover(configfile: str, workdir: str | Path = ".", snakemake: list[str] | N
     workdir = Path(workdir)
     snakemake = snakemake or [sys.executable, "-m", "snakemake"]
     marks = incomplete(workdir)
-    running = queued(marks.values())
+    running = queued(marks.values(), workdir) if marks else {}
     if running:
         jobs = ", ".join(f"{j} ({s})" for j, s in running.items())
         raise StillRunning(f"Slurm jobs of the killed controller are still queued or running: {jobs}. Wait for them "
