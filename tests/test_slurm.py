@@ -173,9 +173,12 @@ def test_cancelled_training_job_resumes_from_checkpoint(cluster, configfile, fet
 
 @pytest.mark.slurm
 def test_a_killed_controller_keeps_what_its_jobs_finished(cluster, configfile, fetched, tmp_path):
-    """N4. Snakemake killed while a training job runs; the job finishes on its own. Without
-    `lsap recover` the restarted controller plans that job again (rerun-incomplete deletes its
-    finished output: this fails before the fix); after it, nothing is rerun and the output is the same file."""
+    """N4. Snakemake killed while a training job runs. A plain restart then would plan that job
+    again (its output is marked incomplete: `rerun-incomplete` deletes it and submits it a second
+    time beside the running one; shown here while the job is held by `scontrol suspend`), and the
+    directory stays locked. `lsap recover` refuses while the job is queued, naming it; once it has
+    finished on its own (its job-side Snakemake clears the marker) recover unlocks, and the restart
+    runs nothing: the output is the same file."""
     path, _, b = configfile
     ref = OUT / "references" / b
     shutil.rmtree(ref, ignore_errors=True)
@@ -190,24 +193,34 @@ def test_a_killed_controller_keeps_what_its_jobs_finished(cluster, configfile, f
     finally:
         proc.kill()  # SIGKILL: no cleanup, the Slurm job runs on
         proc.wait()
-    recover = [sys.executable, "-m", "lsap", "recover", "--config", str(path)]
-    early = subprocess.run(recover, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-    assert early.returncode != 0 and "still queued or running" in early.stderr, early.stdout + early.stderr
-    jobid = re.search(r"running: (\d+)", early.stderr).group(1)
-    deadline = time.monotonic() + 900
-    while subprocess.run(["squeue", "-h", "-j", jobid], capture_output=True, text=True).stdout.strip():
-        assert time.monotonic() < deadline, f"Slurm job {jobid} still running after 900 s"
-        time.sleep(1)
-    finished = (ref / "summary.json").stat().st_mtime_ns
+    try:
+        jobid = str(next(s for r, s, _ in _submissions((tmp_path / "snakemake.log").read_text()) if r == "reference_model"))
+        subprocess.run(["scontrol", "suspend", jobid], check=True)  # held: it cannot finish before the checks below
 
-    def planned():
-        dry = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--profile", "slurm", "--configfile", str(path),
-                              target], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-        return re.findall(r"^(?:local)?rule (\w+):", dry.stdout, re.M)
+        def planned():
+            dry = subprocess.run([sys.executable, "-m", "snakemake", "-n", target, "--profile", "slurm", "--configfile",
+                                  str(path)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+            assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
+            return re.findall(r"^(?:local)?rule (\w+):", dry.stdout, re.M)
 
-    assert "reference_model" in planned()  # today's trap: the finished job would be run again
-    done = subprocess.run(recover, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert f"{target}: kept" in done.stdout, done.stdout
-    assert planned() == []
-    assert (ref / "summary.json").stat().st_mtime_ns == finished
+        recover = [sys.executable, "-m", "lsap", "recover", "--config", str(path)]
+        try:
+            assert "reference_model" in planned()  # the trap: a restart now would run the job a second time
+            early = subprocess.run(recover, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+            assert early.returncode != 0 and f"still queued or running: {jobid}" in early.stderr, early.stdout + early.stderr
+        finally:
+            subprocess.run(["scontrol", "resume", jobid], check=True)
+        deadline = time.monotonic() + 900
+        while subprocess.run(["squeue", "-h", "-j", jobid], capture_output=True, text=True).stdout.strip():
+            assert time.monotonic() < deadline, f"Slurm job {jobid} still running after 900 s"
+            time.sleep(1)
+        finished = (ref / "summary.json").stat().st_mtime_ns
+        done = subprocess.run(recover, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0 and "unlocked" in done.stdout, done.stdout + done.stderr
+        assert planned() == []
+        restart = subprocess.run(_snakemake(path, target), cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+        assert restart.returncode == 0 and "Nothing to be done" in restart.stdout + restart.stderr, restart.stderr[-3000:]
+        assert (ref / "summary.json").stat().st_mtime_ns == finished
+    finally:  # a failure here must not leave the checkout locked for the next test or run
+        subprocess.run([sys.executable, "-m", "snakemake", "--unlock", "--configfile", str(path)], cwd=REPO_ROOT,
+                       capture_output=True)

@@ -1,18 +1,19 @@
 """After a killed controller: keep what finished, rerun only what did not.
 
-When Snakemake dies (`kill -9`, a lost login session) its Slurm jobs run on and write their
-outputs, but Snakemake still holds them as incomplete: on restart `rerun-incomplete` (the profile's)
-deletes those outputs and reruns the jobs (a scoring part is hours of GPU). Every output of this
-workflow is written atomically (lsap.files: a temporary name renamed at the end) and every
-checkpoint carries the sha256 of its weights (lsap.checkpoints), so an incomplete output that
-exists and verifies is whole. `python -m lsap recover --config X`:
+When Snakemake dies (`kill -9`, a lost login session) its Slurm jobs run on and the working
+directory stays locked. A job that finishes clears its own incomplete marker (its job-side
+Snakemake shares `.snakemake/`), but one still queued or running keeps it: a restart at that moment
+deletes its outputs (`rerun-incomplete`, the profile's) and submits it beside the running one (a
+scoring part is hours of GPU). `python -m lsap recover --config X`:
 
   1. reads Snakemake's incomplete markers (`.snakemake/incomplete/`, its file persistence backend:
      one file per output, named by the urlsafe-base64 path, holding the Slurm job id),
   2. refuses while any of those Slurm jobs, or any job submitted from this directory, is still
      queued or running (it names them: wait, or `scancel` them),
-  3. keeps every output that exists and verifies (`snakemake --cleanup-metadata`), leaves the rest
-     to `rerun-incomplete`, and unlocks the working directory (`snakemake --unlock`).
+  3. keeps every marked output that exists and verifies (every output here is written atomically,
+     lsap.files; a run folder's checkpoints carry their weights' sha256, lsap.checkpoints): a job
+     whose Snakemake could not clear its marker; `snakemake --cleanup-metadata` drops their markers,
+     the rest are left to `rerun-incomplete`; and unlocks the directory (`snakemake --unlock`).
 Then the same `snakemake --profile slurm --configfile X` reruns only what did not finish.
 """
 
