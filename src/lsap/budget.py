@@ -6,7 +6,6 @@ lsap.plan below both holds the method-free arithmetic (steps, batch, FLOPs per t
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -20,6 +19,10 @@ def trained_models_flops(cfg: RunConfig, method: str) -> float:
     teachers = cfg["students"]["teachers"]
     return float(sum(cfg["references"][teachers[r]["name"]]["budget_flops"]
                      for r in methods.teacher_roles(cfg["methods"][method]) if teachers[r]["kind"] == "trained"))
+
+
+def _fixed(budget_counts: str, trained_models: float, selection: float) -> float:
+    return 0.0 if budget_counts == "papers" else trained_models + selection
 
 
 @dataclass(frozen=True)
@@ -37,15 +40,16 @@ class Budget:
     @property
     def fixed_flops(self) -> float:
         """What comes off the matched budget before the steps (budget_counts: everything)."""
-        return 0.0 if self.budget_counts == "papers" else self.trained_models_flops + self.selection_flops
+        return _fixed(self.budget_counts, self.trained_models_flops, self.selection_flops)
 
     @property
-    def training_flops(self) -> float:
-        """What the loop spends: the steps and the teacher's inference on them."""
+    def loop_flops(self) -> float:
+        """What the loop may spend: the steps and the teacher's inference on them (the ledger's
+        `training_flops` is the steps' share alone)."""
         return self.matched_flops - self.fixed_flops
 
     @property
-    def training_flops_spent(self) -> float:
+    def spent_flops(self) -> float:
         """What the plan's whole steps spend (≤ training_flops: the steps are whole)."""
         p = self.plan
         return p.tokens * (p.train_flops_per_token + p.teacher_flops_per_token * p.teacher_fraction)
@@ -81,15 +85,14 @@ def student(cfg: RunConfig, method: str, vocab_size: int, seq_len: int, selectio
     kind = methods.OBJECTIVES[m["objective"]]
     teacher = 0 if not kind.teachers else teacher_flops_per_token if teacher_flops_per_token is not None \
         else plan.source_flops_per_token(cfg, cfg["students"]["teachers"][kind.teachers[0]])
-    s = cfg["students"]
-    b = Budget(s["budget_flops"], trained_models_flops(cfg, method), selection_flops, s["budget_counts"],
-               plan.RunPlan(0, 0, seq_len, 0, 0, 0.0))
-    if b.training_flops <= 0:
-        raise ValueError(f"method {method}: its fixed costs ({b.fixed_flops:.3g} FLOPs, "
+    s, trained = cfg["students"], trained_models_flops(cfg, method)
+    loop = s["budget_flops"] - _fixed(s["budget_counts"], trained, selection_flops)
+    if loop <= 0:
+        raise ValueError(f"method {method}: its fixed costs ({s['budget_flops'] - loop:.3g} FLOPs, "
                          f"budget_counts: everything) exceed students.budget_flops")
-    run = plan.make(cfg, b.training_flops, plan.model_flops_per_token(s["model"], vocab_size, seq_len),
+    run = plan.make(cfg, loop, plan.model_flops_per_token(s["model"], vocab_size, seq_len),
                     teacher, methods.teacher_fraction(m) if teacher else 0.0, seq_len)
-    return dataclasses.replace(b, plan=run)
+    return Budget(s["budget_flops"], trained, selection_flops, s["budget_counts"], run)
 
 
 def reference(cfg: RunConfig, name: str, vocab_size: int, seq_len: int) -> Budget:

@@ -204,7 +204,7 @@ def price(cfg: RunConfig) -> dict:
     def training_job(job, label, spec, run, split_tokens, teacher=(0, 0, 0)):
         """One training job's row, from its budget record (lsap.budget: what the job itself trains)."""
         p = run.plan
-        fpt, flops = p.train_flops_per_token, run.training_flops_spent
+        fpt, flops = p.train_flops_per_token, run.spent_flops
         epochs = p.tokens / split_tokens if split_tokens else None
         hours = flops / rate / 3600
         res = slurm_resources(job, cfg, profile)

@@ -47,7 +47,7 @@ def run_job(cfg: RunConfig, role: str, tokenizer_dir, shards_dir, out, key: str,
                                                       "checkpoint_fractions": methods.checkpoint_fractions(cfg, role)}
     inputs = input_identity(cfg, method if role == "student" else None, data, val, translation, targets, scores)
     # the loop spends the record's training FLOPs and refuses to train other than its steps
-    summary = train(model, data, objective, out, tcfg, run.training_flops, seed, indices=indices, val=val,
+    summary = train(model, data, objective, out, tcfg, run.loop_flops, seed, indices=indices, val=val,
                     tokenizer=tok, extra={**extra, "inputs": inputs}, run_key=f"{key}|{inputs}",
                     expected_steps=run.steps)
     if Dist.from_env().main:  # the final checkpoint's model card (lsap.checkpoints.write_card)
