@@ -75,7 +75,7 @@ if [ "$SMOKE" = 1 ]; then
         CONFIG="$("$PY" -m lsap smoke --config config/gpu-small.yaml --out results/configs | sed -n 's/^\[smoke\] \(.*\.yaml\)$/\1/p')"
     fi
 else
-    read -r ITERS ROUNDS < <(PYTHONPATH="$REPO/src:${PYTHONPATH:-}" "$PY" -c "from lsap import devpack; print(devpack.BENCH_ITERS, devpack.BENCH_ROUNDS)")
+    read -r ITERS ROUNDS < <(PYTHONPATH="$REPO/src:${PYTHONPATH:-}" "$PY" -c "from lsap import device_limits; print(device_limits.BENCH_ITERS, device_limits.BENCH_ROUNDS)")
     SHAPES=paper DEVICE=cuda COMPILE=--compile CORES="$(nproc)"
     SECONDS_LEFT="${SECONDS_LEFT:-540}"
     TABLES=""; [ -f .devpack-data/sigma-cl100k-qwen3.npz ] && TABLES="--tables .devpack-data/sigma-cl100k-qwen3.npz"
@@ -134,10 +134,10 @@ fi
 # refused only if the headline's first pair cannot run: the sweep itself starts no pair priced
 # beyond the time left (LSAP_SWEEP_DEADLINE), so what fits runs, headline comparison first
 PLANNED="$("$PY" -c "
-from lsap import config, devpack
+from lsap import config, device_limits
 from lsap.stages import sweep
 p = sweep.pair_prices(config.load('$CONFIG'))
-print(round(devpack.PROCESS_S + devpack.SURROGATE_S + p[0][1]))")" || exit 2
+print(round(device_limits.PROCESS_S + device_limits.SURROGATE_S + p[0][1]))")" || exit 2
 ARCHIVE="$OUT/sweep.tar.gz"
 # (10 s kept after the sweep for its last archive, sweep.json and the check)
 part sweep "$PLANNED" env LSAP_SWEEP_DEADLINE="$(( DEADLINE - 10 ))" LSAP_SWEEP_ARCHIVE="$ARCHIVE" \

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from lsap import REPO_ROOT, config, devpack
+from lsap import REPO_ROOT, config, device_limits, devpack
 from lsap.report import read_table
 
 MACHINE = devpack.machine_packages(REPO_ROOT / "bench" / "device" / "h200-pip-list.txt")
@@ -80,7 +80,7 @@ def test_the_gpu_check_runs_from_the_pack_alone_offline(tmp_path):
     """The call sequence of bench/NOTES.md at CPU shapes: a fresh copy of the tracked tree (no
     resources/, no .venv, no results/), the GPU machine's package set (tests/device_env.py), no
     network (a new network namespace); each call brings one folder of the pack, the first runs the
-    bench, the last the sweep; each call is held to the machine's limits (lsap.devpack.check_call,
+    bench, the last the sweep; each call is held to the machine's limits (lsap.device_limits.check_call,
     check_return), and the report is rendered here from the sweep's one archive."""
     sys.path.insert(0, str(REPO_ROOT / "tests"))
     import device_env
@@ -93,9 +93,10 @@ def test_the_gpu_check_runs_from_the_pack_alone_offline(tmp_path):
                     "--python", f"{sys.version_info.major}.{sys.version_info.minor}", "--out", str(pack)],
                    cwd=REPO_ROOT, check=True, capture_output=True)
     manifest = json.loads((pack / "call1" / "manifest.json").read_text())
-    assert len(manifest["calls"]) <= devpack.MAX_CALLS == 2
-    tree = devpack.tree_bytes(REPO_ROOT)  # each call, the tree with it, under the 64 MiB a call carries
-    assert all(devpack.check_call(pack / c["folder"], REPO_ROOT, tree) <= devpack.CALL_BYTES for c in manifest["calls"])
+    assert len(manifest["calls"]) <= device_limits.MAX_CALLS == 2
+    tree = device_limits.tree_bytes(REPO_ROOT)  # each call, the tree with it, under the 64 MiB a call carries
+    assert all(device_limits.check_call(pack / c["folder"], REPO_ROOT, tree) <= device_limits.CALL_BYTES
+               for c in manifest["calls"])
     device = tmp_path / "device"
     tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO_ROOT,
                              capture_output=True, text=True, check=True).stdout.split()
@@ -115,7 +116,7 @@ def test_the_gpu_check_runs_from_the_pack_alone_offline(tmp_path):
                                   text=True, timeout=1500)
             log = out / f"{part}.log"
             assert proc.returncode == 0, proc.stdout + proc.stderr + (log.read_text()[-4000:] if log.exists() else "")
-            devpack.check_return(out)  # what the call leaves comes back: ≤ 8 files, ≤ 2 folders deep
+            device_limits.check_return(out)  # what the call leaves comes back: ≤ 8 files, ≤ 2 folders deep
     # the results are rendered here, on CPU, from the one archive
     here = tmp_path / "here"
     devpack.unpack_results(outs["sweep"] / devpack.RESULTS, here)

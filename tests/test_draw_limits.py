@@ -7,9 +7,9 @@ import tarfile
 
 import pytest
 
-from lsap import REPO_ROOT, config, devpack
+from lsap import REPO_ROOT, config, device_limits, devpack
 
-MIB = devpack.MIB
+MIB = device_limits.MIB
 
 
 def _write(path, size):
@@ -20,24 +20,24 @@ def _write(path, size):
 
 
 def test_the_tree_is_counted_from_git_and_leaves_the_pack_the_rest():
-    tree = devpack.tree_bytes(REPO_ROOT)
+    tree = device_limits.tree_bytes(REPO_ROOT)
     assert 1 * MIB < tree < 32 * MIB  # the tracked tree of this repository, as git lists it
-    assert devpack.pack_limit(REPO_ROOT) == devpack.CALL_BYTES - tree - devpack.MARGIN
+    assert device_limits.pack_limit(REPO_ROOT) == device_limits.CALL_BYTES - tree - device_limits.MARGIN
 
 
 def test_a_call_over_64_mib_with_the_tree_fails_and_one_under_passes(tmp_path):
-    tree = devpack.tree_bytes(REPO_ROOT)
-    good = _write(tmp_path / "good" / "chunk", devpack.pack_limit(REPO_ROOT))
-    assert devpack.check_call(good.parent, REPO_ROOT) <= devpack.CALL_BYTES
+    tree = device_limits.tree_bytes(REPO_ROOT)
+    good = _write(tmp_path / "good" / "chunk", device_limits.pack_limit(REPO_ROOT))
+    assert device_limits.check_call(good.parent, REPO_ROOT) <= device_limits.CALL_BYTES
     # one byte more than the tree leaves (the old pack carried 63.6 MiB beside a 3.6 MiB tree)
-    bad = _write(tmp_path / "bad" / "chunk", devpack.CALL_BYTES - tree + 1)
-    with pytest.raises(devpack.LimitError, match="over the 64 MiB a call may carry"):
-        devpack.check_call(bad.parent, REPO_ROOT)
+    bad = _write(tmp_path / "bad" / "chunk", device_limits.CALL_BYTES - tree + 1)
+    with pytest.raises(device_limits.LimitError, match="over the 64 MiB a call may carry"):
+        device_limits.check_call(bad.parent, REPO_ROOT)
     # two carried folders count together
-    with pytest.raises(devpack.LimitError, match="over the 64 MiB"):
-        devpack.check_call([good.parent, _write(tmp_path / "more" / "x", MIB).parent], REPO_ROOT)
-    with pytest.raises(devpack.LimitError, match="at most 8"):
-        devpack.check_call([tmp_path] * 9, REPO_ROOT)
+    with pytest.raises(device_limits.LimitError, match="over the 64 MiB"):
+        device_limits.check_call([good.parent, _write(tmp_path / "more" / "x", MIB).parent], REPO_ROOT)
+    with pytest.raises(device_limits.LimitError, match="at most 8"):
+        device_limits.check_call([tmp_path] * 9, REPO_ROOT)
 
 
 def test_what_comes_back_is_held_to_8_files_2_folders_deep(tmp_path):
@@ -45,32 +45,32 @@ def test_what_comes_back_is_held_to_8_files_2_folders_deep(tmp_path):
     for name in ("gpu_check.json", "sweep.log", "sweep.json", "sweep.tar.gz"):
         _write(out / name, 1000)
     _write(out / "a" / "b" / "deepest-allowed.txt", 10)
-    assert len(devpack.check_return(out)) == 5
+    assert len(device_limits.check_return(out)) == 5
     # three folders deep: lost there
     _write(out / "a" / "b" / "c" / "file.csv", 10)
-    with pytest.raises(devpack.LimitError, match="3 folders deep, at most 2"):
-        devpack.check_return(out)
+    with pytest.raises(device_limits.LimitError, match="3 folders deep, at most 2"):
+        device_limits.check_return(out)
     (out / "a" / "b" / "c" / "file.csv").unlink()
     # nine files: one too many (the old report wrote 54 files three folders deep)
     for i in range(4):
         _write(out / f"extra-{i}.csv", 10)
-    with pytest.raises(devpack.LimitError, match="9 files, at most 8"):
-        devpack.check_return(out)
+    with pytest.raises(device_limits.LimitError, match="9 files, at most 8"):
+        device_limits.check_return(out)
     for i in range(4):
         (out / f"extra-{i}.csv").unlink()
     _write(out / "big.bin", 16 * MIB + 1)
-    with pytest.raises(devpack.LimitError, match="at most 16 MiB a file"):
-        devpack.check_return(out)
+    with pytest.raises(device_limits.LimitError, match="at most 16 MiB a file"):
+        device_limits.check_return(out)
     (out / "big.bin").unlink()
     _write(out / "a name.txt", 1)
-    with pytest.raises(devpack.LimitError, match="a name with characters"):
-        devpack.check_return(out)
+    with pytest.raises(device_limits.LimitError, match="a name with characters"):
+        device_limits.check_return(out)
     (out / "a name.txt").unlink()
     (out / "link").symlink_to(out / "sweep.log")
-    with pytest.raises(devpack.LimitError, match="a link"):
-        devpack.check_return(out)
+    with pytest.raises(device_limits.LimitError, match="a link"):
+        device_limits.check_return(out)
     (out / "link").unlink()
-    assert len(devpack.check_return(out)) == 5
+    assert len(device_limits.check_return(out)) == 5
 
 
 def test_the_results_leave_as_one_archive_without_checkpoints(tmp_path):
@@ -84,7 +84,7 @@ def test_the_results_leave_as_one_archive_without_checkpoints(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     archive = devpack.results_archive("r", out / devpack.RESULTS, tmp_path)
-    assert devpack.check_return(out) == ["sweep.tar.gz"]
+    assert device_limits.check_return(out) == ["sweep.tar.gz"]
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
     assert names == {f"results/r/{f}" for f in ("students/ce-s0/summary.json", "students/ce-s0/log.jsonl",
@@ -101,7 +101,7 @@ def test_a_pack_that_needs_a_third_call_is_refused(tmp_path):
     sweep = devpack.write_archive({"b": files["f1"], "c": files["f2"]}, tmp_path / "sweep.tar", "")
     m = devpack.split({"bench": bench, "sweep": sweep}, tmp_path / "ok", limit=80_000, max_calls=2)
     assert len(m["calls"]) == 2
-    with pytest.raises(devpack.LimitError, match=r"needs 3 calls .* the draw has 2"):
+    with pytest.raises(device_limits.LimitError, match=r"needs 3 calls .* the draw has 2"):
         devpack.split({"bench": bench, "sweep": sweep}, tmp_path / "bad", limit=50_000, max_calls=2)
     assert not list((tmp_path / "bad").glob("call*"))
 
@@ -113,21 +113,21 @@ def _draw(call1, call2):
 
 def test_a_draw_over_its_minutes_or_a_call_over_10_minutes_fails():
     good = _draw({"start-up": 120, "bench": 200}, {"idle before": 30, "sweep": 360, "idle after": 5})
-    assert devpack.check_draw(good) == 715
-    with pytest.raises(devpack.LimitError, match="over its 720 s"):
-        devpack.check_draw(_draw({"start-up": 120, "bench": 200}, {"idle before": 30, "sweep": 400}))
-    with pytest.raises(devpack.LimitError, match="over the 600 s a call may run"):
-        devpack.check_draw(_draw({"start-up": 120, "bench": 10}, {"sweep": 601}))
-    with pytest.raises(devpack.LimitError, match="3 calls"):
-        devpack.check_draw(good + [{"call": 3, "seconds": 1, "items": {"x": 1}}])
+    assert device_limits.check_draw(good) == 715
+    with pytest.raises(device_limits.LimitError, match="over its 720 s"):
+        device_limits.check_draw(_draw({"start-up": 120, "bench": 200}, {"idle before": 30, "sweep": 400}))
+    with pytest.raises(device_limits.LimitError, match="over the 600 s a call may run"):
+        device_limits.check_draw(_draw({"start-up": 120, "bench": 10}, {"sweep": 601}))
+    with pytest.raises(device_limits.LimitError, match="3 calls"):
+        device_limits.check_draw(good + [{"call": 3, "seconds": 1, "items": {"x": 1}}])
 
 
 def test_gpu_smalls_draw_is_priced_within_the_limits_headline_first():
     """Every item of each call priced (start-up, transfer, unpack, installs, the bench, the students
     and their evaluations, the idle waits): ≤ 2 calls, ≤ 12 minutes, CE and the pre-registered
     contrast seed by seed first."""
-    d = devpack.price_draw(str(REPO_ROOT / "config" / "gpu-small.yaml"))
-    assert len(d["calls"]) == 2 and d["total"] <= devpack.DRAW_SECONDS
+    d = device_limits.price_draw(str(REPO_ROOT / "config" / "gpu-small.yaml"))
+    assert len(d["calls"]) == 2 and d["total"] <= device_limits.DRAW_SECONDS
     assert {"start-up", "transfer", "unpack", "bench"} == set(d["calls"][0]["items"])
     assert {"idle before", "transfer", "unpack", "install", "process start", "idle after"} <= set(d["calls"][1]["items"])
     s = config.load(REPO_ROOT / "config" / "gpu-small.yaml")["students"]
