@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from lsap import REPO_ROOT, config, forecast, hub, plan
+from lsap import REPO_ROOT, config, flops, forecast, hub, plan
 
 PAPER = REPO_ROOT / "config" / "paper.yaml"
 
@@ -103,9 +103,7 @@ def test_a_hub_id_that_is_neither_a_folder_nor_reachable_stops_before_any_job(tm
 
 
 def _params(spec: dict, vocab: int) -> int:
-    from lsap import plan
-
-    return plan.model_flops_per_token(spec, vocab, 64) // 6
+    return flops.model_flops_per_token(spec, vocab, 64) // 6
 
 
 def test_small_restores_the_papers_premise():
@@ -139,7 +137,7 @@ def test_gpu_small_fits_its_minutes_with_the_real_surrogate():
 
     with torch.device("meta"):   # parameters, the tied embedding counted once (34.2 M)
         n = models.n_params(models.build(s["model"], 49_152, 1024, 0))
-    ce = plan.make(cfg, s["budget_flops"], plan.model_flops_per_token(s["model"], 49_152, 1024), 0, 0.0, 1024)
+    ce = plan.make(cfg, s["budget_flops"], flops.model_flops_per_token(s["model"], 49_152, 1024), 0, 0.0, 1024)
     assert ce.steps >= 800 and ce.steps * ce.global_batch * 1024 >= 0.25 * n
     assert len(cfg["training"]["checkpoint_fractions"]) >= 3 and len(s["seeds"]) >= 3
     assert s["methods"][:2] == ["ce", s["primary_contrast"]]   # the headline comparison runs first

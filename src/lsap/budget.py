@@ -2,14 +2,14 @@
 inference) and what comes off them first (students.budget_counts). The one home of that
 arithmetic: the training stage, the targets cache, the data selection's pool, the forecast and
 the tests all call `student`. Above the registry (lsap.methods), which says what a method reads;
-lsap.plan below both holds the method-free arithmetic (steps, batch, FLOPs per token)."""
+lsap.plan and lsap.flops below both hold the method-free arithmetic (steps, batch, FLOPs per token)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from lsap import methods, plan
+from lsap import flops, methods, plan
 from lsap.config_types import RunConfig
 
 
@@ -84,13 +84,13 @@ def student(cfg: RunConfig, method: str, vocab_size: int, seq_len: int, selectio
     m = cfg["methods"][method]
     kind = methods.OBJECTIVES[m["objective"]]
     teacher = 0 if not kind.teachers else teacher_flops_per_token if teacher_flops_per_token is not None \
-        else plan.source_flops_per_token(cfg, cfg["students"]["teachers"][kind.teachers[0]])
+        else flops.source_flops_per_token(cfg, cfg["students"]["teachers"][kind.teachers[0]])
     s, trained = cfg["students"], trained_models_flops(cfg, method)
     loop = s["budget_flops"] - _fixed(s["budget_counts"], trained, selection_flops)
     if loop <= 0:
         raise ValueError(f"method {method}: its fixed costs ({s['budget_flops'] - loop:.3g} FLOPs, "
                          f"budget_counts: everything) exceed students.budget_flops")
-    run = plan.make(cfg, loop, plan.model_flops_per_token(s["model"], vocab_size, seq_len),
+    run = plan.make(cfg, loop, flops.model_flops_per_token(s["model"], vocab_size, seq_len),
                     teacher, methods.teacher_fraction(m) if teacher else 0.0, seq_len)
     return Budget(s["budget_flops"], trained, selection_flops, s["budget_counts"], run)
 
@@ -99,7 +99,7 @@ def reference(cfg: RunConfig, name: str, vocab_size: int, seq_len: int) -> Budge
     """The budget of a model this run trains for a method (a `references` entry): CE, no teacher."""
     ref = cfg["references"][name]
     return Budget(ref["budget_flops"], 0.0, 0.0, "papers", plan.make(
-        cfg, ref["budget_flops"], plan.model_flops_per_token(ref["model"], vocab_size, seq_len), 0, 0.0, seq_len))
+        cfg, ref["budget_flops"], flops.model_flops_per_token(ref["model"], vocab_size, seq_len), 0, 0.0, seq_len))
 
 
 def pool_size(cfg: dict, method: str, n_data: int, p) -> int:

@@ -76,7 +76,7 @@ def download_size(cfg: dict, bytes_per_token: float) -> dict | None:
     """What the hub_snapshot rule will download, estimated before it runs: each hub model's weights
     at 2 bytes per parameter (bf16 safetensors), each dataset's text the corpus parts read
     (max_docs x tokens_per_doc x bytes_per_token; compressed files download smaller). None: no hub ids."""
-    from lsap import hub, plan, snapshot
+    from lsap import flops, hub, snapshot
 
     specs = [(w, i, s) for w, i, s in hub.specs(cfg) if not Path(i).is_dir()]
     if not specs:
@@ -87,6 +87,6 @@ def download_size(cfg: dict, bytes_per_token: float) -> dict | None:
             text += (spec.get("max_docs") or 0) * spec.get("tokens_per_doc", 1000) * bytes_per_token
         elif repo not in seen and not where.startswith("tokenizers."):   # a tokenizer's files: kilobytes
             seen.add(repo)
-            weights += plan.source_flops_per_token(cfg, spec) / 2 * 2   # 2N FLOPs per token -> N params, 2 bytes each
+            weights += flops.source_flops_per_token(cfg, spec) / 2 * 2   # 2N FLOPs per token -> N params, 2 bytes each
     return {"ids": len({i for _, i, _ in specs}), "weights_gb": weights / 1e9, "text_gb": text / 1e9,
             "cache": str(snapshot.cache_dir(cfg))}

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from lsap import REPO_ROOT, budget, data_costs, layout, methods, plan, shards
+from lsap import REPO_ROOT, budget, data_costs, flops, layout, methods, plan, shards
 from lsap.config_types import RunConfig
 from lsap.corpus import SPLITS, part_name
 
@@ -127,20 +127,20 @@ def _teacher_shape(cfg: RunConfig, role: str) -> tuple[int, int, int]:
     if src["kind"] == "trained":
         ref = cfg["references"][src["name"]]
         v = vocab_size(cfg, ref["tokenizer"])
-        fpt = plan.forward_flops_per_token(ref["model"], v, cfg["shards"]["seq_len"])
+        fpt = flops.forward_flops_per_token(ref["model"], v, cfg["shards"]["seq_len"])
         return fpt, fpt // 2, v
     from lsap import models
 
     hf = models.source_config(cfg, src)
-    fpt = plan.source_flops_per_token(cfg, src)
+    fpt = flops.source_flops_per_token(cfg, src)
     return fpt, fpt // 2, hf.vocab_size
 
 
 def _table1_fpt(cfg: RunConfig, m: dict) -> int:
     if m["kind"] == "trained":
         ref = cfg["references"][m["name"]]
-        return plan.forward_flops_per_token(ref["model"], vocab_size(cfg, ref["tokenizer"]), cfg["shards"]["seq_len"])
-    return plan.source_flops_per_token(cfg, m)
+        return flops.forward_flops_per_token(ref["model"], vocab_size(cfg, ref["tokenizer"]), cfg["shards"]["seq_len"])
+    return flops.source_flops_per_token(cfg, m)
 
 
 def _scoring_parts(cfg: RunConfig, mname: str, pool: int | None, flops_per_token: float, rate: float, profile: dict,
@@ -270,7 +270,7 @@ def price(cfg: RunConfig) -> dict:
     # evaluation: bits per byte on every domain at every checkpoint (lm-eval's benchmarks come on top)
     e, n_ckpt = cfg["evaluation"], len(cfg["training"]["checkpoint_fractions"])
     eval_tokens = (e["bpb_max_bytes"] or 0) * len(cfg["corpus"]["domains"]) / text_bpt * n_ckpt
-    student_fpt = plan.forward_flops_per_token(s["model"], v_student, seq)
+    student_fpt = flops.forward_flops_per_token(s["model"], v_student, seq)
     jobs += [_row("evaluate", f"{mname}-s{seed}", tokens=eval_tokens, flops=eval_tokens * student_fpt,
                   gpu_hours=eval_tokens * student_fpt / rate / 3600, slurm=slurm_resources("evaluate", cfg, profile))
              for mname in s["methods"] for seed in s["seeds"]]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lsap import flops
 from lsap.config_types import RunConfig
 
 
@@ -42,7 +43,7 @@ def budget_for_steps(spec: dict, vocab_size: int, seq_len: int, batch: int, n_st
                      teacher_fpt: int = 0) -> float:
     """The inverse of `steps`: a budget that buys `n_steps` steps of a model built from `spec`
     (plus a teacher's 2·N per token), half a step to spare so rounding never loses one."""
-    per_token = model_flops_per_token(spec, vocab_size, seq_len) + teacher_fpt
+    per_token = flops.model_flops_per_token(spec, vocab_size, seq_len) + teacher_fpt
     return float(per_token * batch * seq_len * (n_steps + 0.5))
 
 
@@ -72,33 +73,6 @@ def make(cfg: RunConfig, budget_flops: float, train_fpt: int, teacher_fpt: int, 
     batch = global_batch(cfg)
     n = steps(budget_flops, train_fpt + teacher_fpt * teacher_fraction, batch * seq_len)
     return RunPlan(n, batch, seq_len, train_fpt, teacher_fpt, teacher_fraction)
-
-
-def model_flops_per_token(spec: dict, vocab_size: int, seq_len: int) -> int:
-    """6·N of a model built from a size spec (lsap.models.build), counted on the meta device."""
-    import torch
-
-    from lsap import models
-
-    with torch.device("meta"):
-        return models.train_flops_per_token(models.build(spec, vocab_size, seq_len, seed=0))
-
-
-def forward_flops_per_token(spec: dict, vocab_size: int, seq_len: int) -> int:
-    """2·N of a model built from a size spec: one forward per token (a trained teacher's inference,
-    an evaluation), a third of the training count 6·N. The one place this conversion is made."""
-    return model_flops_per_token(spec, vocab_size, seq_len) // 3
-
-
-def source_flops_per_token(cfg: RunConfig, source: dict) -> int:
-    """2·N per token of a frozen teacher (a students.teachers source), from its HF config alone."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from lsap import models
-
-    with torch.device("meta"):
-        return models.forward_flops_per_token(AutoModelForCausalLM.from_config(models.source_config(cfg, source)))
 
 
 def visited(plan: RunPlan, cfg: dict, n_data: int, seed: int) -> np.ndarray:

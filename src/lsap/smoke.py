@@ -27,7 +27,7 @@ SEQ_LEN, MICRO, STUDENT_STEPS, REFERENCE_STEPS, DOCS = 64, 2, 3, 3, 60
 
 def transform(gpu: dict) -> dict:
     """gpu-small's config at CPU shapes, run name `<run>-cpu-smoke` (its own results folder)."""
-    from lsap import plan, vocab
+    from lsap import flops, plan, vocab
 
     cfg = copy.deepcopy(gpu)
     cfg["run"] = f"{gpu['run']}-cpu-smoke"
@@ -40,7 +40,7 @@ def transform(gpu: dict) -> dict:
     n_student = len(vocab.build(cfg["tokenizers"]["student"], None))
     cfg["students"]["model"] = dict(STUDENT)
     # the most expensive step (LSAP/KD: the surrogate's forward on top) still gets a few steps
-    teacher = plan.source_flops_per_token(cfg, cfg["students"]["teachers"]["surrogate"])
+    teacher = flops.source_flops_per_token(cfg, cfg["students"]["teachers"]["surrogate"])
     cfg["students"]["budget_flops"] = plan.budget_for_steps(STUDENT, n_student, SEQ_LEN, MICRO, STUDENT_STEPS, teacher)
     for ref in cfg["references"].values():
         ref["model"] = dict(REFERENCE)

@@ -22,7 +22,7 @@ def load(cfg, m, inputs, dev):
 def cached_candidates(cfg, m, inputs):
     """(candidates(inputs, targets, seq_ids) -> (ids, logp), FLOPs per token charged) from the
     targets stage's cache: it stands in for the surrogate's inference, which is still charged."""
-    from lsap import plan
+    from lsap import flops
     from lsap.surrogate import CachedCandidates
 
     if inputs.get("candidates") is not None:   # the caller's (the bench: a cache of its own rows)
@@ -31,7 +31,7 @@ def cached_candidates(cfg, m, inputs):
         raise ValueError(f"objective '{m.objective_name}' with the targets cache needs it (--targets)")
     cache = CachedCandidates(inputs["targets"], m.objective.top_k, m.objective.probabilities, inputs["n_sequences"])
     return (lambda x, tgt, seq_ids: cache(seq_ids, x.device),
-            plan.source_flops_per_token(cfg, cfg["students"]["teachers"]["surrogate"]))
+            flops.source_flops_per_token(cfg, cfg["students"]["teachers"]["surrogate"]))
 
 
 def tables(inputs) -> tuple:
