@@ -46,7 +46,7 @@ plan: $(STAMP)
 	$(BIN)/python -m lsap plan --config $(CONFIG)
 
 # The paper DAG rehearsed offline (minutes, 2 cores): config/paper.yaml transformed by code
-# (lsap.rehearsal), hub ids replaced by stand-ins built from the embedded assets, run through the
+# (lsap.operations.rehearsal), hub ids replaced by stand-ins built from the embedded assets, run through the
 # Slurm profile on a real single-node Slurm (tests/slurm_cluster.sh: needs root and apt-get).
 rehearse: $(STAMP)
 	$(BIN)/python -m lsap rehearse --config config/paper.yaml --out rehearsal

@@ -1,20 +1,21 @@
 # LSAP replication DAG. Thin by design: every rule calls `python -m lsap <stage>`; the science
-# lives in src/lsap/, the file layout in lsap.layout, what each job reads in lsap.keys.
+# lives in src/lsap/, the file layout in lsap.io.layout, what each job reads in lsap.keys.
 # The config is exactly one file: `--configfile X`, else the embedded default config/tiny.yaml
 # (no `configfile:` directive here: Snakemake would merge it under every --configfile).
 import os
 import re
 import sys
 
-from lsap import REPO_ROOT, keys, layout, methods
-from lsap import tables as lsap_tables
-from lsap import assets as lsap_assets
+from lsap import REPO_ROOT, keys, methods
+from lsap.io import layout
+from lsap.report import tables as lsap_tables
+from lsap.io import assets as lsap_assets
 from lsap import config as lsap_config
-from lsap import corpus as lsap_corpus
-from lsap import hub as lsap_hub
-from lsap import inputs as lsap_inputs
-from lsap import preemption as lsap_preemption
-from lsap import snapshot as lsap_snapshot
+from lsap.data import corpus as lsap_corpus
+from lsap.io import hub as lsap_hub
+from lsap.stages import inputs as lsap_inputs
+from lsap.training import preemption as lsap_preemption
+from lsap.io import snapshot as lsap_snapshot
 
 
 # Validate before any job runs: a misspelt key or bad value stops here, naming the key.
@@ -29,7 +30,7 @@ os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.enviro
 GPUS = config["compute"]["gpus"]
 GPU_ONE = min(GPUS, 1)  # the single-process GPU jobs (evaluate, table1, targets, selection_part): one GPU each
 # A config with hub ids: the hub_snapshot rule downloads them first, every other job runs with the
-# hub offline and reads the snapshot (lsap.snapshot); the env prefix is empty otherwise.
+# hub offline and reads the snapshot (lsap.io.snapshot); the env prefix is empty otherwise.
 HUB_MANIFEST = [layout.hub_manifest(RUN)] if lsap_hub.ids(config) else []
 HUB_ENV = " ".join(f"{k}={v}" for k, v in lsap_snapshot.job_env(config, layout.hub_manifest(RUN)).items())
 LSAP_ONLINE = "python -m lsap"

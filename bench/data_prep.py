@@ -1,4 +1,4 @@
-"""Data-prep throughput: the shards stage (lsap.shards.write_split, the code every config runs)
+"""Data-prep throughput: the shards stage (lsap.data.shards.write_split, the code every config runs)
 tokenising real text from the embedded corpus with the embedded cl100k tokenizer (the stand-in for
 OLMo2's dolma2, a BPE of the same family and size), one CPU core per job.
 
@@ -9,7 +9,7 @@ stage (read JSONL, batch-encode, check a sample against HF, write the memmap, co
 additional token (the train split's time less the validation split's: each call's fixed cost of
 loading the tokenizer cancels, as it vanishes in a part of billions of tokens; the whole call's
 rate is printed beside it) with the encoder it uses
-(lsap.fast_encode: tiktoken's core where the tokenizer qualifies, checked against HF) and with HF's
+(lsap.data.fast_encode: tiktoken's core where the tokenizer qualifies, checked against HF) and with HF's
 Rust backend forced, and of each tokenizer path alone, HF's `__call__` (the stage's encoder until
 2026-12) included; the wall-clock of both corpus parts as 1 job (one after the other) and as 2 jobs
 side by side; and what the stage's rate means for the paper's training tokens on N jobs
@@ -32,11 +32,12 @@ from pathlib import Path
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ["RAYON_NUM_THREADS"] = "1"
 
-from lsap import REPO_ROOT, config, corpus, fast_encode, vocab  # noqa: E402
+from lsap import REPO_ROOT, config  # noqa: E402
+from lsap.data import corpus, fast_encode, vocab
 
 JOB = """
 import json, sys, time
-from lsap import fast_encode, shards
+from lsap.data import fast_encode, shards
 if sys.argv[3] == "hf":   # the stage with HF's encoder forced
     fast_encode.encoder = fast_encode.hf_encoder
 def write(split, part):
@@ -124,7 +125,7 @@ def main() -> None:
         two = min(two, key=lambda r: r["wall"])
     rate = marginal(one)   # the rate that scales to a part of billions of tokens
     result = {
-        "what": "lsap.shards.write_split (train split, seq 1024) of the embedded tiny corpus in 2 parts, "
+        "what": "lsap.data.shards.write_split (train split, seq 1024) of the embedded tiny corpus in 2 parts, "
                 f"cl100k tokenizer ({fast.kind} encoder; HF's Rust backend forced for the _hf figure), one core per job",
         "documents": len(texts), "bytes": n_bytes, "tokens": one["tokens"],
         "encoder": fast.kind,

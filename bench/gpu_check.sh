@@ -11,7 +11,7 @@
 # gpu_check.json: the part's plan, status and seconds. The part's deadline is the draw's price of it
 # (the pack's manifest; --seconds/--minutes override): a part whose price exceeds it is refused, the
 # sweep starts no pair priced beyond the time left. What is left under --out is then held to what
-# comes back from a call (≤ 8 files, ≤ 2 folders deep: lsap.devpack check-return); a breach fails.
+# comes back from a call (≤ 8 files, ≤ 2 folders deep: lsap.operations.devpack check-return); a breach fails.
 # --cpu-smoke: the same at CPU shapes, without CUDA (the rehearsal in `make test`).
 #
 # usage: bash bench/gpu_check.sh --out DIR --part bench|sweep [--pack DIR] [--cpu-smoke] [--minutes M | --seconds S]
@@ -52,7 +52,7 @@ if [ -n "$PACK" ]; then  # the machine's own python3 plus what the pack brings
     # the bench: the Σ∩ tables alone; the sweep: the GGUF (its head came in call 1) and the rest
     UNPACK="bench"; [ "$PART" = sweep ] && UNPACK="surrogate sweep"
     for p in $UNPACK; do
-        SITE="$(PYTHONPATH="$REPO/src" "$PY" -m lsap.devpack unpack "$PACK" "$p" | tail -n 1)"
+        SITE="$(PYTHONPATH="$REPO/src" "$PY" -m lsap.operations.devpack unpack "$PACK" "$p" | tail -n 1)"
         [ -n "$SITE" ] || exit 2
     done
     export PYTHONPATH="$REPO/src:$SITE" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
@@ -75,7 +75,7 @@ if [ "$SMOKE" = 1 ]; then
         CONFIG="$("$PY" -m lsap smoke --config config/gpu-small.yaml --out results/configs | sed -n 's/^\[smoke\] \(.*\.yaml\)$/\1/p')"
     fi
 else
-    read -r ITERS ROUNDS < <(PYTHONPATH="$REPO/src:${PYTHONPATH:-}" "$PY" -c "from lsap import device_limits; print(device_limits.BENCH_ITERS, device_limits.BENCH_ROUNDS)")
+    read -r ITERS ROUNDS < <(PYTHONPATH="$REPO/src:${PYTHONPATH:-}" "$PY" -c "from lsap.operations import draw_price; print(draw_price.BENCH_ITERS, draw_price.BENCH_ROUNDS)")
     SHAPES=paper DEVICE=cuda COMPILE=--compile CORES="$(nproc)"
     SECONDS_LEFT="${SECONDS_LEFT:-540}"
     TABLES=""; [ -f .devpack-data/sigma-cl100k-qwen3.npz ] && TABLES="--tables .devpack-data/sigma-cl100k-qwen3.npz"
@@ -114,12 +114,12 @@ part() {  # part NAME PLANNED_SECONDS CMD...: refused if its price exceeds the t
 }
 
 checked() {  # checked RC: what is under --out must come back (≤ 8 files, ≤ 2 folders deep); else fail
-    PYTHONPATH="$REPO/src" "$PY" -m lsap.devpack check-return "$OUT" || return 1
+    PYTHONPATH="$REPO/src" "$PY" -m lsap.operations.devpack check-return "$OUT" || return 1
     return "$1"
 }
 
 if [ "$PART" = bench ]; then
-    PLANNED="$("$PY" -c "from lsap import bench; print(bench.price('$SHAPES', $ITERS, $ROUNDS))")" || exit 2
+    PLANNED="$("$PY" -c "from lsap.operations import bench; print(bench.price('$SHAPES', $ITERS, $ROUNDS))")" || exit 2
     part bench "$PLANNED" "$PY" -m lsap bench --shapes "$SHAPES" --device "$DEVICE" --iters "$ITERS" \
         --rounds "$ROUNDS" $COMPILE $TABLES --out "$OUT/bench.json"
     checked $?
@@ -134,10 +134,10 @@ fi
 # refused only if the headline's first pair cannot run: the sweep itself starts no pair priced
 # beyond the time left (LSAP_SWEEP_DEADLINE), so what fits runs, headline comparison first
 PLANNED="$("$PY" -c "
-from lsap import config, device_limits
-from lsap.stages import sweep
+from lsap import config
+from lsap.operations import draw_price, sweep
 p = sweep.pair_prices(config.load('$CONFIG'))
-print(round(device_limits.PROCESS_S + device_limits.SURROGATE_S + p[0][1]))")" || exit 2
+print(round(draw_price.PROCESS_S + draw_price.SURROGATE_S + p[0][1]))")" || exit 2
 ARCHIVE="$OUT/sweep.tar.gz"
 # (10 s kept after the sweep for its last archive, sweep.json and the check)
 part sweep "$PLANNED" env LSAP_SWEEP_DEADLINE="$(( DEADLINE - 10 ))" LSAP_SWEEP_ARCHIVE="$ARCHIVE" \
@@ -145,7 +145,7 @@ part sweep "$PLANNED" env LSAP_SWEEP_DEADLINE="$(( DEADLINE - 10 ))" LSAP_SWEEP_
 ok=$?
 # the archive once more (a pair evaluated before this run, e.g. on a rerun, is in it too), and
 # each job's wall-clock (the sweep writes Snakemake's benchmark files), whatever it got through
-"$PY" -c "import sys; from lsap import devpack; devpack.results_archive(sys.argv[1], sys.argv[2])" "$RUN" "$ARCHIVE" || ok=1
+"$PY" -c "import sys; from lsap.operations import sweep_results; sweep_results.archive(sys.argv[1], sys.argv[2])" "$RUN" "$ARCHIVE" || ok=1
 "$PY" - "results/$RUN/benchmarks" "$OUT/sweep.json" <<'EOF'
 import csv, json, pathlib, sys
 root = pathlib.Path(sys.argv[1])  # students' files sit in a subfolder: key by the path below root

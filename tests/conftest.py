@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from lsap import REPO_ROOT, assets, config
+from lsap import REPO_ROOT, config
+from lsap.io import assets
 
 TINY = REPO_ROOT / "config" / "tiny.yaml"
 # the run configs shipped in config/ (the other YAML files there describe the schema, assets, hub models)
@@ -31,7 +32,7 @@ def fetched(tiny_cfg):
 @pytest.fixture(scope="session")
 def small_corpus(tmp_path_factory, tiny_cfg, fetched):
     """A small real corpus: every tiny domain, capped at 40 documents each."""
-    from lsap import corpus
+    from lsap.data import corpus
 
     cfg = config.validate({**tiny_cfg, "corpus": {**tiny_cfg["corpus"], "max_docs_per_domain": 40}})
     out = tmp_path_factory.mktemp("corpus")

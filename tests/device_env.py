@@ -16,7 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lsap import REPO_ROOT, devpack
+from lsap import REPO_ROOT
+from lsap.operations import devpack
 
 TORCH = "torch==2.13.0"  # the only torch this machine installs without a multi-GB CUDA download
 TORCH_DEPS = ("sympy", "mpmath", "networkx", "filelock", "fsspec", "jinja2", "markupsafe", "typing-extensions")

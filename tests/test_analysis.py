@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from lsap import analysis, config
+from lsap import config
+from lsap.report import analysis
 
 ALPHAS = [0.01, 0.05, 0.2]
 
@@ -46,7 +47,7 @@ def test_bf16_logits_are_counted_from_float32_log_probs():
 
 @pytest.mark.slow
 def test_table1_and_overlap_on_real_models(small_corpus, tiny_cfg, tmp_path):
-    from lsap import vocab
+    from lsap.data import vocab
 
     cfg = config.validate({**tiny_cfg, "analysis": {**tiny_cfg["analysis"], "table1": {
         **tiny_cfg["analysis"]["table1"], "examples": 2, "seq_len": 16, "seeds": [21, 42],
@@ -79,7 +80,8 @@ def test_an_optional_table1_model_that_cannot_load_is_named_not_fatal(tiny_cfg, 
     import sys
 
     gated = {"kind": "hub", "id": "meta-llama/Llama-3.1-8B"}
-    code = ("import json, sys; from lsap import analysis, config; cfg = config.validate(json.loads(sys.argv[1])); "
+    code = ("import json, sys; from lsap import config; from lsap.report import analysis; "
+            "cfg = config.validate(json.loads(sys.argv[1])); "
             "r = analysis.table1(cfg, sys.argv[2], log=lambda *_: None); "
             "print(json.dumps({'missing': r.get('missing'), 'rows': analysis.table1_frame(r, cfg).model.tolist()}))")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}

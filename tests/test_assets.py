@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from lsap import assets
 from lsap.config import required_assets
+from lsap.io import assets
 
 
 def test_every_tiny_asset_is_verified_and_its_paths_resolve(tiny_cfg, fetched):
@@ -73,7 +73,7 @@ def test_a_changed_byte_in_a_fetched_asset_is_caught_at_use(fetched, tmp_path):
     """The archive's hash was checked at fetch; the files read are checked at every use."""
     import shutil
 
-    from lsap import assets
+    from lsap.io import assets
 
     shutil.copytree(assets.resources_root() / "sotu", tmp_path / "sotu", symlinks=True)
     files = assets.asset_paths("sotu", "speeches", root=tmp_path)

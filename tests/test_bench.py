@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from lsap import bench
+from lsap.operations import bench
 
 METHODS = ("ce", "lsap_online", "lsap_cached", "sparse_kd", "kd", "salt")  # bench.BENCH_METHODS, stated apart
 

@@ -11,7 +11,8 @@ import stat
 
 import pytest
 
-from lsap import REPO_ROOT, config, models, shards, vocab
+from lsap import REPO_ROOT, config, models
+from lsap.data import shards, vocab
 
 TINY = {"arch": "olmo2", "hidden": 32, "layers": 1, "heads": 2, "intermediate": 64}
 SEQ, MICRO, ACCUM, STEPS = 32, 4, 1, 8
@@ -89,14 +90,14 @@ def test_config_names_the_tokenizers_special_ids(run):
         tok.bos_token_id, tok.eos_token_id, tok.pad_token_id)
     assert AutoModelForCausalLM.from_pretrained(folder).config.eos_token_id == tok.eos_token_id
     # the weight record still matches: the ids went into config.json, not into the weights
-    from lsap import checkpoints
+    from lsap.io import checkpoints
 
     checkpoints.verify(folder)
 
 
 def test_final_checkpoint_has_a_model_card(run):
     """Fails on the code before this change: no checkpoint had a README.md."""
-    from lsap.provenance import git_commit
+    from lsap.report.provenance import git_commit
 
     out, cfg, _ = run
     card = (out / "checkpoints" / "frac-1.00" / "README.md").read_text()

@@ -19,7 +19,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from lsap import REPO_ROOT, analysis, hub, models, preemption, resume, snapshot
+from lsap import REPO_ROOT, models
+from lsap.io import hub, snapshot
+from lsap.report import analysis
+from lsap.training import preemption, resume
 
 
 # ---- N1: Table 1 without the gated licences ---------------------------------------------------
@@ -35,7 +38,8 @@ def test_table1_leaves_out_optional_models_the_snapshot_lacks_and_names_them(tin
                                     "entries": [{"kind": "model", "id": gated, "missing": why}]}))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "cache"),
            snapshot.MANIFEST_ENV: str(manifest)}
-    code = ("import json, sys; from lsap import analysis, config; cfg = config.validate(json.loads(sys.argv[1])); "
+    code = ("import json, sys; from lsap import config; from lsap.report import analysis; "
+            "cfg = config.validate(json.loads(sys.argv[1])); "
             "r = analysis.table1(cfg, sys.argv[2], log=lambda *_: None); "
             "print(json.dumps({'missing': r['missing'], 'rows': analysis.table1_frame(r, cfg).model.tolist()}))")
 
@@ -69,7 +73,7 @@ def _holder(out: Path, *, no_flock: bool):
     """A real second process holding the lock on `out` (without flock, like the test's own)."""
     code = ("import errno, fcntl, sys, time; sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
             + ("fcntl.flock = lambda *_: (_ for _ in ()).throw(OSError(errno.ENOSYS, 'no flock')); " if no_flock else "")
-            + "from lsap import resume; l = resume.lock_run_folder(Path(sys.argv[2]), log=lambda *_: None); "
+            + "from lsap.training import resume; l = resume.lock_run_folder(Path(sys.argv[2]), log=lambda *_: None); "
               "print('held', flush=True); time.sleep(120)")
     p = subprocess.Popen([sys.executable, "-c", code, str(REPO_ROOT / "src"), str(out)], stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "held"

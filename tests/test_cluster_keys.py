@@ -13,7 +13,11 @@ import sys
 import pytest
 from test_key_leaves import _edited, _keys, _leaves, _mutations
 
-from lsap import REPO_ROOT, config, data_costs, forecast, keys, plan, snapshot, sources
+from lsap import REPO_ROOT, config, keys
+from lsap.data import sources
+from lsap.io import snapshot
+from lsap.operations import data_costs, forecast
+from lsap.training import plan
 
 PAPER = REPO_ROOT / "config" / "paper.yaml"
 # the jobs an evaluation setting may reach: the evaluations, the lines drawn beside them (held-out

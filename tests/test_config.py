@@ -181,7 +181,7 @@ def test_salt_ds_scores_with_an_early_checkpoint_of_its_teacher(tiny_cfg):
 
 
 def test_a_config_without_a_teacher_split_splits_as_before():
-    from lsap import corpus
+    from lsap.data import corpus
 
     texts = [f"document {i} " * 20 for i in range(400)]
     old = {"validation": 0.1, "reference": 0.2}

@@ -2,8 +2,9 @@ import json
 
 import pytest
 
-from lsap import config, corpus, sources
-from lsap.assets import asset_paths
+from lsap import config
+from lsap.data import corpus, sources
+from lsap.io.assets import asset_paths
 
 
 def test_clean_text():
@@ -87,7 +88,7 @@ def test_hub_dataset_parts_read_disjoint_file_shares(tmp_path):
     """A dataset of 7 data files in 3 parts (7 does not divide by 3, where datasets' own split
     would have every part read all 7): each file is read by exactly one part, and the 3 parts
     give exactly the documents of 1 part."""
-    from lsap import sources
+    from lsap.data import sources
 
     data = tmp_path / "many_files" / "data"
     data.mkdir(parents=True)
@@ -117,7 +118,7 @@ def test_near_copies_of_held_out_text_leave_the_training_text(tmp_path, tiny_cfg
     """Planted in a training domain: edited copies of 10 of the embedded news domain's validation
     documents (held out) and of 10 of its training documents. The filter removes exactly the first
     10, counts them in the manifest, and keeps the second (near-copies of text nobody holds out)."""
-    from lsap import decontaminate
+    from lsap.data import decontaminate
 
     news = tiny_cfg["corpus"]["domains"]["news"]
     c = tiny_cfg["corpus"]
@@ -150,7 +151,7 @@ def test_near_copies_of_held_out_text_leave_the_training_text(tmp_path, tiny_cfg
 
 
 def test_a_document_without_an_ngram_is_no_near_copy():
-    from lsap import decontaminate
+    from lsap.data import decontaminate
 
     index = decontaminate.HeldOutIndex()
     index.add("")  # e.g. WikiText's empty rows, with min_chars 0

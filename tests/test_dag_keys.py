@@ -14,7 +14,7 @@ import yaml
 from conftest import E2E_RUN, planned_jobs
 
 from lsap import REPO_ROOT, config, keys
-from lsap.report import read_table
+from lsap.report.writers import read_table
 
 pytestmark = pytest.mark.slow
 

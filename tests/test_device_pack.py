@@ -1,4 +1,4 @@
-"""The device pack (lsap.devpack): calls under the transfer limit, chunks checked when reassembled,
+"""The device pack (lsap.operations.devpack): calls under the transfer limit, chunks checked when reassembled,
 and the GPU check rehearsed from the pack alone, offline, in the GPU machine's package set."""
 
 import json
@@ -9,16 +9,17 @@ import sys
 
 import pytest
 
-from lsap import REPO_ROOT, config, device_limits, devpack
-from lsap.report import read_table
+from lsap import REPO_ROOT, config
+from lsap.operations import device_limits, devpack, sweep_results
+from lsap.report.writers import read_table
 
 MACHINE = devpack.machine_packages(REPO_ROOT / "bench" / "device" / "h200-pip-list.txt")
 
 
 def _pack(tmp_path, limit):
     """Two archives of real repository files, cut at a small limit: the mechanism, at any size."""
-    bench = devpack.write_archive({f"src/lsap/{p.name}": p for p in sorted((REPO_ROOT / "src" / "lsap").glob("*.py"))},
-                                  tmp_path / "bench.tar", "gz")
+    sources = sorted((REPO_ROOT / "src" / "lsap").rglob("*.py"))
+    bench = devpack.write_archive({str(p.relative_to(REPO_ROOT)): p for p in sources}, tmp_path / "bench.tar", "gz")
     sweep = devpack.write_archive({"config/schema.yaml": REPO_ROOT / "config" / "schema.yaml"}, tmp_path / "sweep.tar", "xz")
     return devpack.split({"bench": bench, "sweep": sweep}, tmp_path / "pack", limit)
 
@@ -33,7 +34,7 @@ def test_calls_hold_at_most_the_limit_and_the_parts_reassemble(tmp_path):
     repo.mkdir()
     devpack.unpack(tmp_path / "pack", "bench", repo)
     devpack.unpack(tmp_path / "pack", "sweep", repo)
-    assert (repo / "src/lsap/train.py").read_bytes() == (REPO_ROOT / "src/lsap/train.py").read_bytes()
+    assert (repo / "src/lsap/training/loop.py").read_bytes() == (REPO_ROOT / "src/lsap/training/loop.py").read_bytes()
     assert (repo / "config/schema.yaml").read_bytes() == (REPO_ROOT / "config/schema.yaml").read_bytes()
 
 
@@ -56,7 +57,7 @@ def test_a_damaged_chunk_is_refused(tmp_path):
 
 def test_the_unpacker_needs_nothing_but_the_standard_library():
     """It runs on the machine before any wheel is installed: importing it must not pull in a package."""
-    code = ("import sys, lsap.devpack; bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+    code = ("import sys, lsap.operations.devpack; bad = sorted(m for m in sys.modules if m.split('.')[0] in "
             "('numpy', 'torch', 'yaml', 'packaging', 'jsonschema')); sys.exit(', '.join(bad) or None)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
                           env={"PYTHONPATH": str(REPO_ROOT / "src")})
@@ -80,7 +81,7 @@ def test_the_gpu_check_runs_from_the_pack_alone_offline(tmp_path):
     """The call sequence of bench/NOTES.md at CPU shapes: a fresh copy of the tracked tree (no
     resources/, no .venv, no results/), the GPU machine's package set (tests/device_env.py), no
     network (a new network namespace); each call brings one folder of the pack, the first runs the
-    bench, the last the sweep; each call is held to the machine's limits (lsap.device_limits.check_call,
+    bench, the last the sweep; each call is held to the machine's limits (lsap.operations.device_limits.check_call,
     check_return), and the report is rendered here from the sweep's one archive."""
     sys.path.insert(0, str(REPO_ROOT / "tests"))
     import device_env
@@ -119,7 +120,7 @@ def test_the_gpu_check_runs_from_the_pack_alone_offline(tmp_path):
             device_limits.check_return(out)  # what the call leaves comes back: ≤ 8 files, ≤ 2 folders deep
     # the results are rendered here, on CPU, from the one archive
     here = tmp_path / "here"
-    devpack.unpack_results(outs["sweep"] / devpack.RESULTS, here)
+    sweep_results.unpack(outs["sweep"] / sweep_results.RESULTS, here)
     assert not list(here.rglob("checkpoints"))
     smoke_cfg = device / manifest["config"]
     tables, figures = tmp_path / "paper_tables", tmp_path / "figures"
@@ -144,6 +145,6 @@ def test_the_gpu_check_runs_from_the_pack_alone_offline(tmp_path):
     n = len(gpu["methods"]) * len(gpu["seeds"])
     assert sum(j.startswith("students/") for j in jobs) == sum(j.startswith("evaluate_") for j in jobs) == n
     assert not any(j.startswith(("corpus", "shards")) for j in jobs)
-    # the log's lines are stamped (lsap.progress): "<date> <time> [sweep] ce seed 0: trained and evaluated"
+    # the log's lines are stamped (lsap.io.progress): "<date> <time> [sweep] ce seed 0: trained and evaluated"
     ran = re.findall(r"\[sweep\] (.+): trained and evaluated$", (out / "sweep.log").read_text(), re.M)
     assert ran[:2] == ["ce seed 0", f"{gpu['primary_contrast']} seed 0"] and len(ran) == n   # headline first

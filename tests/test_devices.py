@@ -15,8 +15,9 @@ import pytest
 import torch
 from conftest import SHIPPED
 
-from lsap import config, methods, models, shards, vocab
-from lsap.corpus import iter_documents
+from lsap import config, methods, models
+from lsap.data import shards, vocab
+from lsap.data.corpus import iter_documents
 
 TINY_LM = {"arch": "qwen3", "hidden": 32, "layers": 1, "heads": 2, "intermediate": 64}
 SEQ = 16

@@ -1,4 +1,4 @@
-"""The GPU machine's limits, held by lsap.devpack on real files: what one call carries (64 MiB with
+"""The GPU machine's limits, held by lsap.operations.devpack on real files: what one call carries (64 MiB with
 the tree, counted by `git ls-files`), what comes back from $OUT (≤ 8 files, ≤ 2 folders deep, 16 MiB
 a file, plain names), the draw (≤ 2 calls, each command ≤ 10 minutes, ≤ 12 device-minutes in all).
 Each limit fails on a case built to break it and passes on one that keeps it."""
@@ -7,7 +7,8 @@ import tarfile
 
 import pytest
 
-from lsap import REPO_ROOT, config, device_limits, devpack
+from lsap import REPO_ROOT, config
+from lsap.operations import device_limits, devpack, draw_price, sweep_results
 
 MIB = device_limits.MIB
 
@@ -83,7 +84,7 @@ def test_the_results_leave_as_one_archive_without_checkpoints(tmp_path):
     _write(run / "shards/student/train.bin", MIB)  # came in the pack: not sent back
     out = tmp_path / "out"
     out.mkdir()
-    archive = devpack.results_archive("r", out / devpack.RESULTS, tmp_path)
+    archive = sweep_results.archive("r", out / sweep_results.RESULTS, tmp_path)
     assert device_limits.check_return(out) == ["sweep.tar.gz"]
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
@@ -91,7 +92,7 @@ def test_the_results_leave_as_one_archive_without_checkpoints(tmp_path):
                                                  "eval/ce-s0.json", "eval/ce-s0/frac-1.00.json",
                                                  "benchmarks/students/ce-s0.tsv")}
     here = tmp_path / "here"
-    assert len(devpack.unpack_results(archive, here)) == 5
+    assert len(sweep_results.unpack(archive, here)) == 5
     assert (here / "results/r/eval/ce-s0.json").stat().st_size == 100
 
 
@@ -126,7 +127,7 @@ def test_gpu_smalls_draw_is_priced_within_the_limits_headline_first():
     """Every item of each call priced (start-up, transfer, unpack, installs, the bench, the students
     and their evaluations, the idle waits): ≤ 2 calls, ≤ 12 minutes, CE and the pre-registered
     contrast seed by seed first."""
-    d = device_limits.price_draw(str(REPO_ROOT / "config" / "gpu-small.yaml"))
+    d = draw_price.price_draw(str(REPO_ROOT / "config" / "gpu-small.yaml"))
     assert len(d["calls"]) == 2 and d["total"] <= device_limits.DRAW_SECONDS
     assert {"start-up", "transfer", "unpack", "bench"} == set(d["calls"][0]["items"])
     assert {"idle before", "transfer", "unpack", "install", "process start", "idle after"} <= set(d["calls"][1]["items"])

@@ -10,7 +10,10 @@ import pytest
 import torch
 import yaml
 
-from lsap import REPO_ROOT, assets, benchmarks, config, evaluate, heldout, models, vocab
+from lsap import REPO_ROOT, config, models
+from lsap.data import heldout, vocab
+from lsap.evaluation import benchmarks, evaluate
+from lsap.io import assets
 
 # lm-eval's evaluated split of each task and its size (HF dataset cards: HellaSwag validation
 # 10,042; PIQA validation 1,838; WinoGrande-XL validation 1,267; ARC-Easy / ARC-Challenge test

@@ -4,8 +4,9 @@ difference re-encodes with HF."""
 import numpy as np
 import pytest
 
-from lsap import config, corpus, fast_encode, shards, vocab
-from lsap.corpus import iter_documents
+from lsap import config
+from lsap.data import corpus, fast_encode, shards, vocab
+from lsap.data.corpus import iter_documents
 
 PRETRAINED = ["cl100k", "gpt2", "qwen3", "llama3", "smollm2"]
 # text that has tripped tokenizers: added-token text, CRLF, a long run, other scripts' digits,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from lsap import files
+from lsap.io import files
 
 
 @pytest.fixture

@@ -8,7 +8,11 @@ import sys
 
 import pytest
 
-from lsap import REPO_ROOT, config, flops, forecast, hub, plan
+from lsap import REPO_ROOT, config
+from lsap.io import hub
+from lsap.models import flops
+from lsap.operations import forecast
+from lsap.training import plan
 
 PAPER = REPO_ROOT / "config" / "paper.yaml"
 

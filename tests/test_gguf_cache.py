@@ -1,11 +1,13 @@
-"""lsap.gguf_cache: the HF copy of a registry GGUF is the GGUF's own load (same weights, same
+"""lsap.io.gguf_cache: the HF copy of a registry GGUF is the GGUF's own load (same weights, same
 tokens), named by the GGUF's bytes, built once, and never half-written or replaced under a reader."""
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lsap import gguf_cache, models, vocab
-from lsap.files import sha256_file
+from lsap import models
+from lsap.data import vocab
+from lsap.io import gguf_cache
+from lsap.io.files import sha256_file
 
 TEXT = "Surrogate-assisted pretraining, 2026: déjà vu — 3.14159 tokens/s.\n\tdef f(x): return x**2"
 

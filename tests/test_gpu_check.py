@@ -7,7 +7,8 @@ import subprocess
 import pytest
 import torch
 
-from lsap import REPO_ROOT, bench
+from lsap import REPO_ROOT
+from lsap.operations import bench
 
 SCRIPT = REPO_ROOT / "bench" / "gpu_check.sh"
 

@@ -1,6 +1,7 @@
-"""The Snakefile's parse stays torch-free: every `lsap` module it imports (the registry, keys,
-layout, tables, config, assets, corpus, hub) loads without torch or transformers, so planning a
-paper-size DAG on a login node takes seconds and needs no GPU stack."""
+"""The package's shape, checked: the Snakefile's parse stays torch-free (every `lsap` module it
+imports loads without torch or transformers, so planning a paper-size DAG on a login node takes
+seconds and needs no GPU stack), there is no import cycle, and every package imports only the
+layers below it (LAYERS: the architecture, bottom to top)."""
 
 import re
 import subprocess
@@ -12,11 +13,12 @@ from lsap import REPO_ROOT
 def test_the_snakefiles_imports_do_not_import_torch():
     text = (REPO_ROOT / "Snakefile").read_text() + "".join(p.read_text() for p in (REPO_ROOT / "workflow" / "rules")
                                                          .glob("*.smk"))
-    modules = set(re.findall(r"^from lsap import (\w+)", text, re.M))
-    modules |= {m.strip() for line in re.findall(r"^from lsap import ([\w, ]+)$", text, re.M) for m in line.split(",")}
-    modules.discard("REPO_ROOT")
-    assert {"methods", "keys", "layout", "tables", "config"} <= modules, modules
-    code = ("import sys\n" + "".join(f"import lsap.{m}\n" for m in sorted(modules))
+    modules = {f"{package}.{name.split(' as ')[0].strip()}"
+               for package, names in re.findall(r"^from (lsap[\w.]*) import ([\w, ]+)$", text, re.M)
+               for name in names.split(",")}
+    modules.discard("lsap.REPO_ROOT")
+    assert {"lsap.methods", "lsap.keys", "lsap.io.layout", "lsap.report.tables", "lsap.config"} <= modules, modules
+    code = ("import sys\n" + "".join(f"import {m}\n" for m in sorted(modules))
             + "print(sorted(m for m in ('torch', 'transformers', 'lm_eval') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", f"the Snakefile's parse imports {out}"
@@ -33,11 +35,12 @@ def import_graph() -> dict[str, set[str]]:
         name = ".".join(path.relative_to(root.parent).with_suffix("").parts).removesuffix(".__init__")
         deps = set()
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module == "lsap":
-                deps |= {f"lsap.{a.name}" for a in node.names
-                         if (root / f"{a.name}.py").exists() or (root / a.name).is_dir()}
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lsap."):
-                deps.add(node.module)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "lsap":
+                # `from lsap.io import files` depends on lsap.io.files; `from lsap.io.files import x` on it too
+                folder = root.parent.joinpath(*node.module.split("."))
+                for a in node.names:
+                    is_module = (folder / f"{a.name}.py").exists() or (folder / a.name).is_dir()
+                    deps.add(f"{node.module}.{a.name}" if is_module else node.module)
             elif isinstance(node, ast.Import):
                 deps |= {a.name for a in node.names if a.name.startswith("lsap.")}
         graph[name] = deps - {name}
@@ -71,9 +74,56 @@ def test_no_module_imports_itself_through_others():
     for m in sorted(graph):
         if m not in state:
             visit(m, [m])
-    # the layers: the core (plan, sampler, train, selection, surrogate, objectives) never imports a
-    # stage or the registry above it
-    core = ("lsap.plan", "lsap.sampler", "lsap.selection", "lsap.surrogate", "lsap.losses")
+    # the core of training (plan, sampler, scoring, surrogate, losses) never imports a stage, the
+    # registry above it or the budget
+    core = ("lsap.training.plan", "lsap.data.sampler", "lsap.methods.scoring", "lsap.models.surrogate",
+            "lsap.methods.losses")
     for m in core:
-        assert not {n for n in graph[m] if n.startswith("lsap.stages") or n in ("lsap.methods", "lsap.budget")}, m
+        assert not {n for n in graph[m] if n.startswith("lsap.stages") or n in ("lsap.methods", "lsap.training.budget")}, m
     print(f"import graph: {len(graph)} modules, depth {depth(graph)}")
+
+
+# The architecture, bottom to top: a module imports only from its own layer or those below. A new
+# module must be placed here (a package's modules are placed with it).
+LAYERS = (
+    ("lsap", "lsap.config_types"),          # REPO_ROOT; the validated config's static types
+    ("lsap.io",),                           # files, layout, assets, hub snapshots, checkpoints, logs
+    ("lsap.data",),                         # corpus, tokenizers and Σ∩, shards, held-out slices, probes
+    ("lsap.models",),                       # loading, FLOPs, the surrogate's candidates, fused kernels
+    ("lsap.methods",),                      # the registry, each method's plugin, its loss or scorer
+    ("lsap.training",),                     # the loop, the run plan, the budget record, resume
+    ("lsap.config", "lsap.keys"),           # the config validated against the plugins; job keys
+    ("lsap.evaluation",),                   # lm-eval, the probes, bits per byte, reference lines
+    ("lsap.report",),                       # tables, figures, captions, statistics, provenance
+    ("lsap.stages",),                       # the jobs the DAG runs that are more than a call
+    ("lsap.operations",),                   # pricing, rehearsal, the GPU draw, the bench, recovery
+    ("lsap.cli", "lsap.cli_ops", "lsap.__main__"),
+)
+
+
+def layer(module: str) -> int:
+    """The layer of a module: that of its longest listed prefix."""
+    hits = [(len(name), i) for i, names in enumerate(LAYERS) for name in names
+            if module == name or module.startswith(name + ".")]
+    assert hits, f"{module} is in no layer of tests/test_imports.py: place its package there"
+    return max(hits)[1]
+
+
+def test_every_package_imports_only_downward():
+    graph = import_graph()
+    up = sorted(f"{m} (layer {layer(m)}) imports {n} (layer {layer(n)})"
+                for m, deps in graph.items() for n in deps if n in graph and layer(n) > layer(m))
+    assert not up, "imports that climb the architecture:\n" + "\n".join(up)
+
+
+def test_the_source_tree_is_packages_and_no_name_collides():
+    """Only the spine (the config, its keys, the CLI) sits at the top; a module's name is not also a
+    package's, and no two modules share a name (`train.py` beside `stages/train.py` read as one)."""
+    root = REPO_ROOT / "src" / "lsap"
+    top = sorted(p.stem for p in root.glob("*.py"))
+    assert top == ["__init__", "__main__", "cli", "cli_ops", "config", "config_types", "keys"], top
+    packages = {p.name for p in root.iterdir() if (p / "__init__.py").exists()}
+    names = [p.stem for p in root.rglob("*.py") if p.stem != "__init__"
+             and p.parent.name not in ("objectives", "selections")]   # plugins are named by their method
+    assert not packages & set(top), packages & set(top)
+    assert len(names) == len(set(names)), sorted({n for n in names if names.count(n) > 1})

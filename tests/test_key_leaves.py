@@ -13,7 +13,7 @@ import copy
 import re
 
 from lsap import config, keys
-from lsap.assets import load_manifest
+from lsap.io.assets import load_manifest
 
 # (path regex over "/"-joined leaf paths, the kinds of job whose key must change); first match wins
 READERS = [
@@ -49,7 +49,7 @@ READERS = [
     (r"methods/(salt_ds/(pool_factor|kd_steps_frac|ds_top_k|ds_zeros)|miniplm/pool_factor)",
      {"selection", "student", "report"}),
     (r"methods/lsap[\w.]*/alpha", {"student", "surrogate_lines", "report"}),  # the α the surrogate is judged at
-    # what each arm's objective costs by design (lsap.objective_cost) is predicted from these
+    # what each arm's objective costs by design (lsap.methods.objective_cost) is predicted from these
     (r"methods/lsap[\w.]*/(lambda_scale|lambda_schedule|normaliser|aux_positions|proposals)",
      {"student", "surrogate_lines", "report"}),
     (r"methods/kd/(kd_ratio|kd_outside_sigma)", {"student", "surrogate_lines", "report"}),

@@ -1,4 +1,4 @@
-"""Job keys (lsap.keys), the run layout's guards (lsap.layout) and the CLI's key check."""
+"""Job keys (lsap.keys), the run layout's guards (lsap.io.layout) and the CLI's key check."""
 
 import copy
 import json
@@ -9,8 +9,9 @@ import sys
 import pytest
 import yaml
 
-from lsap import REPO_ROOT, config, keys, layout
+from lsap import REPO_ROOT, config, keys
 from lsap.cli import main
+from lsap.io import layout
 
 # one job of each kind of the tiny config, with its wildcards
 JOBS = {"corpus": {}, "tokenizer": {"role": "student"}, "shards": {}, "translation": {}, "overlap": {},

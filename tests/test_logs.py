@@ -57,7 +57,7 @@ def test_a_training_jobs_log_is_stamped_lines(inputs):
 
 
 def test_bars_warnings_and_tracebacks_of_third_parties(tmp_path):
-    """Fails on the code before this change (there was no job-log setup, lsap.progress.install):
+    """Fails on the code before this change (there was no job-log setup, lsap.io.progress.install):
     a tqdm bar wrote every redraw into the log with '\\r', a torch warning raised from two lines
     three times was printed six times with its source line, and a traceback was unstamped."""
     script = textwrap.dedent("""
@@ -66,7 +66,7 @@ def test_bars_warnings_and_tracebacks_of_third_parties(tmp_path):
         import torch
         from tqdm import tqdm
 
-        from lsap.progress import install
+        from lsap.io.progress import install
 
         install(every_s=0.05)
         for _ in tqdm(range(6), desc="scoring", mininterval=0):

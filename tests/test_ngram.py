@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from lsap import heldout, ngram, vocab
+from lsap.data import heldout, ngram, vocab
 
 TEXT = ("The cat sat on the mat. The dog sat on the log. A cat and a dog sat on a mat and a log, "
         "and the cat saw the dog.")

@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 
-from lsap import REPO_ROOT, notebook
+from lsap import REPO_ROOT
+from lsap.report import notebook
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")

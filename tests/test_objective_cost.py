@@ -1,4 +1,4 @@
-"""The closed-form optimum of each objective (lsap.objective_cost) against a direct minimisation
+"""The closed-form optimum of each objective (lsap.methods.objective_cost) against a direct minimisation
 of the expected loss, in float64 on a small vocabulary, with the expected loss written out term by
 term from the objective's definition (which targets are paid at which true token)."""
 
@@ -7,7 +7,7 @@ import pytest
 from scipy.optimize import minimize
 from scipy.special import log_softmax
 
-from lsap import objective_cost as oc
+from lsap.methods import objective_cost as oc
 
 V = 7
 

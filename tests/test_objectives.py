@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from lsap import losses
-from lsap.fused_nll import fused_nll
+from lsap.methods import losses
 from lsap.methods.objectives import lsap_loss, teacher_kd_loss
+from lsap.models.fused_nll import fused_nll
 
 
 def _naive(h, W, ids, weights, dense=None):

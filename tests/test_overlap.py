@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lsap import vocab
+from lsap.data import vocab
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 verify, like a package lock. No hub here: hub ids resolve through an injected resolver (the
 function `pin` calls instead of huggingface_hub's repo_info), and local stand-in folders that are
 real git repositories pin to their HEAD, read by git itself. Before the fix there was no `pin`
-and no lock: every test here failed (no lsap.pin)."""
+and no lock: every test here failed (no lsap.io.pin)."""
 
 import copy
 import subprocess
@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from lsap import REPO_ROOT, config, keys, pin, snapshot
+from lsap import REPO_ROOT, config, keys
+from lsap.io import pin, snapshot
 
 COMMITS = {"Qwen/Qwen3-0.6B": "a" * 40, "allenai/OLMo-2-0425-1B": "b" * 40}
 

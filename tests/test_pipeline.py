@@ -6,7 +6,8 @@ import subprocess
 import pytest
 from conftest import E2E_RUN, rendered_text
 
-from lsap import REPO_ROOT, shards, vocab
+from lsap import REPO_ROOT
+from lsap.data import shards, vocab
 
 RUN = E2E_RUN
 
@@ -31,7 +32,7 @@ def test_tiny_dag_runs_end_to_end(dag_run):
 def test_tiny_dag_tables_figures_and_training(dag_run):
     import json
 
-    from lsap.report import read_table
+    from lsap.report.writers import read_table
 
     out, _ = dag_run
     tables, figures = out / "report" / "tables", out / "report" / "figures"
@@ -58,8 +59,8 @@ def test_tiny_dag_tables_figures_and_training(dag_run):
     [miniplm] = (out / "selection").glob("miniplm-*/scores.json")  # named by its scoring spec
     assert json.loads(miniplm.read_text())["sequences"] > 0 and json.loads(miniplm.read_text())["parts"] == 2
     # fair baselines: the models trained for a method read text no student read ...
-    from lsap import corpus
-    from lsap.files import sha256_file
+    from lsap.data import corpus
+    from lsap.io.files import sha256_file
 
     texts = {s: {t for _, t in corpus.iter_documents(out / "corpus", s)} for s in ("train", "teacher", "reference")}
     assert texts["teacher"] and not texts["teacher"] & texts["train"] and not texts["reference"] & texts["train"]
@@ -125,7 +126,8 @@ def test_scattered_scoring_equals_one_job_on_the_embedded_corpus(dag_run, tmp_pa
 
     import numpy as np
 
-    from lsap import config, keys, scores
+    from lsap import config, keys
+    from lsap.data import scores
     from lsap.stages import select as stage_select
 
     out, _ = dag_run
@@ -153,7 +155,8 @@ def test_tables_are_complete_or_not_written(dag_run, tmp_path):
     import json
     import shutil
 
-    from lsap import config, results, tables
+    from lsap import config
+    from lsap.report import results, tables
 
     out, _ = dag_run
     cfg = config.load(out / "config.yaml")

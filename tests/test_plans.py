@@ -6,7 +6,8 @@ import itertools
 import pytest
 from conftest import SHIPPED, planned_jobs
 
-from lsap import REPO_ROOT, config, hub, keys, methods
+from lsap import REPO_ROOT, config, keys, methods
+from lsap.io import hub
 
 
 def _expected(cfg: dict) -> dict:
@@ -94,7 +95,7 @@ def test_the_paper_student_is_olmo2_0425_1b_exactly():
 
 
 def test_the_global_batch_makes_paper_the_same_run_on_4_or_8_gpus():
-    from lsap import budget, plan
+    from lsap.training import budget, plan
 
     cfg = config.load(REPO_ROOT / "config" / "paper.yaml")
     on = {g: config.validate({**cfg, "compute": {**cfg["compute"], "gpus": g}}) for g in (4, 8)}

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lsap import REPO_ROOT, plots
+from lsap import REPO_ROOT
+from lsap.report import plots
 
 matplotlib.use("Agg")
 SMALL = REPO_ROOT / "paper_tables" / "small"
@@ -96,7 +97,7 @@ def test_no_targets_dot_hides_another(small):
 
 
 def _table1_result() -> dict:
-    """A Table-1 result as lsap.analysis writes table1.json: the committed small run's two models
+    """A Table-1 result as lsap.report.analysis writes table1.json: the committed small run's two models
     (long labels), three α, six domains, per-position count histograms."""
     rng = np.random.default_rng(0)
     t1 = pd.read_csv(SMALL / "table1.csv", comment="#")

@@ -1,15 +1,16 @@
-"""The held-out probes (lsap.probe) on a real corpus: items built from its validation text, their
+"""The held-out probes (lsap.data.probe) on a real corpus: items built from its validation text, their
 lm-eval task, and the n-gram reference lines that score the same items."""
 
 import json
 
 import numpy as np
 
-from lsap import config, heldout, ngram, probe, vocab
+from lsap import config
+from lsap.data import heldout, ngram, probe, vocab
 
 
 def _validation(corpus_dir):
-    from lsap import corpus
+    from lsap.data import corpus
 
     docs = {}
     for domain, text in corpus.iter_documents(corpus_dir, "validation"):
@@ -49,7 +50,7 @@ def test_unigram_sits_at_chance_and_bigram_above_it_on_real_text(small_corpus, t
     """The n-gram lines on the same items: the unigram scores both orderings exactly alike (ties go
     to the first choice, the gold's position is random), so it sits near 50 %; a bigram of the
     text reads word order and must be clearly above it. Items from a held-out split, counts from train."""
-    from lsap import corpus
+    from lsap.data import corpus
 
     tok = vocab.load_pretrained("gpt2")   # the real GPT-2 BPE (an embedded asset)
     train = [t for _, t in corpus.iter_documents(small_corpus, "train")]
@@ -73,7 +74,7 @@ def test_heldout_job_writes_slices_once_and_scorers_read_them(small_corpus, tiny
     assert counts == {"minimal_pairs": 50}
     saved = json.loads((small_corpus / "heldout" / "slices.json").read_text())
     assert saved["max_bytes"] == cfg["evaluation"]["bpb_max_bytes"]
-    from lsap import corpus
+    from lsap.data import corpus
 
     def no_scan(*a, **k):
         raise AssertionError("the corpus was parsed again")
@@ -84,7 +85,7 @@ def test_heldout_job_writes_slices_once_and_scorers_read_them(small_corpus, tiny
 
 
 def test_the_probe_task_loads_through_lm_eval(small_corpus, tiny_cfg):
-    from lsap import benchmarks
+    from lsap.evaluation import benchmarks
 
     cfg = config.validate({**tiny_cfg, "evaluation": {**tiny_cfg["evaluation"], "minimal_pairs_items": 20}})
     heldout.write_heldout(cfg, small_corpus, log=lambda *_: None)

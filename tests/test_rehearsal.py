@@ -1,4 +1,4 @@
-"""`make rehearse`: config/paper.yaml, transformed by code (lsap.rehearsal), through the Slurm
+"""`make rehearse`: config/paper.yaml, transformed by code (lsap.operations.rehearsal), through the Slurm
 profile on a real local Slurm, offline, with stand-ins built from embedded assets."""
 
 import json
@@ -12,7 +12,8 @@ import pytest
 import yaml
 from test_slurm import FAST_POLL, _submissions
 
-from lsap import REPO_ROOT, config, methods, rehearsal
+from lsap import REPO_ROOT, config, methods
+from lsap.operations import rehearsal
 
 OUT = REPO_ROOT / "results" / "rehearsal"
 PAPER = config.load(REPO_ROOT / "config" / "paper.yaml")

@@ -1,5 +1,5 @@
 """A report whose first screen is the verdict: the Snakemake HTML report's landing text (written by
-lsap.report_pages from the run) shows its title and its "Verdict." line on a 1366×768 laptop screen.
+lsap.report.pages from the run) shows its title and its "Verdict." line on a 1366×768 laptop screen.
 
 Snakemake centres the landing text vertically in a panel one screen high, so a text taller than the
 screen loses its top (the title and the verdict), out of reach of the scroll bar. The page is the
@@ -15,7 +15,8 @@ import textwrap
 import pandas as pd
 import pytest
 
-from lsap import REPO_ROOT, config, report_pages, results
+from lsap import REPO_ROOT, config
+from lsap.report import pages, results
 
 SMALL = REPO_ROOT / "paper_tables" / "small"
 PROV = {"config": "small", "config_hash": "1f10fa0d42a40b1c", "git_commit": "be26da9a681c", "assets": {},
@@ -26,7 +27,7 @@ def _description() -> str:
     cfg = config.load(REPO_ROOT / "config" / "small.yaml")
     contrasts = pd.read_csv(SMALL / "contrasts.csv")
     primary = cfg["students"]["primary_contrast"]
-    return report_pages.description(cfg, contrasts, results.verdict_sentence(contrasts, primary), PROV)
+    return pages.description(cfg, contrasts, results.verdict_sentence(contrasts, primary), PROV)
 
 
 def test_the_landing_text_opens_with_title_and_verdict_and_stays_short():

@@ -3,7 +3,7 @@ job's time limit with room for the save it measured last."""
 
 import pytest
 
-from lsap import resume
+from lsap.training import resume
 
 
 @pytest.mark.parametrize("text, seconds", [("1-02:03:04", 93784), ("02:03:04", 7384), ("03:04", 184),

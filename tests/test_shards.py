@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from lsap import shards, vocab
-from lsap.corpus import iter_documents
+from lsap.data import shards, vocab
+from lsap.data.corpus import iter_documents
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,8 @@ def test_shards_in_a_large_real_vocabulary(small_corpus, tmp_path, fetched):
 @pytest.fixture(scope="module")
 def three_parts(tiny_cfg, fetched, student_dir, tmp_path_factory):
     """The capped tiny corpus in one part and in three, each tokenised, the three gathered."""
-    from lsap import config, corpus
+    from lsap import config
+    from lsap.data import corpus
 
     out = {}
     for n in (1, 3):
@@ -180,7 +181,8 @@ def test_content_is_verified_once_at_the_gather_and_a_job_checks_sizes_and_the_m
 
 
 def test_more_parts_than_documents_is_a_clear_error(tiny_cfg, fetched, tmp_path):
-    from lsap import config, corpus
+    from lsap import config
+    from lsap.data import corpus
 
     cfg = config.validate({**tiny_cfg, "corpus": {**tiny_cfg["corpus"], "max_docs_per_domain": 2, "parts": 64}})
     with pytest.raises(RuntimeError, match=r"corpus part \d+ of 64 holds no document.*lower corpus.parts"):

@@ -61,7 +61,7 @@ LOCAL = local_rules()
 
 
 def test_the_plan_prices_local_rules_as_the_snakefile_declares_them():
-    from lsap import forecast
+    from lsap.operations import forecast
 
     assert {"all", "asset", "selection", "report"} <= LOCAL
     for rule in LOCAL - {"all", "asset"}:
@@ -115,7 +115,7 @@ def test_a_request_beyond_the_node_is_refused(slurm_cluster):
 def test_a_job_reads_its_own_time_left_from_slurm(slurm_cluster, tmp_path):
     """The trainer's deadline: a job submitted with a 7-minute limit reads 6-7 minutes left."""
     out = tmp_path / "left.txt"
-    code = f"from lsap.resume import slurm_time_left; open({str(out)!r}, 'w').write(str(slurm_time_left()))"
+    code = f"from lsap.training.resume import slurm_time_left; open({str(out)!r}, 'w').write(str(slurm_time_left()))"
     p = subprocess.run(["sbatch", "--parsable", "-p", "cpu", "-t", "7", "--mem", "1000", "-o", str(tmp_path / "log"),
                         "--wrap", f"{sys.executable} -c \"{code}\""], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr

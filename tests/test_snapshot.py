@@ -1,4 +1,4 @@
-"""The hub snapshot (lsap.snapshot): what it downloads for the corpus parts, that the parts read
+"""The hub snapshot (lsap.io.snapshot): what it downloads for the corpus parts, that the parts read
 the same documents from it offline, and the errors that name the id and the fix. Local dataset
 folders stand in for hub datasets (the same `datasets` code reads both)."""
 
@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from lsap import snapshot, sources
+from lsap.data import sources
+from lsap.io import snapshot
 
 
 def test_slimpajama_at_its_real_file_count_downloads_only_what_the_parts_read():
@@ -76,7 +77,7 @@ def test_a_job_that_reaches_past_the_snapshot_names_the_id(tmp_path):
     manifest.write_text(json.dumps({"entries": []}))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "cache"),
            snapshot.MANIFEST_ENV: str(manifest)}
-    code = "from lsap import vocab; vocab.build({'kind': 'hub', 'id': 'Qwen/Qwen3-0.6B'})"
+    code = "from lsap.data import vocab; vocab.build({'kind': 'hub', 'id': 'Qwen/Qwen3-0.6B'})"
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert proc.returncode != 0
     assert "Qwen/Qwen3-0.6B is not in the hub snapshot" in proc.stderr and "rerun the hub_snapshot rule" in proc.stderr

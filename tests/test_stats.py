@@ -1,11 +1,11 @@
-"""Paired differences against CE, their t-intervals and verdicts (lsap.stats, lsap.results)."""
+"""Paired differences against CE, their t-intervals and verdicts (lsap.report.stats, lsap.report.results)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from lsap import compute_equivalent, results, stats
+from lsap.report import compute_equivalent, results, stats
 
 
 def test_t_interval_matches_the_textbook_value():

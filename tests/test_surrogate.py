@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from lsap import corpus, models, vocab
-from lsap.surrogate import PROBABILITIES, CachedCandidates, Surrogate, select, write_cache
-from lsap.topk import reference_topk
+from lsap import models
+from lsap.data import corpus, vocab
+from lsap.models.surrogate import PROBABILITIES, CachedCandidates, Surrogate, select, write_cache
+from lsap.models.topk import reference_topk
 
 T = 48
 
@@ -131,7 +132,7 @@ def test_a_damaged_cache_is_refused_naming_the_file(pair, tmp_path):
 def test_proposal_quality_by_hand(pair):
     """How often the true next token is above α, and how many other Σ∩ tokens are, against a loop
     over positions with the surrogate's own log-softmax (windows of T targets, as training reads)."""
-    from lsap import surrogate_lines
+    from lsap.evaluation import surrogate_lines
 
     sur, b_to_s, s_to_b, seqs = pair
     stream = seqs[:3].reshape(-1)

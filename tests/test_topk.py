@@ -1,4 +1,4 @@
-"""The candidate step's top-k (`lsap.topk`) against its float64 definition: every reading of the
+"""The candidate step's top-k (`lsap.models.topk`) against its float64 definition: every reading of the
 knobs (probabilities surrogate | renormalised; the true token left out before thresholding; the
 Σ∩ mask), float64, float32 and bf16 logits, ties, vocabularies not divisible by the block size,
 fewer proposable columns than k, and no full-vocabulary copy."""
@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from lsap.topk import chunk_topk, masked_topk, reference_topk, two_level
+from lsap.models.topk import chunk_topk, masked_topk, reference_topk, two_level
 
 K = 15
 # the eager form (CPU) and the two-level one (compiled on GPU), both run eagerly here
@@ -140,7 +140,7 @@ def test_every_row_split_and_both_forms_agree():
 @pytest.mark.parametrize("compiled", [False, True])
 def test_on_gpu_bf16_without_host_sync(compiled):
     """At Qwen3's vocabulary in bf16: the reference's values, and no host sync in the step."""
-    from lsap.topk import compiled_chunk
+    from lsap.models.topk import compiled_chunk
 
     z, keep, exclude = _case(512, 151_936, torch.bfloat16, seed=1)
     fn = compiled_chunk() if compiled else two_level

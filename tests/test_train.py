@@ -13,9 +13,12 @@ import pytest
 import torch
 import yaml
 
-from lsap import REPO_ROOT, config, losses, models, sampler, shards, train, vocab
-from lsap.corpus import iter_documents
+from lsap import REPO_ROOT, config, models
+from lsap.data import sampler, shards, vocab
+from lsap.data.corpus import iter_documents
+from lsap.methods import losses
 from lsap.methods.objectives import lsap_loss
+from lsap.training import loop
 
 SMALL = {"arch": "olmo2", "hidden": 32, "layers": 2, "heads": 2, "intermediate": 64}
 
@@ -174,8 +177,8 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint(setup, t
     root, cfg, _ = setup
     data = shards.open_shard(root / "shards", "train")
     model = models.build(SMALL, 400, 32, 0)
-    with pytest.raises(train.TrainingError, match="non-finite loss .* at step 4 "):
-        train.train(model, data, _NanAt(4), tmp_path, cfg["training"], cfg["students"]["budget_flops"], 0,
+    with pytest.raises(loop.TrainingError, match="non-finite loss .* at step 4 "):
+        loop.train(model, data, _NanAt(4), tmp_path, cfg["training"], cfg["students"]["budget_flops"], 0,
                     log=lambda *_: None)
     state = torch.load(tmp_path / "resume.pt", weights_only=False)
     assert state["step"] == 3  # the non-finite step was neither applied nor saved
@@ -183,16 +186,16 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint(setup, t
 
 
 def test_schedule_warms_up_then_decays_to_the_floor():
-    f = train.lr_lambda(100, 0.1, 0.1)
+    f = loop.lr_lambda(100, 0.1, 0.1)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
     assert f(99) == pytest.approx(0.1, abs=1e-3) and f(55) < f(20)
 
 
 def test_data_order_is_a_function_of_the_step():
-    one = train.Dist()
+    one = loop.Dist()
     seen = np.concatenate([np.concatenate(sampler.sample_ids(s, 4, 2, one, 40, 7)) for s in range(5)])
     assert sorted(seen) == list(range(40))  # one epoch = every sequence once
-    ranks = [np.concatenate(sampler.sample_ids(3, 4, 1, train.Dist(r, 2), 40, 7)) for r in (0, 1)]
+    ranks = [np.concatenate(sampler.sample_ids(3, 4, 1, loop.Dist(r, 2), 40, 7)) for r in (0, 1)]
     assert sorted(np.concatenate(ranks)) == sorted(np.concatenate(sampler.sample_ids(3, 4, 2, one, 40, 7)))
 
 
@@ -202,28 +205,28 @@ def test_the_sampler_at_the_paper_split_permutes_once_per_epoch_not_per_micro_ba
     one the per-call permutation gave (resumed runs read the same data)."""
     n, world = 51_512_195, 8
     sampler.epoch_permutation.cache_clear()
-    first = sampler.sample_ids(10, 8, 2, train.Dist(3, world), n, 0)
+    first = sampler.sample_ids(10, 8, 2, loop.Dist(3, world), n, 0)
     for step in range(11, 20):
         for r in range(world):
-            sampler.sample_ids(step, 8, 2, train.Dist(r, world), n, 0)
+            sampler.sample_ids(step, 8, 2, loop.Dist(r, world), n, 0)
     info = sampler.epoch_permutation.cache_info()
     assert info.misses == 1 and info.hits == 2 * 9 * world + 1  # one per micro-batch, one permutation
     direct = np.random.default_rng([0, 0]).permutation(n)
     g0 = 10 * 8 * 2 * world + 3 * 8  # rank 3's first slot at step 10
     assert np.array_equal(first[0], direct[g0:g0 + 8])
     # a step that crosses the epoch boundary reads the next epoch's permutation
-    small = [np.concatenate(sampler.sample_ids(s, 3, 1, train.Dist(), 10, 5)) for s in range(4)]
+    small = [np.concatenate(sampler.sample_ids(s, 3, 1, loop.Dist(), 10, 5)) for s in range(4)]
     assert sorted(np.concatenate(small)[:10]) == list(range(10))
 
 
 def test_visited_is_every_sequence_the_runs_sampler_reads():
-    from lsap import plan
+    from lsap.training import plan
 
     cfg = {"training": {"micro_batch": 4, "grad_accum": 2}, "compute": {"gpus": 2}}
     for steps, n in ((3, 100), (9, 100)):  # part of an epoch; more than one
         p = plan.RunPlan(steps, 16, 32, 6, 0, 0.0)
         read = {int(i) for s in range(steps) for r in range(2)
-                for ids in sampler.sample_ids(s, 4, 2, train.Dist(r, 2), n, 11) for i in ids}
+                for ids in sampler.sample_ids(s, 4, 2, loop.Dist(r, 2), n, 11) for i in ids}
         assert set(plan.visited(p, cfg, n, 11).tolist()) == read
 
 
@@ -232,9 +235,9 @@ def test_a_checkpoint_of_another_setup_is_set_aside_not_resumed(setup, tmp_path)
     data = shards.open_shard(root / "shards", "train")
     kw = dict(val=None, log=lambda *_: None)
     budget = cfg["students"]["budget_flops"]
-    first = train.train(models.build(SMALL, 400, 32, 0), data, losses.CrossEntropy(), tmp_path / "run",
+    first = loop.train(models.build(SMALL, 400, 32, 0), data, losses.CrossEntropy(), tmp_path / "run",
                         cfg["training"], budget, 0, run_key="a", **kw)
-    second = train.train(models.build(SMALL, 400, 32, 0), data, losses.CrossEntropy(), tmp_path / "run",
+    second = loop.train(models.build(SMALL, 400, 32, 0), data, losses.CrossEntropy(), tmp_path / "run",
                          cfg["training"], budget / 2, 0, run_key="a", **kw)
     assert second["steps"] == first["steps"] // 2 and (tmp_path / ".run.stale").is_dir()
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
@@ -245,14 +248,14 @@ def test_a_damaged_resume_checkpoint_names_the_file_and_the_fix(setup, tmp_path)
     root, cfg, _ = setup
     data = shards.open_shard(root / "shards", "train")
     (tmp_path / "resume.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(train.TrainingError, match=r"resume.pt is damaged and cannot be resumed .* Delete it"):
-        train.train(models.build(SMALL, 400, 32, 0), data, losses.CrossEntropy(), tmp_path, cfg["training"],
+    with pytest.raises(loop.TrainingError, match=r"resume.pt is damaged and cannot be resumed .* Delete it"):
+        loop.train(models.build(SMALL, 400, 32, 0), data, losses.CrossEntropy(), tmp_path, cfg["training"],
                     cfg["students"]["budget_flops"], 0, log=lambda *_: None)
 
 
 def test_a_damaged_checkpoint_names_the_folder_and_the_fix(setup, tmp_path):
     """A teacher or an evaluation reads a final checkpoint whose weights were truncated."""
-    from lsap import evaluate
+    from lsap.evaluation import evaluate
 
     root, cfg, tok_dir = setup
     ckpt = tmp_path / "salt_teacher" / "checkpoints" / "frac-1.00"
@@ -271,8 +274,8 @@ def test_a_shard_shorter_than_a_micro_batch_is_refused_by_name(setup, small_corp
     long = n_tokens // 3 - 1  # sequences so long that the split holds 3 of them, micro_batch is 4
     shards.write_split(tok_dir, small_corpus, "validation", tmp_path, seq_len=long, log=lambda *_: None)
     data = shards.open_shard(tmp_path, "validation")
-    with pytest.raises(train.TrainingError, match=rf"validation.json holds 3 sequences of {long + 1} tokens, fewer"):
-        train.train(models.build(SMALL, 400, long, 0), data, losses.CrossEntropy(), tmp_path / "run",
+    with pytest.raises(loop.TrainingError, match=rf"validation.json holds 3 sequences of {long + 1} tokens, fewer"):
+        loop.train(models.build(SMALL, 400, long, 0), data, losses.CrossEntropy(), tmp_path / "run",
                     cfg["training"], cfg["students"]["budget_flops"], 0, val=None, log=lambda *_: None)
 
 
@@ -299,7 +302,7 @@ def test_no_host_sync_per_micro_batch(setup, tmp_path, monkeypatch):
         flops_per_step = models.train_flops_per_token(model) * 4 * grad_accum * 32
         objective = lsap_loss.LSAP(lambda i, t, _: cand, 0.05)
         calls["n"] = 0
-        train.train(model, data, objective, tmp_path / f"accum{grad_accum}", tcfg, 3.5 * flops_per_step, 0,
+        loop.train(model, data, objective, tmp_path / f"accum{grad_accum}", tcfg, 3.5 * flops_per_step, 0,
                     log=lambda *_: None)
         return calls["n"]
 
@@ -334,7 +337,7 @@ def test_a_flipped_weight_byte_is_refused_when_the_checkpoint_is_read(tmp_path):
     """The loop records each checkpoint's weights; every load of a local folder checks them."""
     from transformers import AutoModelForCausalLM
 
-    from lsap import checkpoints
+    from lsap.io import checkpoints
 
     folder = tmp_path / "references" / "teacher" / "checkpoints" / "frac-1.0"
     models.build(SMALL, 400, 32, 0).save_pretrained(folder)
@@ -351,7 +354,7 @@ def test_a_flipped_weight_byte_is_refused_when_the_checkpoint_is_read(tmp_path):
 def test_a_retrained_teacher_changes_its_students_resume_identity(setup, tmp_path, monkeypatch):
     """The job key names the config; the resume identity also names the content of what the job
     reads: the same SALT student over a teacher retrained (other weights) must not resume."""
-    from lsap import checkpoints
+    from lsap.io import checkpoints
     from lsap.stages.train import input_identity
 
     root, cfg, _ = setup
@@ -379,11 +382,11 @@ def test_a_gpu_job_that_sees_no_gpu_stops_at_once(tiny_cfg, monkeypatch):
     from lsap.stages.train import check_devices
 
     gpu_cfg = {**tiny_cfg, "compute": {**tiny_cfg["compute"], "gpus": 8}}
-    check_devices(tiny_cfg, train.Dist())
-    check_devices(gpu_cfg, train.Dist(0, 8))  # this machine's CPU build: a deliberate CPU run
+    check_devices(tiny_cfg, loop.Dist())
+    check_devices(gpu_cfg, loop.Dist(0, 8))  # this machine's CPU build: a deliberate CPU run
     monkeypatch.setattr(torch.version, "cuda", "13.0")
-    with pytest.raises(train.TrainingError, match=r"compute.gpus is 8 .* sees 0 CUDA device"):
-        check_devices(gpu_cfg, train.Dist(0, 8))
+    with pytest.raises(loop.TrainingError, match=r"compute.gpus is 8 .* sees 0 CUDA device"):
+        check_devices(gpu_cfg, loop.Dist(0, 8))
 
 
 def test_a_second_trainer_on_the_same_folder_stops(setup, tmp_path):
@@ -392,14 +395,14 @@ def test_a_second_trainer_on_the_same_folder_stops(setup, tmp_path):
     root, cfg, _ = setup
     out = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); "
-                               "from lsap import resume; from pathlib import Path; "
+                               "from lsap.training import resume; from pathlib import Path; "
                                "f = resume.lock_run_folder(Path(sys.argv[2])); print('held', flush=True); time.sleep(60)",
                                str(REPO_ROOT / "src"), str(out)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         data = shards.open_shard(root / "shards", "train")
-        with pytest.raises(train.TrainingError, match=rf"another trainer \(pid {holder.pid}\) is training into"):
-            train.train(models.build(SMALL, 400, 32, 0), data, losses.CrossEntropy(), out, cfg["training"],
+        with pytest.raises(loop.TrainingError, match=rf"another trainer \(pid {holder.pid}\) is training into"):
+            loop.train(models.build(SMALL, 400, 32, 0), data, losses.CrossEntropy(), out, cfg["training"],
                         cfg["students"]["budget_flops"], 0, log=lambda *_: None)
     finally:
         holder.kill()
@@ -410,7 +413,7 @@ def test_a_second_trainer_on_the_same_folder_stops(setup, tmp_path):
 def test_a_torn_resume_file_falls_back_to_the_generation_before(setup, tmp_path):
     root, cfg, _ = setup
     data = shards.open_shard(root / "shards", "train")
-    run = lambda: train.train(models.build(SMALL, 400, 32, 0), data, losses.CrossEntropy(), tmp_path / "run",  # noqa: E731
+    run = lambda: loop.train(models.build(SMALL, 400, 32, 0), data, losses.CrossEntropy(), tmp_path / "run",  # noqa: E731
                               cfg["training"], cfg["students"]["budget_flops"], 0, run_key="k", log=logged.append)
     logged = []
     first = run()
@@ -430,7 +433,7 @@ def test_a_bf16_evaluation_checkpoint_holds_the_rounded_weights_tied_and_recorde
     from safetensors import safe_open
     from transformers import AutoModelForCausalLM
 
-    from lsap import checkpoints
+    from lsap.io import checkpoints
 
     spec = {"arch": "qwen3", "hidden": 32, "layers": 2, "heads": 2, "intermediate": 64, "tie_embeddings": True}
     model = models.build(spec, 500, 33, 0)
@@ -454,7 +457,7 @@ def test_a_bf16_evaluation_checkpoint_holds_the_rounded_weights_tied_and_recorde
 def test_a_retrained_teacher_retrains_its_student(setup, tmp_path, monkeypatch):
     """The fault found by hand: a teacher retrained on another budget kept its student's old weights.
     Rerunning the same SALT student job over a retrained teacher starts again and ends elsewhere."""
-    from lsap import checkpoints
+    from lsap.io import checkpoints
     from lsap.stages import train as stage
 
     root, cfg, tok_dir = setup

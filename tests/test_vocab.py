@@ -1,6 +1,6 @@
 import pytest
 
-from lsap import vocab
+from lsap.data import vocab
 
 TEXT = "Hello world — naïve café 🎉 the quick brown fox.\n  tabs\tand 12345 <|endoftext|>-free text"
 
@@ -33,7 +33,7 @@ def test_pretrained_survives_save_and_load(pretrained, tmp_path):
 
 
 def test_trained_bpe_round_trips_and_differs_by_spec(small_corpus, tmp_path):
-    from lsap.corpus import iter_documents
+    from lsap.data.corpus import iter_documents
 
     texts = [t for _, t in iter_documents(small_corpus, "train")]
     student = vocab.train_bpe(texts, 600)
@@ -65,7 +65,7 @@ def test_hub_kind_loads_a_local_directory(tmp_path, fetched):
 
 @pytest.mark.slow
 def test_gemma3_tokenizer_from_gguf():
-    from lsap import assets
+    from lsap.io import assets
 
     assets.fetch("gemma3", log=lambda *_: None)
     tok = vocab.load_pretrained("gemma3")

@@ -11,7 +11,7 @@ from lsap import config as config_mod
 
 
 def _assets(args, cfg):
-    from lsap import assets
+    from lsap.io import assets
 
     names = [args.name] if args.name else (sorted(assets.load_manifest()) if args.all
                                            else config_mod.required_assets(cfg))
@@ -20,13 +20,13 @@ def _assets(args, cfg):
 
 
 def _hub_snapshot(args, cfg):
-    from lsap import snapshot
+    from lsap.io import snapshot
 
     snapshot.take(cfg, args.out, what=args.what)
 
 
 def _pin(args, cfg):
-    from lsap import pin
+    from lsap.io import pin
 
     path = pin.write(cfg, args.config, args.out)
     for p in pin.read(path)["pins"]:
@@ -35,19 +35,19 @@ def _pin(args, cfg):
 
 
 def _corpus(args, cfg):
-    from lsap import corpus
+    from lsap.data import corpus
 
     corpus.gather(cfg, args.out) if args.gather else corpus.build(cfg, args.out, part=args.part)
 
 
 def _tokenizer(args, cfg):
-    from lsap import vocab
+    from lsap.data import vocab
 
     vocab.build_role(cfg, args.role, args.corpus, args.out)
 
 
 def _shards(args, cfg):
-    from lsap import shards
+    from lsap.data import shards
 
     if args.gather:
         shards.gather(args.out, cfg["corpus"]["parts"])
@@ -59,14 +59,14 @@ def _shards(args, cfg):
 
 
 def _translation(args, cfg):
-    from lsap import vocab
+    from lsap.data import vocab
 
     print(f"[translation] {vocab.save_translation(args.out, vocab.load(args.student), vocab.load(args.surrogate))}")
 
 
 def _overlap(args, cfg):
-    from lsap import analysis
-    from lsap.files import write_text
+    from lsap.io.files import write_text
+    from lsap.report import analysis
 
     df = analysis.overlap_job(cfg, args.corpus, args.student, args.surrogate)
     print(df.to_string())
@@ -74,7 +74,7 @@ def _overlap(args, cfg):
 
 
 def _table1(args, cfg):
-    from lsap import analysis
+    from lsap.report import analysis
 
     analysis.save_table1(analysis.table1(cfg, args.corpus), args.out)
 
@@ -96,7 +96,7 @@ def _targets(args, cfg):
 
 def _select(args, cfg):
     if args.gather:  # numpy only: a local rule, no torch import
-        from lsap.scores import gather_parts
+        from lsap.data.scores import gather_parts
 
         gather_parts(args.out, cfg["compute"]["scoring_parts"])
         return
@@ -106,26 +106,27 @@ def _select(args, cfg):
 
 
 def _sweep(args, cfg):
-    from lsap.stages import sweep
+    from lsap.operations import sweep
 
     sweep.run(cfg)
 
 
 def _heldout(args, cfg):
-    from lsap import heldout
+    from lsap.data import heldout
 
     heldout.write_heldout(cfg, args.corpus)
 
 
 def _evaluate(args, cfg):
-    from lsap import evaluate, models
+    from lsap import models
+    from lsap.evaluation import evaluate
 
     models.require_gpu(cfg, "evaluate")
     evaluate.evaluate_run(args.run, args.corpus, cfg["evaluation"], args.out)
 
 
 def _reference_lines(args, cfg):
-    from lsap import ngram
+    from lsap.data import ngram
 
     r = ngram.reference_lines(args.shards, args.tokenizer, args.corpus, cfg["evaluation"], args.out)
     print(f"[reference-lines] {r['train_tokens_counted']} training tokens: " + "  ".join(
@@ -134,7 +135,7 @@ def _reference_lines(args, cfg):
 
 def _surrogate_lines(args, cfg):
     from lsap import models
-    from lsap.surrogate_lines import surrogate_lines
+    from lsap.evaluation.surrogate_lines import surrogate_lines
 
     models.require_gpu(cfg, "surrogate_lines")
     r = surrogate_lines(cfg, args.translation, args.tokenizer, args.corpus, args.out, args.shards)
@@ -143,13 +144,13 @@ def _surrogate_lines(args, cfg):
 
 
 def _report(args, cfg):
-    from lsap import tables
+    from lsap.report import tables
 
     tables.render(cfg, args.results, args.tables, args.figures)
 
 
 def _notebook(args, cfg):
-    from lsap import notebook
+    from lsap.report import notebook
 
     print(f"[notebook] {notebook.execute(cfg['run'], args.tables, args.figures, args.out, args.html)}")
 
@@ -217,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--corpus", help="one part of the corpus (corpus/part-PPP)")
     s.add_argument("--out", required=True)
     s.add_argument("--gather", action="store_true", help="write the split manifests that list the parts in --out")
-    s.add_argument("--splits", nargs="+", help="default: every split (lsap.corpus.SPLITS)")
+    s.add_argument("--splits", nargs="+", help="default: every split (lsap.data.corpus.SPLITS)")
     s = stage("translation", _translation, "Σ∩ translation tables of the student/surrogate pair")
     s.add_argument("--student", required=True)
     s.add_argument("--surrogate", required=True)
@@ -305,8 +306,8 @@ NO_CONFIG = ("bench",)
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if argv is None:  # a job (python -m lsap): every line of its log stamped (lsap.progress.install)
-        from lsap.progress import install
+    if argv is None:  # a job (python -m lsap): every line of its log stamped (lsap.io.progress.install)
+        from lsap.io.progress import install
 
         install()
     try:

@@ -10,7 +10,8 @@ import sys
 
 
 def _plan(args, cfg):
-    from lsap import forecast, hub
+    from lsap.io import hub
+    from lsap.operations import forecast
 
     if not hub.reachable():
         os.environ["HF_HUB_OFFLINE"] = "1"  # no 30 s of retries per hub id: shapes from config/hub_models.yaml
@@ -19,19 +20,19 @@ def _plan(args, cfg):
 
 
 def _rehearse(args, cfg):
-    from lsap import rehearsal
+    from lsap.operations import rehearsal
 
     print(f"[rehearse] {rehearsal.build(args.config, args.out)}")
 
 
 def _smoke(args, cfg):
-    from lsap import smoke
+    from lsap.operations import smoke
 
     print(f"[smoke] {smoke.build(args.config, args.out)}")
 
 
 def _recover(args, cfg):
-    from lsap import recover
+    from lsap.operations import recover
 
     try:
         decided = recover.recover(args.config)
@@ -44,10 +45,10 @@ def _recover(args, cfg):
 def _device_pack(args, cfg):
     from pathlib import Path
 
-    from lsap import devpack, smoke
+    from lsap.operations import devpack, smoke
 
     path = args.config
-    if args.cpu_smoke:  # the same check at CPU shapes: the config lsap.smoke makes of this one
+    if args.cpu_smoke:  # the same check at CPU shapes: the config lsap.operations.smoke makes of this one
         path = str(smoke.build(args.config, "results/configs"))
     devpack.build(path, Path(args.out), args.python, tables=not args.cpu_smoke, cores=args.cores)
 
@@ -55,7 +56,7 @@ def _device_pack(args, cfg):
 def _bench(args, cfg):
     import torch
 
-    from lsap import bench
+    from lsap.operations import bench
 
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     bench.run(args.shapes, device, args.compile, args.iters, args.out, args.rounds, args.tables, args.index_sequences)

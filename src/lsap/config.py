@@ -152,7 +152,7 @@ def _check_model(spec: dict, where: str) -> None:
 def _check_run_shape(cfg: dict, source: str) -> None:
     """Sizes that only fail deep inside a job: caught here, before any job runs."""
     from lsap import methods
-    from lsap.assets import load_manifest
+    from lsap.io.assets import load_manifest
     from lsap.models import GGUF_CONTEXT
 
     _check_model(cfg["students"]["model"], f"{source}: students.model")
@@ -160,7 +160,7 @@ def _check_run_shape(cfg: dict, source: str) -> None:
         _check_model(ref["model"], f"{source}: references.{name}.model")
     t = cfg["training"]
     if t.get("global_batch") is not None:
-        from lsap import plan
+        from lsap.training import plan
 
         if t["grad_accum"] != 1:
             raise ConfigError(f"{source}: training.global_batch and training.grad_accum are both set: the "
@@ -241,7 +241,7 @@ def _six_n_floor(model: dict) -> int:
 
 def _check_budgets(cfg: dict, source: str) -> None:
     """A training budget that surely buys no step fails here, not after the jobs upstream of it."""
-    from lsap import plan
+    from lsap.training import plan
 
     tokens = plan.global_batch(cfg) * cfg["shards"]["seq_len"]
     budgets = [(f"references.{n}", r["budget_flops"], r["model"]) for n, r in cfg["references"].items()]
@@ -273,7 +273,7 @@ def corpus_assets(cfg: dict) -> list[str]:
 
 
 def tokenizer_assets(cfg: dict, role: str) -> list[str]:
-    from lsap.vocab import PRETRAINED
+    from lsap.data.vocab import PRETRAINED
 
     spec = cfg["tokenizers"][role]
     return [PRETRAINED[spec["name"]][0]] if spec["kind"] == "pretrained" else []
@@ -282,8 +282,8 @@ def tokenizer_assets(cfg: dict, role: str) -> list[str]:
 def analysis_assets(cfg: dict, job: str | None = None) -> list[str]:
     """The registry assets of the analysis jobs: the overlap table's tokenizers (`job` overlap),
     Table 1's GGUF models (`job` table1), or both (None). Each job waits only on its own."""
+    from lsap.data.vocab import PRETRAINED
     from lsap.models import GGUF_MODELS
-    from lsap.vocab import PRETRAINED
 
     a = cfg["analysis"]
     names = set()
@@ -344,7 +344,7 @@ def write_resolved(cfg: dict, path: str | Path) -> Path:
     path = Path(path)
     text = yaml.safe_dump(cfg, sort_keys=False)
     if not path.exists() or path.read_text() != text:
-        from lsap.files import write_text
+        from lsap.io.files import write_text
 
         write_text(path, text)
     return path

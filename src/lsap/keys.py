@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 
-from lsap import methods, objective_cost  # import-light: torch only inside the builders; numpy
+from lsap import methods  # import-light: torch only inside the builders; numpy
 from lsap.config_types import RunConfig
+from lsap.methods import objective_cost
 from lsap.methods.kinds import SELECTION, STUDENT, TARGETS
 
 
@@ -133,7 +134,7 @@ def _objective_knobs(cfg: RunConfig, method: str) -> dict:
 
 def heldout_spec(cfg: RunConfig) -> dict:
     """What the heldout job writes from the validation text: the scoring slices and the probes' items."""
-    from lsap.probe import PROBES
+    from lsap.data.probe import PROBES
 
     return {k: cfg["evaluation"].get(k) for k in ("bpb_max_bytes", *(f"{p}_items" for p in PROBES))}
 
@@ -146,7 +147,7 @@ def reads(cfg: RunConfig, job: str, **wc) -> dict:
     if job == "tokenizer":
         return {"tokenizer": cfg["tokenizers"][wc["role"]]}
     if job == "shards":
-        from lsap.shards import FORMAT  # a new on-disk format rebuilds the shards
+        from lsap.data.shards import FORMAT  # a new on-disk format rebuilds the shards
 
         return {"seq_len": cfg["shards"]["seq_len"], "format": FORMAT}
     if job == "translation":
@@ -175,7 +176,7 @@ def reads(cfg: RunConfig, job: str, **wc) -> dict:
     if job == "evaluate":
         return {"evaluation": cfg["evaluation"]}
     if job == "hub_snapshot":  # what the data and the models need from the hub: nothing of `evaluation:`
-        from lsap import hub, pin
+        from lsap.io import hub, pin
 
         return {"specs": [{k: v for k, v in spec.items() if k not in SOURCE_ESTIMATES} for _, _, spec in hub.specs(cfg)],
                 "parts": cfg["corpus"]["parts"], "hub": cfg["hub"], "lock": pin.locked(cfg)}
@@ -187,10 +188,10 @@ def reads(cfg: RunConfig, job: str, **wc) -> dict:
         return {"evaluation": _pick(cfg["evaluation"], "bpb_max_bytes", "bpb_seq_len", "batch_size", "max_length"),
                 "alphas": lsap_alphas(cfg), "heldout": heldout_spec(cfg),
                 "teachers": _teachers(cfg, ["surrogate"]), "seq_len": cfg["shards"]["seq_len"],
-                # each arm's predicted objective cost (lsap.objective_cost) reads these of its knobs
+                # each arm's predicted objective cost (lsap.methods.objective_cost) reads these of its knobs
                 "methods": {n: objective_cost.reads(cfg["methods"][n]) for n in cfg["students"]["methods"]}}
     if job == "reference_lines":
-        from lsap.ngram import DISCOUNT, MAX_TRAIN_TOKENS
+        from lsap.data.ngram import DISCOUNT, MAX_TRAIN_TOKENS
 
         return {"bpb_max_bytes": cfg["evaluation"]["bpb_max_bytes"], "discount": DISCOUNT, "max_tokens": MAX_TRAIN_TOKENS,
                 "heldout": heldout_spec(cfg)}

@@ -26,8 +26,8 @@ EVAL_HUB_MANIFEST = [lsap_snapshot.eval_manifest(RUN)] if HUB_MANIFEST and confi
 
 rule hub_snapshot:
     """Every dataset, tokenizer and model the run reads from the hub, downloaded once into hub.cache
-    where the hub is reachable (the login node), at the commits of the config's lock (lsap.pin): the
-    other jobs run offline (lsap.snapshot). Only in the DAG of configs with hub ids."""
+    where the hub is reachable (the login node), at the commits of the config's lock (lsap.io.pin): the
+    other jobs run offline (lsap.io.snapshot). Only in the DAG of configs with hub ids."""
     output:
         layout.hub_manifest(RUN),
     params:

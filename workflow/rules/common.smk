@@ -1,5 +1,5 @@
 # Input functions of the rules (Snakemake wants them apart from the rules): what each job reads,
-# from the method registry (lsap.methods), the layout (lsap.layout) and the job keys (lsap.keys).
+# from the method registry (lsap.methods), the layout (lsap.io.layout) and the job keys (lsap.keys).
 STUDENT_TOKENIZER = f"{layout.tokenizer(RUN, 'student')}/tokenizer.json"
 STUDENT_SHARDS = f"{layout.shards(RUN, 'student')}/train.json"
 # a selection's scoring spec id: one of the registry's data selections, then its key (keys.selection_id)
@@ -22,7 +22,7 @@ def _trained(role):
 
 
 def student_inputs(w):
-    """A student's inputs, from the method registry (lsap.inputs): its teachers, the Σ∩ tables,
+    """A student's inputs, from the method registry (lsap.stages.inputs): its teachers, the Σ∩ tables,
     its targets cache and its data selection, each only where its method reads it."""
     return lsap_inputs.student(config, w.method, w.seed)
 
@@ -33,6 +33,6 @@ def _flag(name, path):
 
 def CAPTION(name):
     """A figure's caption (or the report's landing page), written by the report rule from the run
-    (lsap.report_pages) and read by `snakemake --report` after it: absolute, as Snakemake reads a
+    (lsap.report.pages) and read by `snakemake --report` after it: absolute, as Snakemake reads a
     caption path relative to the rule's file."""
     return os.path.join(workflow.basedir, layout.report_tables(RUN), lsap_tables.CAPTIONS, f"{name}.rst")

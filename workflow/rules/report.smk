@@ -14,7 +14,7 @@ HELDOUT = f"{layout.corpus(RUN)}/heldout/slices.json"
 
 rule heldout:
     """The validation text read once: the slices bits per byte is scored on and the probes' items
-    (lsap.probe), for every evaluation, reference line and surrogate line of the run."""
+    (lsap.data.probe), for every evaluation, reference line and surrogate line of the run."""
     input:
         f"{layout.corpus(RUN)}/manifest.json",
     output:
@@ -66,7 +66,7 @@ rule evaluate:
 
 
 rule reference_lines:
-    """Unigram and bigram of the students' training text on the held-out slices (lsap.ngram): the
+    """Unigram and bigram of the students' training text on the held-out slices (lsap.data.ngram): the
     lines a student must pass before any comparison of methods says something."""
     input:
         shards=f"{layout.shards(RUN, 'student')}/train.json",
@@ -94,7 +94,7 @@ rule reference_lines:
 
 
 rule surrogate_lines:
-    """The surrogate on the held-out slices (lsap.surrogate_lines): its own bits per byte and
+    """The surrogate on the held-out slices (lsap.evaluation.surrogate_lines): its own bits per byte and
     accuracy, and how often its proposals above each α hold the true next token."""
     input:
         unpack(lambda w: {"translation": layout.translation(RUN), "tokenizer": STUDENT_TOKENIZER,
@@ -124,7 +124,7 @@ rule surrogate_lines:
 
 
 rule report:
-    """Every table and figure of the run, rendered from the result files alone (lsap.tables):
+    """Every table and figure of the run, rendered from the result files alone (lsap.report.tables):
     `make tables` reruns just this rule on copied results."""
     input:
         evals=[layout.evaluation(RUN, r) for r in STUDENT_RUNS],
@@ -165,7 +165,7 @@ rule report:
 
 
 rule notebook:
-    """The results notebook executed on this run's tables (lsap.notebook): a copy that opens wherever
+    """The results notebook executed on this run's tables (lsap.report.notebook): a copy that opens wherever
     the run's folder goes (relative paths only), and its HTML for the report."""
     input:
         rules.report.output.csv,

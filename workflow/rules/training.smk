@@ -1,6 +1,6 @@
 # The models trained for the methods (surrogate / MiniPLM reference / SALT and MiniPLM teachers),
 # LSAP's targets cache, the data selections, and the student runs: all through the one training
-# loop, each resumable from its last checkpoint. Paths: lsap.layout; keys: lsap.keys.
+# loop, each resumable from its last checkpoint. Paths: lsap.io.layout; keys: lsap.keys.
 
 
 rule reference_model:

@@ -136,7 +136,7 @@ def build(cfg: dict, name: str, model, n_sequences: int, translation=None, targe
     (all sequences), an array, or `(step, total_steps, global_batch) -> array`. `data`: the
     training Shard (its unigram, for the random-target and uniform-mass controls)."""
     from lsap import models
-    from lsap import scores as score_files
+    from lsap.data import scores as score_files
 
     m = parse(cfg["methods"][name])
     inputs = {"translation": translation, "targets": targets_dir, "n_sequences": n_sequences, "data": data}

@@ -74,7 +74,7 @@ class DataKind:
     knobs_class: type | None         # the selection's own knobs (None: all sequences)
     roles: tuple[str, ...]           # students.teachers roles that score the data
     objective: str | None = None     # the one objective it pairs with (miniplm: ce; salt_ds: salt)
-    # (models loaded for its roles, Method) -> (model, score function) for lsap.selection
+    # (models loaded for its roles, Method) -> (model, score function) for lsap.methods.scoring
     scorer: Callable | None = None
     # (objective, scores, pool, n_sequences, Method, summary extras) -> indices the student reads
     indices: Callable | None = None

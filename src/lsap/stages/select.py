@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lsap import budget, methods, models, shards, vocab
-from lsap.files import sha256_file
-from lsap.selection import score_part
+from lsap import methods, models
+from lsap.data import shards, vocab
+from lsap.io.files import sha256_file
+from lsap.methods.scoring import score_part
+from lsap.training import budget
 
 
 def select_job(cfg: dict, method: str, tokenizer_dir, shards_dir, out, part: int, log=print) -> None:

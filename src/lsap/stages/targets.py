@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lsap import budget, models, plan, shards, vocab
-from lsap.surrogate import Surrogate, write_cache
+from lsap import models
+from lsap.data import shards, vocab
+from lsap.models.surrogate import Surrogate, write_cache
+from lsap.training import budget, plan
 
 
 def cache_job(cfg: dict, method: str, seed: int, tokenizer_dir, shards_dir, translation, out, log=print) -> Path:

@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lsap import budget, checkpoints, models
+from lsap import models
 from lsap.config_types import RunConfig
-from lsap.shards import Shard
-from lsap.train import Dist, TrainingError, train
+from lsap.data.shards import Shard
+from lsap.io import checkpoints
+from lsap.training import budget
+from lsap.training.loop import Dist, TrainingError, train
 
 # the ledger fields a student's summary carries (its training and teacher FLOPs the loop counts itself)
 LEDGER = ("matched_budget_flops", "budget_counts", "trained_models_flops", "selection_flops")
@@ -20,8 +22,9 @@ def run_job(cfg: RunConfig, role: str, tokenizer_dir, shards_dir, out, key: str,
             seed: int = 0, split: str = "train", translation=None, targets=None, scores=None) -> dict:
     """The train stage: a student (`role` student: one method, one seed) or a model this run
     trains for a method (a `references` entry), sized by the run plan, resumable under `key`."""
-    from lsap import methods, shards, vocab
-    from lsap.losses import CrossEntropy
+    from lsap import methods
+    from lsap.data import shards, vocab
+    from lsap.methods.losses import CrossEntropy
 
     check_devices(cfg, Dist.from_env())  # each rank on its own GPU before any teacher is loaded
     tok = vocab.load(tokenizer_dir)
@@ -50,8 +53,10 @@ def run_job(cfg: RunConfig, role: str, tokenizer_dir, shards_dir, out, key: str,
     summary = train(model, data, objective, out, tcfg, run.loop_flops, seed, indices=indices, val=val,
                     tokenizer=tok, extra={**extra, "inputs": inputs}, run_key=f"{key}|{inputs}",
                     expected_steps=run.steps)
-    if Dist.from_env().main:  # the final checkpoint's model card (lsap.checkpoints.write_card)
-        from lsap import keys, layout, provenance
+    if Dist.from_env().main:  # the final checkpoint's model card (lsap.io.checkpoints.write_card)
+        from lsap import keys
+        from lsap.io import layout
+        from lsap.report import provenance
 
         m = cfg["methods"][method] if role == "student" else None
         what = (f"`{method}` ({methods.label(m)}, objective `{m['objective']}`)" if m
@@ -80,7 +85,7 @@ def input_identity(cfg: RunConfig, method: str | None, data: Shard, val: Shard, 
     import hashlib
 
     from lsap import methods
-    from lsap.files import sha256_file
+    from lsap.io.files import sha256_file
 
     parts = {"train": data.manifest.get("sha256"), "validation": val.manifest.get("sha256")}
     if method is not None:

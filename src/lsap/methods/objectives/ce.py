@@ -15,7 +15,7 @@ class Knobs:
 
 
 def build(cfg, m, model, inputs, dev):
-    from lsap.losses import CrossEntropy
+    from lsap.methods.losses import CrossEntropy
 
     return CrossEntropy()
 

@@ -50,7 +50,7 @@ def label(m) -> str:
 def build(cfg, m, model, inputs, dev):
     import torch
 
-    from lsap import shards, vocab
+    from lsap.data import shards, vocab
     from lsap.methods.objectives import surrogate_teacher
     from lsap.methods.objectives.lsap_loss import LSAP
 

@@ -8,9 +8,9 @@ import math
 
 import torch
 
-from lsap.fused_nll import fused_nll
-from lsap.losses import CrossEntropy, _full
-from lsap.surrogate import select
+from lsap.methods.losses import CrossEntropy, _full
+from lsap.models.fused_nll import fused_nll
+from lsap.models.surrogate import select
 
 NORMALISERS = ("total_targets", "mean", "literal", "split")
 PROPOSALS = ("surrogate", "unigram", "uniform")

@@ -7,8 +7,8 @@ import math
 
 import torch
 
-from lsap.fused_nll import fused_nll
-from lsap.losses import CrossEntropy, _full
+from lsap.methods.losses import CrossEntropy, _full
+from lsap.models.fused_nll import fused_nll
 
 
 class SparseKD(CrossEntropy):

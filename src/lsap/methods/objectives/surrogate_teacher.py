@@ -7,7 +7,7 @@ from __future__ import annotations
 def load(cfg, m, inputs, dev):
     """The surrogate of the run's config, or the one the caller built (`inputs["surrogate"]`: the bench)."""
     from lsap import models
-    from lsap.surrogate import Surrogate
+    from lsap.models.surrogate import Surrogate
 
     if inputs.get("surrogate") is not None:
         return inputs["surrogate"]
@@ -22,8 +22,8 @@ def load(cfg, m, inputs, dev):
 def cached_candidates(cfg, m, inputs):
     """(candidates(inputs, targets, seq_ids) -> (ids, logp), FLOPs per token charged) from the
     targets stage's cache: it stands in for the surrogate's inference, which is still charged."""
-    from lsap import flops
-    from lsap.surrogate import CachedCandidates
+    from lsap.models import flops
+    from lsap.models.surrogate import CachedCandidates
 
     if inputs.get("candidates") is not None:   # the caller's (the bench: a cache of its own rows)
         return inputs["candidates"]
@@ -36,6 +36,6 @@ def cached_candidates(cfg, m, inputs):
 
 def tables(inputs) -> tuple:
     """The Σ∩ tables (student -> surrogate, surrogate -> student): the caller's, or the run's file."""
-    from lsap import vocab
+    from lsap.data import vocab
 
     return inputs["tables"] if inputs.get("tables") is not None else vocab.load_translation(inputs["translation"])

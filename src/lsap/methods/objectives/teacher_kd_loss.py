@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from lsap.fused_nll import fused_nll
-from lsap.losses import CrossEntropy, _full
+from lsap.methods.losses import CrossEntropy, _full
+from lsap.models.fused_nll import fused_nll
 
 
 class TeacherKD(CrossEntropy):

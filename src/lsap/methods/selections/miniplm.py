@@ -23,13 +23,13 @@ class Knobs:
 
 
 def scorer(lms, m):
-    from lsap.selection import miniplm_score
+    from lsap.methods.scoring import miniplm_score
 
     return tuple(lms), miniplm_score
 
 
 def indices(objective, scores, pool, n_sequences, m, extra):
-    from lsap.selection import select_top
+    from lsap.methods.scoring import select_top
 
     chosen = pool[select_top(scores, m.selection.keep_frac)]
     extra["selected_sequences"] = len(chosen)

@@ -28,7 +28,7 @@ class Knobs:
 
 
 def scorer(lms, m):
-    from lsap.selection import salt_ds_score
+    from lsap.methods.scoring import salt_ds_score
 
     return lms[0], salt_ds_score(m.selection.ds_top_k, m.selection.ds_zeros)
 
@@ -37,7 +37,7 @@ def indices(objective, scores, pool, n_sequences, m, extra):
     """The KD steps draw from the top-m sequences, the CE steps from everything."""
     import numpy as np
 
-    from lsap.selection import select_top
+    from lsap.methods.scoring import select_top
 
     everything, chosen = np.arange(n_sequences), {}
 

@@ -1,0 +1,110 @@
+"""Every student of a config and its evaluation in one process, the headline comparison first
+(`python -m lsap sweep`): for a GPU machine, where each process's start (imports, CUDA, loading the
+surrogate) costs more than a small student's training, and a time limit may cut the sweep short.
+
+It writes exactly the files the DAG's `student` and `evaluate` jobs write, under the same job keys,
+so a `snakemake` run afterwards finds them done and renders the report. The jobs it reads (corpus,
+shards, Σ∩, targets caches, selections) come first: `snakemake --omit-from student`. A pair whose
+evaluation exists is skipped; a student interrupted mid-run resumes from its checkpoint (where the
+config saves resume states: gpu-small on the device does not, a discarded machine keeps nothing).
+
+On the device (bench/gpu_check.sh) two variables steer it, since `python -m lsap sweep` takes no
+options for them: LSAP_SWEEP_DEADLINE (epoch seconds) stops it before a pair priced beyond the time
+left (`pair_prices`), and LSAP_SWEEP_ARCHIVE names the one archive the results leave in, rewritten
+after each pair (lsap.operations.sweep_results), so a timeout keeps every pair that finished."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from lsap import keys, methods
+from lsap.io import layout
+from lsap.stages import inputs
+
+# seconds per pair on the GPU machine beyond the student's compute (`lsap plan` at compute.mfu):
+# the model built, the surrogate moved to the GPU, the checkpoints written (assumed, not measured)
+STUDENT_FIXED_S = 8.0
+# per checkpoint: loaded, lm-eval's tasks built, the minimal-pairs probe's requests, bits per byte
+# over each domain's held-out slice (assumed; the benchmarks' own requests are priced by `lsap plan`)
+EVAL_CHECKPOINT_S = 6.0
+ARCHIVE_S = 2.0  # the results archive rewritten after each pair
+
+
+def order(cfg: dict) -> list[tuple[str, int]]:
+    """(method, seed) pairs: CE and the pre-registered contrast seed by seed, then the rest."""
+    s = cfg["students"]
+    head = [m for m in dict.fromkeys([methods.BASELINE, s.get("primary_contrast")]) if m in s["methods"]]
+    return ([(m, seed) for seed in s["seeds"] for m in head]
+            + [(m, seed) for m in s["methods"] if m not in head for seed in s["seeds"]])
+
+
+def pair_prices(cfg: dict) -> list[tuple[tuple[str, int], float]]:
+    """((method, seed), seconds) in `order`: the student's and its evaluation's GPU time at
+    compute.mfu (lsap.operations.forecast) plus the fixed costs above."""
+    from lsap.operations import forecast
+
+    gpu = {(j["job"], j.get("method")): (j["gpu_hours"] or 0.0) * 3600 for j in forecast.price(cfg)["jobs"]}
+    fixed = STUDENT_FIXED_S + EVAL_CHECKPOINT_S * len(cfg["training"]["checkpoint_fractions"]) + ARCHIVE_S
+    return [((m, s), gpu.get(("student", f"{m}-s{s}"), 0.0) + gpu.get(("evaluate", f"{m}-s{s}"), 0.0) + fixed)
+            for m, s in order(cfg)]
+
+
+def _benchmark(path: str, seconds: float) -> None:
+    """The seconds in Snakemake's benchmark format (its `s` column), where the DAG's job writes them."""
+    from lsap.io.files import write_text
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, f"s\n{seconds:.4f}\n")
+
+
+def run(cfg: dict, log=print, deadline: float | None = None, archive: str | None = None) -> list[tuple[str, int]]:
+    """Train and evaluate every pair not yet evaluated, the next one only where its price fits
+    before `deadline` (epoch seconds; default LSAP_SWEEP_DEADLINE, none: no limit); after each,
+    the results into `archive` (default LSAP_SWEEP_ARCHIVE, none: not written). Returns the pairs it ran."""
+    from lsap.evaluation import evaluate
+    from lsap.stages import train as stage_train
+
+    deadline = deadline if deadline is not None else (float(os.environ["LSAP_SWEEP_DEADLINE"])
+                                                      if os.environ.get("LSAP_SWEEP_DEADLINE") else None)
+    archive = archive or os.environ.get("LSAP_SWEEP_ARCHIVE") or None
+    prices = dict(pair_prices(cfg)) if deadline is not None else {}
+
+    if cfg["compute"]["gpus"] > 1:
+        raise SystemExit("lsap sweep runs one process on one device: with compute.gpus > 1 use snakemake")
+    name, done = cfg["run"], []
+    if not os.path.exists(f"{layout.corpus(name)}/heldout/slices.json"):  # the evaluations read it
+        raise SystemExit("lsap sweep: the heldout job's corpus/heldout/ is not there yet: run "
+                         "`snakemake --configfile <config> --omit-from student` first")
+    for method, seed in order(cfg):
+        run_dir, out = layout.student(name, method, seed), layout.evaluation(name, f"{method}-s{seed}")
+        if os.path.exists(out):
+            continue
+        if deadline is not None and time.time() + prices[(method, seed)] > deadline:
+            log(f"[sweep] stopped before {method} seed {seed}: priced at {prices[(method, seed)]:.0f} s, "
+                f"{max(0.0, deadline - time.time()):.0f} s left")
+            break
+        ins = inputs.student(cfg, method, seed)
+        missing = [p for v in ins.values() for p in ([v] if isinstance(v, str) else v) if not os.path.exists(p)]
+        if missing:
+            raise SystemExit(f"lsap sweep: {method} seed {seed} reads {missing[0]}, not there yet: run "
+                             f"`snakemake --configfile <config> --omit-from student` first")
+        t = time.perf_counter()
+        if not os.path.exists(f"{run_dir}/summary.json"):
+            stage_train.run_job(cfg, "student", os.path.dirname(ins["tokenizer"]), os.path.dirname(ins["shards"]),
+                                run_dir, keys.key(cfg, "student", method=method, seed=seed), method, seed,
+                                translation=ins.get("translation"),
+                                targets=os.path.dirname(ins["targets"]) if "targets" in ins else None,
+                                scores=ins.get("scores"))
+            _benchmark(f"{layout.run_dir(name)}/benchmarks/students/{method}-s{seed}.tsv", time.perf_counter() - t)
+        t = time.perf_counter()
+        evaluate.evaluate_run(run_dir, layout.corpus(name), cfg["evaluation"], out)
+        _benchmark(f"{layout.run_dir(name)}/benchmarks/evaluate_{method}-s{seed}.tsv", time.perf_counter() - t)
+        log(f"[sweep] {method} seed {seed}: trained and evaluated")
+        done.append((method, seed))
+        if archive:
+            from lsap.operations import sweep_results
+
+            sweep_results.archive(name, archive)
+    return done
