@@ -5,8 +5,11 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
-from lsap import REPO_ROOT, config
+from lsap import REPO_ROOT, config, models
+from lsap.data import shards, vocab
+from lsap.data.corpus import iter_documents
 from lsap.io import assets
 
 TINY = REPO_ROOT / "config" / "tiny.yaml"
@@ -14,6 +17,18 @@ TINY = REPO_ROOT / "config" / "tiny.yaml"
 SHIPPED = sorted(p for p in (REPO_ROOT / "config").glob("*.yaml")
                  if p.name not in ("schema.yaml", "assets.yaml", "hub_models.yaml"))
 TOKENIZER_ASSETS = ["tiktoken-cl100k", "whisper-gpt2", "qwen3-tokenizer", "llama3-tokenizer", "smollm2"]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Fast and slow apart by file: a test marked slow or slurm lives in tests/e2e/ (the DAG run
+    whole) or in a `*_slow.py` file beside the fast tests of its package, so `pytest` alone never
+    opens a file whose tests it mostly skips, and a reader sees which is which from the tree."""
+    misplaced = [item.nodeid for item in items
+                 if any(item.iter_markers("slow")) or any(item.iter_markers("slurm"))
+                 if item.path.parent.name != "e2e" and not item.path.stem.endswith("_slow")]
+    if misplaced:
+        raise pytest.UsageError("slow tests in a fast file (move them to tests/e2e/ or a *_slow.py file beside it): "
+                                + ", ".join(misplaced))
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +96,7 @@ def dag_run(fetched):
 # ---- a real single-node Slurm (tests/slurm_cluster.sh), shared by the slurm-marked tests ------
 def _cluster(cmd):
     # a standard 8-GPU node (nominal): 8 fake GPUs, 96 CPUs, 1 TB, where the profile's requests must fit
-    # (tests/test_slurm_requests.py); its 480 GB training jobs run two at a time on this machine's
+    # (tests/e2e/test_slurm_requests.py); its 480 GB training jobs run two at a time on this machine's
     # 2 real cores; nothing is enforced (no cgroups)
     env = {"LSAP_SLURM_GPUS": "8", "LSAP_SLURM_CPUS": "96", "LSAP_SLURM_MEM_MB": "1000000", **os.environ,
            "LSAP_SLURM_OWNER": str(os.getpid())}
@@ -125,3 +140,41 @@ def rendered_text(html_file, timeout: int = 120) -> str:
     assert proc.returncode == 0, proc.stderr[-2000:]
     dom = re.sub(r"<script\b.*?</script>", " ", proc.stdout, flags=re.S)
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
+
+
+# ---- the training tests' setup (tests/training/test_train.py and test_train_slow.py) ----
+# their student: two layers, hidden 32 (seconds per run on a CPU)
+SMALL = {"arch": "olmo2", "hidden": 32, "layers": 2, "heads": 2, "intermediate": 64}
+
+
+@pytest.fixture(scope="module")
+def setup(small_corpus, tiny_cfg, tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    texts = [t for _, t in iter_documents(small_corpus, "train")]
+    tok_dir = vocab.save(vocab.train_bpe(texts, 400), root / "tok")
+    for split in ("train", "validation"):
+        shards.write_split(tok_dir, small_corpus, split, root / "shards", seq_len=32, log=lambda *_: None)
+    cfg = {**tiny_cfg, "training": {**tiny_cfg["training"], "micro_batch": 4, "grad_accum": 2,
+                                    "save_every_steps": 3, "eval_sequences": 8, "lr": 1e-3,
+                                    "checkpoint_fractions": [0.25, 0.5, 0.75, 1.0]},
+           "students": {**tiny_cfg["students"], "model": SMALL, "primary_contrast": None}}  # tests pick methods
+    probe = models.build(SMALL, 400, 32, 0)
+    step_flops = models.train_flops_per_token(probe) * 4 * 2 * 32
+    cfg["students"]["budget_flops"] = 24.5 * step_flops  # 24 steps
+    cfg = config.validate(cfg)
+    (root / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    return root, cfg, tok_dir
+
+
+@pytest.fixture(scope="module")
+def teachers(setup, small_corpus):
+    """Stand-in teachers for the DDP tests: small random LMs saved as LSAP's surrogate (its own
+    real BPE tokenizer, the Σ∩ tables with the student's) and as SALT's teacher (the student's)."""
+    root, _, tok_dir = setup
+    texts = [t for _, t in iter_documents(small_corpus, "train")]
+    sur_tok = vocab.load(vocab.save(vocab.train_bpe(texts, 300, split_digits=True), root / "sur_tok"))
+    vocab.save_translation(root / "translation.npz", vocab.load(tok_dir), sur_tok)
+    models.build(SMALL, len(sur_tok), 33, seed=5).save_pretrained(root / "surrogate")
+    models.build(SMALL, 400, 33, seed=6).save_pretrained(root / "salt_teacher")
+    return {"surrogate": {"kind": "hub", "id": str(root / "surrogate")},
+            "salt_teacher": {"kind": "hub", "id": str(root / "salt_teacher")}}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A real single-node Slurm on this machine, for tests/test_slurm.py (`snakemake --profile slurm`).
+# A real single-node Slurm on this machine, for tests/e2e/test_slurm.py (`snakemake --profile slurm`).
 #
 #   tests/slurm_cluster.sh up       install slurm-wlm + munge if missing (apt-get), write the config
 #                                   under the state dir, start munged, slurmctld, slurmd; wait for idle

@@ -61,13 +61,3 @@ def test_hub_kind_loads_a_local_directory(tmp_path, fetched):
     vocab.save(vocab.load_pretrained("qwen3"), tmp_path / "Qwen3-stand-in")
     tok = vocab.build({"kind": "hub", "id": str(tmp_path / "Qwen3-stand-in")})
     assert tok("Hello world", add_special_tokens=False)["input_ids"] == KNOWN["qwen3"]
-
-
-@pytest.mark.slow
-def test_gemma3_tokenizer_from_gguf():
-    from lsap.io import assets
-
-    assets.fetch("gemma3", log=lambda *_: None)
-    tok = vocab.load_pretrained("gemma3")
-    assert len(tok) >= 262_000
-    assert tok.decode(tok(TEXT, add_special_tokens=False)["input_ids"]) == TEXT

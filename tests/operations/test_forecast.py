@@ -157,7 +157,7 @@ def test_the_paper_plan_prices_its_disk():
     cfg = config.load(REPO_ROOT / "config" / "paper.yaml")
     priced = forecast.price(cfg)
     ce = next(j for j in priced["jobs"] if j["job"] == "student" and j["method"] == "ce-s0")
-    params = 1_484_916_736  # OLMo-2-0425-1B (tests/test_plans.py)
+    params = 1_484_916_736  # OLMo-2-0425-1B (tests/training/test_plans.py)
     n_ckpt = len(cfg["training"]["checkpoint_fractions"])
     assert ce["disk_gb"] == pytest.approx(params * (2 * n_ckpt + 24) / 1e9, rel=1e-3)
     shards = [j for j in priced["jobs"] if j["job"] == "shards_part"]

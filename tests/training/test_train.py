@@ -3,43 +3,19 @@
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import torch
-import yaml
+from conftest import SMALL
 
 from lsap import REPO_ROOT, config, models
 from lsap.data import sampler, shards, vocab
-from lsap.data.corpus import iter_documents
 from lsap.methods import losses
 from lsap.methods.objectives import lsap_loss
 from lsap.training import loop
-
-SMALL = {"arch": "olmo2", "hidden": 32, "layers": 2, "heads": 2, "intermediate": 64}
-
-
-@pytest.fixture(scope="module")
-def setup(small_corpus, tiny_cfg, tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
-    texts = [t for _, t in iter_documents(small_corpus, "train")]
-    tok_dir = vocab.save(vocab.train_bpe(texts, 400), root / "tok")
-    for split in ("train", "validation"):
-        shards.write_split(tok_dir, small_corpus, split, root / "shards", seq_len=32, log=lambda *_: None)
-    cfg = {**tiny_cfg, "training": {**tiny_cfg["training"], "micro_batch": 4, "grad_accum": 2,
-                                    "save_every_steps": 3, "eval_sequences": 8, "lr": 1e-3,
-                                    "checkpoint_fractions": [0.25, 0.5, 0.75, 1.0]},
-           "students": {**tiny_cfg["students"], "model": SMALL, "primary_contrast": None}}  # tests pick methods
-    probe = models.build(SMALL, 400, 32, 0)
-    step_flops = models.train_flops_per_token(probe) * 4 * 2 * 32
-    cfg["students"]["budget_flops"] = 24.5 * step_flops  # 24 steps
-    cfg = config.validate(cfg)
-    (root / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-    return root, cfg, tok_dir
 
 
 def _cli(root, out, extra_env=None, nproc=1):
@@ -91,77 +67,11 @@ def test_budget_checkpoints_and_log(setup):
     assert summary["unigram_entropy"] > 0
 
 
-@pytest.mark.slow
-def test_killed_run_resumes_to_identical_weights(setup):
-    root, _, _ = setup
-    if not (root / "full" / "resume.pt").exists():
-        _run(_cli(root, root / "full"))
-    out = root / "killed"
-    proc = subprocess.Popen(_cli(root, out), cwd=REPO_ROOT, env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:  # kill it hard once it has a checkpoint and is past it
-        if (out / "log.jsonl").exists() and len((out / "log.jsonl").read_text().splitlines()) >= 7:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = len((out / "log.jsonl").read_text().splitlines())
-    assert 0 < done < 24, "the run should have been killed mid-way"
-    assert not (out / "summary.json").exists()
-    _run(_cli(root, out))
-    a, b = _weights(root / "full"), _weights(out)
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
-    assert steps == list(range(1, 25))  # the log reads as one uninterrupted run
-
-
-@pytest.fixture(scope="module")
-def teachers(setup, small_corpus):
-    """Stand-in teachers for the DDP tests: small random LMs saved as LSAP's surrogate (its own
-    real BPE tokenizer, the Σ∩ tables with the student's) and as SALT's teacher (the student's)."""
-    root, _, tok_dir = setup
-    texts = [t for _, t in iter_documents(small_corpus, "train")]
-    sur_tok = vocab.load(vocab.save(vocab.train_bpe(texts, 300, split_digits=True), root / "sur_tok"))
-    vocab.save_translation(root / "translation.npz", vocab.load(tok_dir), sur_tok)
-    models.build(SMALL, len(sur_tok), 33, seed=5).save_pretrained(root / "surrogate")
-    models.build(SMALL, 400, 33, seed=6).save_pretrained(root / "salt_teacher")
-    return {"surrogate": {"kind": "hub", "id": str(root / "surrogate")},
-            "salt_teacher": {"kind": "hub", "id": str(root / "salt_teacher")}}
-
-
 DDP_METHODS = {"ce": {"objective": "ce"}, "lsap": {"objective": "lsap", "alpha": 0.05, "targets": "online"},
                "salt": {"objective": "salt"},
                # the random-target control with every LSAP knob off its default: draws per rank and micro-batch
                "lsap_control": {"objective": "lsap", "alpha": 0.003, "targets": "online", "proposals": "unigram",
                                 "aux_positions": "shared_target", "normaliser": "split", "lambda_scale": 0.3}}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("method", list(DDP_METHODS))
-def test_two_gloo_processes_match_one_with_double_accumulation(setup, teachers, method):
-    """DDP of a teacher-free, a surrogate-reading and a teacher-reading student: 2 processes with
-    one micro-batch each train the same weights as 1 process accumulating two; the 2-process run
-    decides its clock-based saves on rank 0 (every step here) and every rank follows."""
-    root, cfg, _ = setup
-    base = config.validate({**cfg, "methods": {method: DDP_METHODS[method]}, "students": {
-        **cfg["students"], "methods": [method], "teachers": {**cfg["students"]["teachers"], **teachers}}})
-    one = dict(base, training={**base["training"], "grad_accum": 2})
-    two = dict(base, training={**base["training"], "grad_accum": 1, "save_every_steps": None, "save_every_minutes": 1e-9},
-               compute={**base["compute"], "gpus": 2})  # 2 processes
-    extra = ["--method", method] + (["--translation", str(root / "translation.npz")] if "lsap" in method else [])
-    (root / "cfg.yaml").write_text(yaml.safe_dump(one))
-    try:
-        _run(_cli(root, root / f"one-{method}") + extra)
-        (root / "cfg.yaml").write_text(yaml.safe_dump(two))
-        _run(_cli(root, root / f"two-{method}", nproc=2) + extra)
-    finally:
-        (root / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-    a, b = _weights(root / f"one-{method}"), _weights(root / f"two-{method}")
-    summary = json.loads((root / f"two-{method}" / "summary.json").read_text())
-    assert summary["steps"] == json.loads((root / f"one-{method}" / "summary.json").read_text())["steps"]
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
 
 
 class _NanAt(losses.CrossEntropy):
@@ -310,29 +220,6 @@ def test_no_host_sync_per_micro_batch(setup, tmp_path, monkeypatch):
     assert torch.backends.cuda.matmul.allow_tf32  # the loop turns TF32 on for the fp32 matmuls left on GPU
 
 
-@pytest.mark.slow
-def test_the_compiled_student_matches_eager_on_cpu():
-    """torch.compile (inductor, here on CPU) of the module the loop compiles on GPU (models.Trunk,
-    with its causal-sdpa attention) and the LSAP loss through it: same loss and gradients as eager."""
-    g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 400, (2, 33), generator=g)
-    cand = (torch.randint(0, 400, (2, 32, 15), generator=g), torch.log(torch.rand(2, 32, 15, generator=g) * 0.2))
-
-    def loss_and_grads(compiled):
-        model = models.build(SMALL, 400, 32, 0)
-        net = models.Trunk(model)
-        net = torch.compile(net, backend="inductor") if compiled else net
-        objective = lsap_loss.LSAP(lambda i, t, _: cand, 0.05).bind(model)
-        loss, _ = objective(net, x, None, 0, 10)
-        loss.backward()
-        return loss.detach(), [p.grad.clone() for p in model.parameters()]
-
-    (l0, g0), (l1, g1) = loss_and_grads(False), loss_and_grads(True)
-    torch.testing.assert_close(l1, l0, rtol=1e-5, atol=1e-6)
-    for a, b in zip(g1, g0, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
-
-
 def test_a_flipped_weight_byte_is_refused_when_the_checkpoint_is_read(tmp_path):
     """The loop records each checkpoint's weights; every load of a local folder checks them."""
     from transformers import AutoModelForCausalLM
@@ -451,33 +338,6 @@ def test_a_bf16_evaluation_checkpoint_holds_the_rounded_weights_tied_and_recorde
         assert torch.equal(v, want[k]), k
     assert back.get_output_embeddings().weight.data_ptr() == back.get_input_embeddings().weight.data_ptr()
     assert checkpoints.recorded(tmp_path / "bf16")
-
-
-@pytest.mark.slow
-def test_a_retrained_teacher_retrains_its_student(setup, tmp_path, monkeypatch):
-    """The fault found by hand: a teacher retrained on another budget kept its student's old weights.
-    Rerunning the same SALT student job over a retrained teacher starts again and ends elsewhere."""
-    from lsap.io import checkpoints
-    from lsap.stages import train as stage
-
-    root, cfg, tok_dir = setup
-    teacher = tmp_path / "salt_teacher" / "frac-1.00"
-    monkeypatch.setattr(models, "trained_checkpoint", lambda c, name, fraction=1.0: teacher)
-    cfg = config.validate({**cfg, "methods": {"salt": {"objective": "salt"}}, "students": {
-        **cfg["students"], "methods": ["salt"],
-        "teachers": {**cfg["students"]["teachers"], "salt_teacher": {"kind": "trained", "name": "salt_teacher"}}}})
-    out = tmp_path / "student"
-
-    def student(teacher_seed):
-        models.build(SMALL, 400, 33, teacher_seed).save_pretrained(teacher)
-        checkpoints.record(teacher)
-        stage.run_job(cfg, "student", tok_dir, root / "shards", out, "key", method="salt")
-        return _weights(out)
-
-    first, second = student(1), student(2)
-    assert not all(torch.equal(first[k], second[k]) for k in first)
-    assert (tmp_path / ".student.stale").is_dir()  # the old run kept aside, not resumed
-    assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()][0] == 1
 
 
 @pytest.mark.parametrize("proposals", ["unigram", "uniform"])

@@ -2,9 +2,7 @@
 difference re-encodes with HF."""
 
 import numpy as np
-import pytest
 
-from lsap import config
 from lsap.data import corpus, fast_encode, shards, vocab
 from lsap.data.corpus import iter_documents
 
@@ -35,14 +33,6 @@ def _assert_same_ids(texts, train_texts):
 def test_every_tokenizer_of_the_repo_encodes_as_hf(small_corpus, fetched):
     texts = [t for s in corpus.SPLITS for _, t in iter_documents(small_corpus, s)]
     _assert_same_ids(texts + EDGES, texts)
-
-
-@pytest.mark.slow
-def test_every_tokenizer_encodes_the_whole_tiny_corpus_as_hf(tiny_cfg, fetched, tmp_path):
-    corpus.build(config.validate(tiny_cfg), tmp_path, log=lambda *_: None)
-    texts = [t for s in corpus.SPLITS for _, t in iter_documents(tmp_path, s)]
-    assert len(texts) > 10_000
-    _assert_same_ids(texts, texts[:2000])
 
 
 def test_a_planted_difference_makes_the_job_re_encode_with_hf(small_corpus, tmp_path, monkeypatch):

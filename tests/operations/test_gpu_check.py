@@ -1,5 +1,5 @@
 """bench/gpu_check.sh refuses bad input before any work, and a part it cannot finish in the time
-left before it starts. The whole check, from the device pack, offline: tests/test_device_pack.py."""
+left before it starts. The whole check, from the device pack, offline: tests/operations/test_device_pack.py."""
 
 import json
 import subprocess

@@ -1,6 +1,6 @@
 """Every job key of every shipped config against a committed golden file: a refactor that changes a
 key (and so retrains finished runs) is seen here, not on a cluster. After a deliberate key change,
-regenerate with `LSAP_WRITE_GOLDEN_KEYS=1 pytest tests/test_golden_keys.py` and say why in the commit."""
+regenerate with `LSAP_WRITE_GOLDEN_KEYS=1 pytest tests/config/test_golden_keys.py` and say why in the commit."""
 
 import json
 import os
