@@ -1,8 +1,8 @@
 """The GPU machine's limits and the draw's price (bench/NOTES.md, "The GPU check"): what one call
 may carry (the tree that travels anyway, plus its carried folders), what may come back from
 `$OUT`, how long a command and the whole draw may run, and the draw's two calls priced item by
-item. lsap.operations.devpack builds the pack within them; the rehearsal (tests/test_device_pack.py,
-tests/test_draw_limits.py) holds every call to them. Standard library only: `check_return` runs
+item. lsap.operations.devpack builds the pack within them; the rehearsal (tests/operations/test_device_pack_slow.py,
+tests/operations/test_draw_limits.py) holds every call to them. Standard library only: `check_return` runs
 on the machine before anything is installed."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class LimitError(PackError):
 
 
 
-# ---- the machine's limits, checked here (the rehearsal, tests/test_draw_limits.py) --------------
+# ---- the machine's limits, checked here (the rehearsal, tests/operations/test_draw_limits.py) ----
 def tree_bytes(repo: Path) -> int:
     """Bytes of what travels with every call whatever it carries: the tracked files and the
     untracked files git does not ignore (`git ls-files --cached --others --exclude-standard`)."""

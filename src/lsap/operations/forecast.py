@@ -88,7 +88,7 @@ def _profile() -> dict:
 
 
 TRAINING_RULES = ("student", "reference_model")
-# the Snakefile's localrules (tests/test_slurm_requests.py holds the two equal)
+# the Snakefile's localrules (tests/e2e/test_slurm_requests.py holds the two equal)
 LOCAL_RULES = ("hub_snapshot", "hub_snapshot_eval", "corpus", "shards", "tokenizer", "translation", "overlap",
                "selection", "report", "notebook")  # the jobs run under torchrun on compute.gpus GPUs
 
