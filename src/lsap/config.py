@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib.util
 from pathlib import Path
 
 import yaml
@@ -86,6 +87,9 @@ def _check_consistency(cfg: dict, source: str) -> None:
     if not training:
         raise ConfigError(f"{source}: corpus.domains: every domain has train: false, so there is no training text "
                           f"(and no text to train a BPE tokenizer on): set train: true on at least one")
+    if cfg["training"]["tensorboard"] and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError(f"{source}: training.tensorboard is true but the tensorboard package is not installed: "
+                          f"pip install -e '.[tensorboard]' (make install does), or set it to false")
     for role, spec in cfg["tokenizers"].items():
         unknown = set(spec.get("train_domains") or []) - set(domains)
         if unknown:

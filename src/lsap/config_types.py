@@ -38,6 +38,7 @@ class Training(TypedDict):
     save_every_minutes: float | None
     eval_sequences: int
     compile: bool
+    tensorboard: bool        # the curves as TensorBoard event files too (no key reads it)
 
 
 # a method entry (`methods.<name>`) is typed by its plugins' knobs (lsap.methods: the objective's

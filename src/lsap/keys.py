@@ -39,8 +39,9 @@ def _student_plan(cfg: dict) -> dict:
             "seq_len": cfg["shards"]["seq_len"]}
 
 
-# how a run writes its resume state: resume is exact, so these change no result and no key
-SAVE_KNOBS = ("save_every_steps", "save_every_minutes")
+# how a run writes its resume state and its curves: resume is exact and the curves are a copy of
+# log.jsonl, so these change no result and no key
+SAVE_KNOBS = ("save_every_steps", "save_every_minutes", "tensorboard")
 
 
 def _training(cfg: RunConfig) -> dict:

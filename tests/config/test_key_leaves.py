@@ -33,8 +33,8 @@ READERS = [
      {"heldout", "evaluate", "reference_lines", "surrogate_lines", "report"}),
     (r"evaluation/(bpb_seq_len|batch_size|max_length)", {"evaluate", "surrogate_lines", "report"}),
     (r"evaluation/.*", {"evaluate", "report"}),
-    # how resume states are written; fractions reordered; compile on CPU (the loop compiles on CUDA)
-    (r"training/(save_every_steps|save_every_minutes|checkpoint_fractions|compile)", set()),
+    # how resume states and curves are written; fractions reordered; compile on CPU (the loop compiles on CUDA)
+    (r"training/(save_every_steps|save_every_minutes|tensorboard|checkpoint_fractions|compile)", set()),
     (r"training/(micro_batch|grad_accum|global_batch)", {"reference_model", "targets", "selection", "student"}),
     (r"training/.*", {"reference_model", "student"}),
     (r"students/(model/.*|budget_counts)", {"targets", "selection", "student"}),

@@ -364,3 +364,28 @@ def test_the_controls_build_from_the_training_shard_and_step(setup, teachers, pr
     loss.backward()
     assert torch.isfinite(loss) and float(parts["targets_per_pos"]) > 0
     assert model.get_output_embeddings().weight.grad.abs().sum() > 0
+
+
+def test_the_curves_open_in_tensorboard_and_a_resumed_run_reads_as_one(setup, tmp_path):
+    """training.tensorboard: every numeric log.jsonl field as a TensorBoard scalar at its step, read
+    back with TensorBoard's own reader. A run resumed from the generation before a torn file redoes
+    steps the first one logged: those are purged, so each step appears once, as in log.jsonl."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    root, cfg, _ = setup
+    data = shards.open_shard(root / "shards", "train")
+    training = {**cfg["training"], "tensorboard": True}
+    run = lambda: loop.train(models.build(SMALL, 400, 32, 0), data, losses.CrossEntropy(), tmp_path / "run",  # noqa: E731
+                              training, cfg["students"]["budget_flops"], 0, run_key="k", log=lambda *_: None)
+    first = run()
+    last = tmp_path / "run" / "resume.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # the second run redoes the last steps
+    run()
+    assert len(list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))) == 2
+    curves = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    curves.Reload()
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    loss = curves.Scalars("train/loss")
+    assert [e.step for e in loss] == [r["step"] for r in log] == list(range(1, first["steps"] + 1))
+    assert [e.value for e in loss] == pytest.approx([r["loss"] for r in log], rel=1e-6)   # float32 there
+    assert {"train/lr", "train/grad_norm", "train/tok_s", "train/ce", "train/flops"} <= set(curves.Tags()["scalars"])

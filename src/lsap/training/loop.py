@@ -29,6 +29,7 @@ from lsap.io import checkpoints, layout
 from lsap.io.files import atomic_dir, write_json
 from lsap.io.progress import Progress
 from lsap.training import plan, resume
+from lsap.training.curves import Curves
 from lsap.training.resume import TrainingError
 
 
@@ -243,6 +244,7 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
     autocast = autocast_for(dev)
     batches = MicroBatches(data.sequences, index_at, micro, n_micro, dist, seed, dev)
     progress = Progress(total_steps, step, enabled=dist.main)
+    curves = Curves(out, dist.main and bool(tcfg.get("tensorboard")), step)
     t_last, t_start = time.perf_counter(), time.time()
     while step < total_steps:
         parts_sum, gnorm = forward_backward(net, objective, batches(step, total_steps), step, total_steps,
@@ -272,6 +274,7 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
         if dist.main:
             with open(out / "log.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
+            curves.add(record)
             if step in ckpt_steps:
                 with atomic_dir(layout.checkpoint(out, ckpt_steps[step])) as tmp:
                     # the evaluation checkpoint in the precision training computes in (bf16 on GPU)
@@ -282,6 +285,7 @@ def train(model, data: Shard, objective, out_dir, tcfg: Training, budget_flops: 
                 saved = step
         dist.barrier()
     progress.close()
+    curves.close()
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if line]
     summary = {"steps": total_steps, "tokens": total_steps * tokens_per_step, "flops": flops,
                "training_flops": total_steps * tokens_per_step * train_fpt, "teacher_flops": flops - total_steps
