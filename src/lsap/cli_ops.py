@@ -11,12 +11,12 @@ import sys
 
 def _plan(args, cfg):
     from lsap.io import hub
-    from lsap.operations import forecast
+    from lsap.operations import forecast, forecast_table
 
     if not hub.reachable():
         os.environ["HF_HUB_OFFLINE"] = "1"  # no 30 s of retries per hub id: shapes from config/hub_models.yaml
     priced = forecast.price(cfg)
-    print(json.dumps(priced, indent=1) if args.json else forecast.render(priced))
+    print(json.dumps(priced, indent=1) if args.json else forecast_table.render(priced))
 
 
 def _rehearse(args, cfg):

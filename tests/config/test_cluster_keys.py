@@ -16,7 +16,7 @@ from test_key_leaves import _edited, _keys, _leaves, _mutations
 from lsap import REPO_ROOT, config, keys
 from lsap.data import sources
 from lsap.io import snapshot
-from lsap.operations import data_costs, forecast
+from lsap.operations import data_costs, forecast, forecast_table
 from lsap.training import plan
 
 PAPER = REPO_ROOT / "config" / "paper.yaml"
@@ -169,7 +169,7 @@ def test_every_local_rule_is_priced_under_the_stated_bound(priced):
     assert set(rows) == local
     assert all(j["cpu_hours"] * 60 <= data_costs.LOCAL_CPU_MIN for j in rows.values())
     assert not [w for w in priced["warnings"] if w.startswith("local rule")]
-    assert f"bound {data_costs.LOCAL_CPU_MIN:g}" in forecast.render(priced)
+    assert f"bound {data_costs.LOCAL_CPU_MIN:g}" in forecast_table.render(priced)
 
 
 def test_corpus_and_shards_parts_are_priced_from_their_own_loops(paper, priced):

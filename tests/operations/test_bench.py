@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from lsap.operations import bench
+from lsap.models import flops
+from lsap.operations import bench, timing
 
 METHODS = ("ce", "lsap_online", "lsap_cached", "sparse_kd", "kd", "salt")  # bench.BENCH_METHODS, stated apart
 
@@ -66,12 +67,12 @@ def test_paper_surrogate_is_qwen3_0_6b_and_flops_in_the_standard_convention():
     assert sur.config.head_dim == 128 and sur.config.vocab_size == 151_936 and sur.config.tie_word_embeddings
     assert bench.models.n_params(sur) == 596_049_920
     non_embedding = 596_049_920 - 151_936 * 1024  # the tied head goes with the embedding table
-    assert bench.standard_flops_per_token(sur, 1024, train=False) == 2 * non_embedding + 4 * 28 * 16 * 128 * 1024
+    assert flops.standard_flops_per_token(sur, 1024, train=False) == 2 * non_embedding + 4 * 28 * 16 * 128 * 1024
     emb = 100_352 * 2048  # OLMo2-1B: untied, so its head counts
     n = bench.models.n_params(student)
-    assert bench.standard_flops_per_token(student, 1024) == 6 * (n - emb) + 12 * 16 * 16 * 128 * 1024
-    assert bench.spec_peak("NVIDIA H200") == bench.spec_peak("NVIDIA H100 80GB HBM3") == 989e12
-    assert bench.spec_peak("NVIDIA H100 PCIe") == 756e12 and bench.spec_peak("x86_64") is None
+    assert flops.standard_flops_per_token(student, 1024) == 6 * (n - emb) + 12 * 16 * 16 * 128 * 1024
+    assert timing.spec_peak("NVIDIA H200") == timing.spec_peak("NVIDIA H100 80GB HBM3") == 989e12
+    assert timing.spec_peak("NVIDIA H100 PCIe") == 756e12 and timing.spec_peak("x86_64") is None
 
 
 @pytest.mark.gpu

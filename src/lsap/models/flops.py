@@ -32,3 +32,18 @@ def source_flops_per_token(cfg: RunConfig, source: dict) -> int:
 
     with torch.device("meta"):
         return models.forward_flops_per_token(AutoModelForCausalLM.from_config(models.source_config(cfg, source)))
+
+
+def standard_flops_per_token(model, seq: int, train: bool = True) -> int:
+    """The standard (torchtitan get_nparams_and_flops, PaLM appendix B) FLOPs per token: 6·N +
+    12·L·H·d_head·seq trained, 2·N + 4·L·H·d_head·seq for a forward alone, N the parameters
+    outside the embedding table (a tied head is not counted: torchtitan subtracts the shared
+    weight), attention without the causal discount."""
+    from lsap import models
+
+    cfg = model.config
+    heads = cfg.num_attention_heads
+    d_head = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+    n = models.n_params(model, embeddings=False)
+    attn = cfg.num_hidden_layers * heads * d_head * seq
+    return 6 * n + 12 * attn if train else 2 * n + 4 * attn

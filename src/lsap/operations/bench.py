@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import time
 
 import numpy as np
@@ -26,9 +25,11 @@ import torch
 
 from lsap import methods, models
 from lsap.data import sampler
-from lsap.models.fused_nll import CHUNK_ELEMENTS, chunk_rows, fused_nll
+from lsap.models.flops import standard_flops_per_token
+from lsap.models.fused_nll import CHUNK_ELEMENTS, fused_nll
 from lsap.models.surrogate import CachedCandidates, Surrogate, write_cache
-from lsap.models.topk import chunk_topk
+from lsap.operations.bench_surrogate import bench_surrogate
+from lsap.operations.timing import Timer, allocated_bytes, device_name, matmul_peak, peak_memory_gib, spec_peak
 from lsap.report import provenance
 from lsap.training import loop
 
@@ -49,29 +50,6 @@ SHAPES = {
 }
 
 
-# dense (no sparsity) bf16 tensor-core peaks from the data sheets, TFLOP/s: the standard MFU's
-# denominator (torchtitan's get_peak_flops); first match on the device's name
-SPEC_PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("H200", 989.0), ("A100", 312.0))
-
-
-def spec_peak(device_name: str) -> float | None:
-    """The card's dense bf16 FLOP/s from its data sheet, or None (a CPU, an unknown card)."""
-    return next((t * 1e12 for key, t in SPEC_PEAK_TFLOPS if key in device_name), None)
-
-
-def standard_flops_per_token(model, seq: int, train: bool = True) -> int:
-    """The standard (torchtitan get_nparams_and_flops, PaLM appendix B) FLOPs per token: 6·N +
-    12·L·H·d_head·seq trained, 2·N + 4·L·H·d_head·seq for a forward alone, N the parameters
-    outside the embedding table (a tied head is not counted: torchtitan subtracts the shared
-    weight), attention without the causal discount."""
-    cfg = model.config
-    heads = cfg.num_attention_heads
-    d_head = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
-    n = models.n_params(model, embeddings=False)
-    attn = cfg.num_hidden_layers * heads * d_head * seq
-    return 6 * n + 12 * attn if train else 2 * n + 4 * attn
-
-
 def build_lm(spec: dict, vocab_size: int, max_len: int, seed: int):
     """`models.build`, with a Qwen3 `head_dim` of its own when the spec gives one (Qwen3-0.6B: 128,
     where models.build takes hidden/heads = 64)."""
@@ -83,37 +61,6 @@ def build_lm(spec: dict, vocab_size: int, max_len: int, seed: int):
     cfg.head_dim = spec["head_dim"]
     torch.manual_seed(seed)
     return type(like)(cfg)
-
-
-class Timer:
-    """Wall time of a callable: CUDA events on GPU (no host sync inside the timed region)."""
-
-    def __init__(self, dev):
-        self.cuda = dev.type == "cuda"
-
-    def __call__(self, fn, warmup: int, iters: int) -> float:
-        for _ in range(warmup):
-            fn()
-        if self.cuda:
-            torch.cuda.synchronize()
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(iters):
-                fn()
-            end.record()
-            torch.cuda.synchronize()
-            return start.elapsed_time(end) / 1000 / iters
-        t = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        return (time.perf_counter() - t) / iters
-
-
-def matmul_peak(dev) -> float:
-    """Measured dense matmul FLOP/s (bf16 on GPU, float32 on CPU): the MFU denominator."""
-    n, dtype = (8192, torch.bfloat16) if dev.type == "cuda" else (1024, torch.float32)
-    a, b = torch.randn(n, n, device=dev, dtype=dtype), torch.randn(n, n, device=dev, dtype=dtype)
-    return 2 * n ** 3 / Timer(dev)(lambda: a @ b, 3, 10)
 
 
 def _tables(shape_name: str, v_b: int, v_s: int, path: str | None = None):
@@ -138,16 +85,6 @@ def _tables(shape_name: str, v_b: int, v_s: int, path: str | None = None):
     s_ids = rng.permutation(v_s)[: len(shared)]
     b_to_s[shared], s_to_b[s_ids] = s_ids, shared
     return b_to_s, s_to_b
-
-
-def _peak_mem(dev, fn) -> float | None:
-    if dev.type != "cuda":
-        return None
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    fn()
-    torch.cuda.synchronize()
-    return torch.cuda.max_memory_allocated() / 2 ** 30
 
 
 def bench_loss(dev, n_tokens: int, hidden: int, vocab: int, k: int = 15, iters: int = 5) -> dict:
@@ -177,7 +114,7 @@ def bench_loss(dev, n_tokens: int, hidden: int, vocab: int, k: int = 15, iters: 
     cpu_chunk = max(1, CHUNK_ELEMENTS // vocab)  # the CPU's chunk, for comparison on a GPU
     for name, fn in {"ce_fused": fused(ce_w), "lsap_fused": fused(w), "ce_naive": naive(ce_w),
                      "lsap_naive": naive(w), "ce_fused_cpu_chunks": fused(ce_w, cpu_chunk)}.items():
-        out[name] = {"ms": 1000 * timer(fn, 2, iters), "peak_gib": _peak_mem(dev, fn)}
+        out[name] = {"ms": 1000 * timer(fn, 2, iters), "peak_gib": peak_memory_gib(dev, fn)}
     out["lsap_over_ce_fused"] = out["lsap_fused"]["ms"] / out["ce_fused"]["ms"]
     out["lsap_over_ce_naive"] = out["lsap_naive"]["ms"] / out["ce_naive"]["ms"]
     return out
@@ -246,58 +183,6 @@ def _objectives(dev, s: dict, shape_name: str, tables: str | None, compile_: boo
     return objs, held, sum(nbytes.values()), extra
 
 
-@torch.inference_mode()
-def legacy_selection(sur: Surrogate, logits: torch.Tensor, targets: torch.Tensor):
-    """The candidate step before `lsap.models.topk` (commit 86201aa), for comparison in the same run: per
-    chunk of rows a float32 log-sum-exp copy, an additive-mask copy, the target masked through a
-    host sync (nonzero), a top-k over the whole vocabulary."""
-    b, t, v = logits.shape
-    logits = logits.reshape(b * t, v)
-    s_tgt = sur.b_to_s[targets].reshape(-1)
-    ids = torch.empty(b * t, sur.top_k, dtype=torch.long, device=logits.device)
-    logp = torch.empty(b * t, sur.top_k, dtype=torch.float32, device=logits.device)
-    chunk = chunk_rows(v, logits.device)
-    outside = sur.outside.to(logits.dtype)
-    for a in range(0, b * t, chunk):
-        r = slice(a, min(a + chunk, b * t))
-        z = logits[r]
-        lse = torch.logsumexp(z.float(), -1) if sur.probabilities == "surrogate" else None
-        z = z + outside
-        has = s_tgt[r] >= 0
-        z[has.nonzero().squeeze(1), s_tgt[r][has]] = -math.inf
-        if lse is None:
-            lse = torch.logsumexp(z.float(), -1)
-        val, idx = z.topk(sur.top_k, dim=-1)
-        logp[r] = val.float() - lse[:, None]
-        ids[r] = sur.s_to_b[idx].clamp_min(0)
-    return ids.view(b, t, -1), logp.view(b, t, -1)
-
-
-def bench_surrogate(dev, sur: Surrogate, x: torch.Tensor, iters: int = 5) -> dict:
-    """Where LSAP's overhead goes: the surrogate's forward with the Σ∩ key mask (as runs call it),
-    without a mask (causal only), the forward plus the top-k candidates, and the candidate step
-    alone from fixed logits (`selection_ms`; `selection_legacy_ms`: the step it replaced)."""
-    timer, inputs, targets = Timer(dev), x[:, :-1], x[:, 1:]
-
-    @torch.inference_mode()
-    def unmasked():
-        with torch.autocast(dev.type, dtype=models.inference_dtype(dev), enabled=dev.type == "cuda"):
-            return sur.forward(input_ids=sur.b_to_s[inputs].clamp_min(0)).logits
-    logits = sur.logits(inputs)
-    out = {"logits_masked_ms": 1000 * timer(lambda: sur.logits(inputs), 2, iters),
-           "logits_causal_only_ms": 1000 * timer(unmasked, 2, iters),
-           "candidates_ms": 1000 * timer(lambda: sur.candidates(inputs, targets), 2, iters),
-           "selection_ms": 1000 * timer(lambda: sur.from_logits(logits, targets), 2, iters),
-           "selection_legacy_ms": 1000 * timer(lambda: legacy_selection(sur, logits, targets), 2, iters)}
-    (_, new), (_, old) = sur.from_logits(logits, targets), legacy_selection(sur, logits, targets)
-    # the same candidates (ties aside): the same slots filled, the same logp in each
-    fin = new > -math.inf
-    out["selection_same_slots"] = bool(torch.equal(fin, old > -math.inf))
-    out["selection_max_abs_diff_logp"] = float((new - old)[fin].abs().max()) if fin.any() else 0.0
-    out["selection_compiled"] = sur.topk_chunk is not chunk_topk and sur.topk_chunk.state["fn"] is not chunk_topk
-    return out
-
-
 def bench_steps(dev, shape_name: str, compile_: bool, iters: int, warmup: int, rounds: int = 3,
                 out: dict | None = None, save=lambda: None, tables: str | None = None,
                 n_index: int = PAPER_TRAIN_SEQUENCES) -> dict:
@@ -330,7 +215,7 @@ def bench_steps(dev, shape_name: str, compile_: bool, iters: int, warmup: int, r
         tokens = s["batch"] * s["seq"]
         peak = matmul_peak(dev)
         train_fpt = models.train_flops_per_token(student)
-        std = {"student": standard_flops_per_token(student, s["seq"]), "peak": spec_peak(_device_name(dev)),
+        std = {"student": standard_flops_per_token(student, s["seq"]), "peak": spec_peak(device_name(dev)),
                "teacher": extra["teacher_standard_flops_per_token"]}
         out.update({"student_params": models.n_params(student), **extra, "matmul_peak_tflops": peak / 1e12,
                     "student_standard_flops_per_token": std["student"],
@@ -364,7 +249,7 @@ def bench_steps(dev, shape_name: str, compile_: bool, iters: int, warmup: int, r
         for r in range(rounds):
             this = {}
             for name, obj in objs.items():
-                base = _allocated(dev)
+                base = allocated_bytes(dev)
                 if r == 0 and dev.type == "cuda":
                     torch.cuda.reset_peak_memory_stats()
                 host0 = batches.host_s
@@ -372,9 +257,9 @@ def bench_steps(dev, shape_name: str, compile_: bool, iters: int, warmup: int, r
                 this[name] = {"tok_s": tokens / sec, "host_ms": 1000 * (batches.host_s - host0) / iters}
                 if r == 0 and dev.type == "cuda":
                     # as a run of this method alone would hold it: without the other methods' teachers
-                    own = torch.cuda.max_memory_allocated() - (teachers_bytes - held[name])
+                    own = torch.cuda.max_memoryallocated_bytes() - (teachers_bytes - held[name])
                     out.setdefault("peak_gib", {})[name] = own / 2 ** 30
-                    out.setdefault("step_gib", {})[name] = (torch.cuda.max_memory_allocated() - base) / 2 ** 30
+                    out.setdefault("step_gib", {})[name] = (torch.cuda.max_memoryallocated_bytes() - base) / 2 ** 30
             per_round.append(this)
             _summarise(out, per_round, tokens, train_fpt, objs, peak, std)
             save()
@@ -382,10 +267,6 @@ def bench_steps(dev, shape_name: str, compile_: bool, iters: int, warmup: int, r
             out["surrogate_breakdown"] = bench_surrogate(dev, sur, torch.from_numpy(rows[: s["batch"]]).long().to(dev))
             save()
     return out
-
-
-def _allocated(dev) -> int:
-    return torch.cuda.memory_allocated() if dev.type == "cuda" else 0
 
 
 def _summarise(out: dict, per_round: list[dict], tokens: int, train_fpt: float, objs: dict, peak: float,
@@ -437,10 +318,6 @@ def price(shapes: str, iters: int, rounds: int, warmup: int | None = None) -> in
     return round(SETUP_S[shapes] + len(BENCH_METHODS) * (warmup + rounds * iters) * ASSUMED_STEP_S[shapes])
 
 
-def _device_name(dev) -> str:
-    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine()
-
-
 def summary(steps: dict) -> str:
     """One line per method: tokens/s, the ratio to CE, MFU in both conventions."""
     peak = steps.get("spec_peak_tflops")
@@ -468,7 +345,7 @@ def run(shapes: str, device: str, compile_: bool, iters: int, out_path: str | No
     dev = torch.device(device)
     models.enable_tf32()
     s = SHAPES[shapes]
-    result = {"shapes": shapes, "device": _device_name(dev), "torch": torch.__version__, "threads": torch.get_num_threads(),
+    result = {"shapes": shapes, "device": device_name(dev), "torch": torch.__version__, "threads": torch.get_num_threads(),
               "compile": compile_, "complete": False, "provenance": provenance.identity()}
 
     def save():  # after every measured part: a run stopped at its time limit keeps what it measured
