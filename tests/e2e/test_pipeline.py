@@ -46,7 +46,7 @@ def test_tiny_dag_tables_figures_and_training(dag_run):
     for name in ("surrogate", "reference", "salt_teacher", "miniplm_teacher"):
         assert json.loads((out / "references" / name / "summary.json").read_text())["steps"] > 0
     ce = json.loads((out / "students" / "ce-s0" / "summary.json").read_text())
-    # it trained: tiny's smoke budget (1e12 FLOPs) ends near the unigram entropy, well below its start
+    # it trained: tiny's smoke budget (5e11 FLOPs) ends well below where it started
     first = json.loads((out / "students" / "ce-s0" / "log.jsonl").read_text().splitlines()[0])
     assert ce["final_val_loss"] < first["ce"] - 0.5
     # every method ran under the same budget, the surrogate/teacher charged
