@@ -133,6 +133,13 @@ def _objective_knobs(cfg: RunConfig, method: str) -> dict:
             if k not in kind.key_defaults or v != kind.key_defaults[k]}
 
 
+def _report_entry(m: dict) -> dict:
+    """A method's whole entry, as the report's key reads it, less a knob at the default of one
+    added after the committed runs' reports were keyed (ObjectiveKind.report_key_defaults)."""
+    kind = methods.OBJECTIVES[m["objective"]]
+    return {k: v for k, v in m.items() if k not in kind.report_key_defaults or v != kind.key_defaults[k]}
+
+
 def heldout_spec(cfg: RunConfig) -> dict:
     """What the heldout job writes from the validation text: the scoring slices and the probes' items."""
     from lsap.data.probe import PROBES
@@ -200,7 +207,7 @@ def reads(cfg: RunConfig, job: str, **wc) -> dict:
         from lsap.config import required_assets
 
         s = cfg["students"]
-        return {"run": cfg["run"], "methods": {n: cfg["methods"][n] for n in s["methods"]},
+        return {"run": cfg["run"], "methods": {n: _report_entry(cfg["methods"][n]) for n in s["methods"]},
                 "method_order": list(s["methods"]), "seeds": s["seeds"],  # the tables' row order
                 "primary_contrast": s["primary_contrast"],
                 "budget_flops": s["budget_flops"], "evaluation": cfg["evaluation"], "domains": list(domains),

@@ -7,8 +7,8 @@ import tarfile
 
 import pytest
 
-from lsap import REPO_ROOT, config
-from lsap.operations import device_limits, devpack, draw_price, sweep_results
+from lsap import REPO_ROOT, config, keys
+from lsap.operations import device_limits, devpack, draw_price, forecast, sweep, sweep_results
 
 MIB = device_limits.MIB
 
@@ -134,6 +134,20 @@ def test_gpu_smalls_draw_is_priced_within_the_limits_headline_first():
     s = config.load(REPO_ROOT / "config" / "gpu-small.yaml")["students"]
     head = [f"{m}-s{seed}" for seed in s["seeds"] for m in ("ce", s["primary_contrast"])]
     assert d["pairs"][:len(head)] == head[:len(d["pairs"])] and len(d["pairs"]) >= 2
+
+
+def test_the_sweep_prices_a_targets_cache_once_on_the_first_pair_that_reads_it():
+    """gpu-small's two surrogate arms of a seed read one cache (one targets spec), which the sweep
+    builds on the device before the first of them: that pair carries the surrogate's forward over
+    the seed's sequences and the cache's writes, the other none."""
+    cfg = config.load(REPO_ROOT / "config" / "gpu-small.yaml")
+    assert keys.targets_id(cfg, "lsap_a0.05") == keys.targets_id(cfg, "random_a0.05")
+    prices = dict(sweep.pair_prices(cfg))
+    cache = {j["method"]: j["gpu_hours"] * 3600 for j in forecast.price(cfg)["jobs"] if j["job"] == "targets"}
+    for seed in cfg["students"]["seeds"]:
+        extra = prices[("lsap_a0.05", seed)] - prices[("random_a0.05", seed)]
+        assert extra == pytest.approx(cache[f"lsap_a0.05-s{seed}"] + sweep.TARGETS_FIXED_S)
+        assert prices[("ce", seed)] > prices[("ce_paper_ratio", seed)]   # fewer tokens
 
 
 def test_gpu_small_runs_no_public_benchmark_and_saves_no_resume_state_on_the_device():

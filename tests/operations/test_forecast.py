@@ -130,7 +130,7 @@ def test_small_restores_the_papers_premise():
 def test_gpu_small_fits_its_minutes_with_the_real_surrogate():
     """config/gpu-small.yaml: SmolLM2-135M (pretrained, registry GGUF) as the surrogate of a student
     in its own tokenizer whose CE run takes >= 800 steps on >= 0.25 tokens per parameter, a ladder
-    of >= 3 rungs, three seeds, the controls, and <= 7 GPU-minutes in its own plan."""
+    of >= 3 rungs, three seeds, the random control, and <= 7 GPU-minutes in its own plan."""
     cfg = config.load(REPO_ROOT / "config" / "gpu-small.yaml")
     s = cfg["students"]
     assert s["teachers"]["surrogate"] == {"kind": "pretrained", "name": "smollm2"}
@@ -149,6 +149,28 @@ def test_gpu_small_fits_its_minutes_with_the_real_surrogate():
     assert any(src["reader"] == "rst_files" for src in cfg["corpus"]["domains"]["technical"]["sources"])
     minutes = 60 * sum(j.get("gpu_hours") or 0 for j in forecast.price(cfg)["jobs"])
     assert 1 < minutes <= 7
+
+
+def test_ce_paper_ratio_reads_the_papers_token_gap_over_lsap(priced):
+    """gpu-small's `ce_paper_ratio`: CE with (1 + r_paper) x LSAP's tokens, r being the surrogate's
+    forward over the student's training FLOPs per token (Qwen3-0.6B over OLMo2-1B in the paper,
+    0.169; SmolLM2-135M over the 34 M student here, 1.02), so LSAP against it is the paper's
+    comparison at the paper's cost ratio. Recomputed from both configs' models, so a change to
+    either model that leaves the config's factor stale fails here."""
+    def ratio(jobs, method):
+        ledger = _job(jobs, "student", f"{method}-s0")["ledger"]
+        return ledger["teacher_inference"] / ledger["training"]
+
+    gpu = config.load(REPO_ROOT / "config" / "gpu-small.yaml")
+    small = forecast.price(gpu)
+    r_paper, r_here = ratio(priced, "lsap_a0.05"), ratio(small, "lsap_a0.05")
+    assert r_paper == pytest.approx(0.169, abs=0.001) and r_here == pytest.approx(1.02, abs=0.01)
+    assert gpu["methods"]["ce_paper_ratio"]["budget_factor"] == pytest.approx((1 + r_paper) / (1 + r_here), rel=2e-3)
+    tokens = {m: _job(small, "student", f"{m}-s0")["tokens"] for m in ("ce", "lsap_a0.05", "ce_paper_ratio")}
+    assert tokens["ce_paper_ratio"] / tokens["lsap_a0.05"] == pytest.approx(1 + r_paper, rel=0.01)
+    assert tokens["ce"] / tokens["lsap_a0.05"] == pytest.approx(1 + r_here, rel=0.01)
+    # the cache of the two surrogate arms is priced once per seed (one spec, shared)
+    assert sum(j["job"] == "targets" for j in small["jobs"]) == len(gpu["students"]["seeds"])
 
 
 def test_the_paper_plan_prices_its_disk():

@@ -8,6 +8,7 @@ from conftest import SHIPPED, planned_jobs
 
 from lsap import REPO_ROOT, config, keys, methods
 from lsap.io import hub
+from lsap.training import budget
 
 
 def _expected(cfg: dict) -> dict:
@@ -95,7 +96,7 @@ def test_the_paper_student_is_olmo2_0425_1b_exactly():
 
 
 def test_the_global_batch_makes_paper_the_same_run_on_4_or_8_gpus():
-    from lsap.training import budget, plan
+    from lsap.training import plan
 
     cfg = config.load(REPO_ROOT / "config" / "paper.yaml")
     on = {g: config.validate({**cfg, "compute": {**cfg["compute"], "gpus": g}}) for g in (4, 8)}
@@ -107,3 +108,16 @@ def test_the_global_batch_makes_paper_the_same_run_on_4_or_8_gpus():
         config.validate({**cfg, "compute": {**cfg["compute"], "gpus": 3}})
     with pytest.raises(config.ConfigError, match=r"global_batch and training.grad_accum are both set"):
         config.validate({**cfg, "training": {**cfg["training"], "grad_accum": 2}})
+
+
+def test_a_budget_factor_trains_that_share_of_the_matched_budget_and_the_ledger_says_so():
+    """CE's `budget_factor` (gpu-small's ce_paper_ratio): the loop spends factor x students.budget_flops,
+    the ledger keeps the matched budget and records the factor; 1 is the matched run itself."""
+    cfg = config.load(REPO_ROOT / "config" / "gpu-small.yaml")
+    ce, part = (budget.student(cfg, m, 49_152, 1024) for m in ("ce", "ce_paper_ratio"))
+    factor = cfg["methods"]["ce_paper_ratio"]["budget_factor"]
+    assert ce.budget_factor == 1.0 and part.budget_factor == factor < 1
+    assert part.loop_flops == pytest.approx(factor * ce.loop_flops)
+    assert part.steps == pytest.approx(factor * ce.steps, abs=1)
+    assert part.ledger()["matched_budget_flops"] == ce.ledger()["matched_budget_flops"] == cfg["students"]["budget_flops"]
+    assert part.ledger()["budget_factor"] == factor

@@ -121,14 +121,16 @@ def write_card(folder, run: str, summary: dict, method: str, seed: int, provenan
     spent = summary.get("flops", 0.0)
     teacher = summary.get("teacher_flops", 0.0)
     budget = summary.get("matched_budget_flops", summary.get("budget_flops"))
+    factor = summary.get("budget_factor", 1.0)
     figures = {"final validation loss (nats/token)": summary.get("final_val_loss"), **(heldout or {})}
     held = "; ".join(f"{k} {v:.4g}" for k, v in figures.items() if v is not None) or "none measured"
     sha = summary.get("data_sha256")
     name = method.split("`")[1] if "`" in method else method
     rows = [
         ("method", method),
-        ("budget", f"{budget:.3g} FLOPs, matched across methods; spent {spent:.3g} "
-                   f"(training {spent - teacher:.3g}, teacher inference {teacher:.3g})"),
+        ("budget", (f"{budget:.3g} FLOPs, matched across methods" if factor == 1 else
+                    f"{budget * factor:.3g} FLOPs, {factor:g} x the {budget:.3g} matched across methods")
+                   + f"; spent {spent:.3g} (training {spent - teacher:.3g}, teacher inference {teacher:.3g})"),
         ("tokens", f"{summary.get('tokens', 0):,} in {summary.get('steps', 0):,} steps; "
                    f"{summary.get('params', 0):,} parameters"),
         ("data", f"run `{run}`" + (f", corpus domains {', '.join(domains)}" if domains else "")

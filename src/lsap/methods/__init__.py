@@ -67,6 +67,12 @@ def teacher_fraction(m: dict | Method) -> float:
     return OBJECTIVES[meth.objective_name].teacher_fraction(meth)
 
 
+def budget_factor(m: dict | Method) -> float:
+    """The share of students.budget_flops a student of this method trains with (1: matched)."""
+    meth = parse(m)
+    return OBJECTIVES[meth.objective_name].budget_factor(meth)
+
+
 def pool_steps(m: dict | Method, plan) -> int:
     """The steps whose batches a selection's pool is sized by."""
     meth = parse(m)

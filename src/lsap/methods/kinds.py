@@ -57,8 +57,13 @@ class ObjectiveKind:
     # knobs added after runs were finished, at the value that reproduces those runs: left out of the
     # key there, so a new knob does not retrain what it cannot change
     key_defaults: dict = field(default_factory=dict)
+    # of those, the ones added after the committed runs' reports were keyed (whose key holds every
+    # method's whole entry): left out of the report's key at that value too
+    report_key_defaults: tuple[str, ...] = ()
     reads_targets_cache: Callable[[Method], bool] = lambda m: False   # the targets stage's cache
     table_fields: tuple[str, ...] = ()   # knobs the tables show as columns (e.g. alpha)
+    # the share of students.budget_flops the run trains with (1: matched FLOPs; lsap.training.budget)
+    budget_factor: Callable[[Method], float] = lambda m: 1.0
 
     @property
     def knobs(self) -> tuple[str, ...]:

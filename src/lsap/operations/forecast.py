@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from lsap import REPO_ROOT, methods
+from lsap import REPO_ROOT, keys, methods
 from lsap.config_types import RunConfig
 from lsap.data import shards
 from lsap.data.corpus import SPLITS, part_name
@@ -242,7 +242,7 @@ def price(cfg: RunConfig) -> dict:
     for name, ref in cfg["references"].items():
         training_job("reference_model", name, ref["model"], budget.reference(cfg, name, vocab_size(cfg, ref["tokenizer"]),
                                                                              seq), data[ref["split"]]["tokens"])
-    s = cfg["students"]
+    s, caches = cfg["students"], set()
     for mname in s["methods"]:
         m = cfg["methods"][mname]
         kind = methods.OBJECTIVES[m["objective"]]
@@ -260,7 +260,8 @@ def price(cfg: RunConfig) -> dict:
             known = pool != math.inf  # unknown: the whole shard of a corpus not yet tokenised
             scoring = pool * seq * scorers if known else 0.0
             jobs += _scoring_parts(cfg, mname, pool if known else None, scorers, rate, profile, warnings)
-        if methods.uses_targets_cache(m):
+        if methods.uses_targets_cache(m) and keys.targets_id(cfg, mname) not in caches:
+            caches.add(keys.targets_id(cfg, mname))  # one cache per spec and seed, shared by its methods
             p0 = budget.student(cfg, mname, v_student, seq, teacher_flops_per_token=teacher[0])   # as the jobs size them
             jobs += [_row("targets", f"{mname}-s{seed}", tokens=p0.tokens, flops=p0.tokens * teacher[0],
                           disk_gb=p0.tokens * m["top_k"] * CANDIDATE_BYTES / 1e9,

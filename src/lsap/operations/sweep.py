@@ -4,7 +4,9 @@ surrogate) costs more than a small student's training, and a time limit may cut 
 
 It writes exactly the files the DAG's `student` and `evaluate` jobs write, under the same job keys,
 so a `snakemake` run afterwards finds them done and renders the report. The jobs it reads (corpus,
-shards, Σ∩, targets caches, selections) come first: `snakemake --omit-from student`. A pair whose
+shards, Σ∩, selections) come first: `snakemake --omit-from student`. A targets cache it builds itself
+before the first pair that reads it, as the DAG's `targets` job would (on the device the cache is
+built from the surrogate there: gigabytes no call could carry), and the pair is priced with it. A pair whose
 evaluation exists is skipped; a student interrupted mid-run resumes from its checkpoint (where the
 config saves resume states: gpu-small on the device does not, a discarded machine keeps nothing).
 
@@ -30,6 +32,9 @@ STUDENT_FIXED_S = 8.0
 # over each domain's held-out slice (assumed; the benchmarks' own requests are priced by `lsap plan`)
 EVAL_CHECKPOINT_S = 6.0
 ARCHIVE_S = 2.0  # the results archive rewritten after each pair
+# a targets cache beyond the surrogate's forward (`lsap plan`): ids and log-probs written and their
+# sha256 taken (≈ 0.8 GB per gpu-small seed), read back and checked by each student that reads it
+TARGETS_FIXED_S = 10.0
 
 
 def order(cfg: dict) -> list[tuple[str, int]]:
@@ -47,8 +52,36 @@ def pair_prices(cfg: dict) -> list[tuple[tuple[str, int], float]]:
 
     gpu = {(j["job"], j.get("method")): (j["gpu_hours"] or 0.0) * 3600 for j in forecast.price(cfg)["jobs"]}
     fixed = STUDENT_FIXED_S + EVAL_CHECKPOINT_S * len(cfg["training"]["checkpoint_fractions"]) + ARCHIVE_S
-    return [((m, s), gpu.get(("student", f"{m}-s{s}"), 0.0) + gpu.get(("evaluate", f"{m}-s{s}"), 0.0) + fixed)
-            for m, s in order(cfg)]
+    # the plan prices each cache once, under the first method of its spec: by folder here
+    cache_s = {_cache(cfg, *label.rsplit("-s", 1)): v for (job, label), v in gpu.items() if job == "targets"}
+    built, out = set(), []
+    for m, s in order(cfg):
+        seconds = gpu.get(("student", f"{m}-s{s}"), 0.0) + gpu.get(("evaluate", f"{m}-s{s}"), 0.0) + fixed
+        cache = _cache(cfg, m, s)
+        if cache and cache not in built:  # the first pair that reads a cache builds it
+            built.add(cache)
+            seconds += cache_s[cache] + TARGETS_FIXED_S
+        out.append(((m, s), seconds))
+    return out
+
+
+def _cache(cfg: dict, method: str, seed) -> str | None:
+    """The targets cache folder a pair reads (one per targets spec and seed), or None."""
+    if not methods.uses_targets_cache(cfg["methods"][method]):
+        return None
+    return layout.targets(cfg["run"], keys.targets_id(cfg, method), seed)
+
+
+def _build_cache(cfg: dict, method: str, seed: int, ins: dict, log) -> None:
+    """The DAG's targets job for this pair, in this process (lsap.stages.targets), with its benchmark."""
+    from lsap.stages import targets
+
+    folder = _cache(cfg, method, seed)
+    t = time.perf_counter()
+    targets.cache_job(cfg, method, seed, os.path.dirname(ins["tokenizer"]), os.path.dirname(ins["shards"]),
+                      ins.get("translation"), folder, log=log)
+    _benchmark(f"{layout.run_dir(cfg['run'])}/benchmarks/targets_{keys.targets_id(cfg, method)}-s{seed}.tsv",
+               time.perf_counter() - t)
 
 
 def _benchmark(path: str, seconds: float) -> None:
@@ -86,10 +119,14 @@ def run(cfg: dict, log=print, deadline: float | None = None, archive: str | None
                 f"{max(0.0, deadline - time.time()):.0f} s left")
             break
         ins = inputs.student(cfg, method, seed)
-        missing = [p for v in ins.values() for p in ([v] if isinstance(v, str) else v) if not os.path.exists(p)]
+        built_here = {ins["targets"]} if "targets" in ins else set()
+        missing = [p for v in ins.values() for p in ([v] if isinstance(v, str) else v)
+                   if not os.path.exists(p) and p not in built_here]
         if missing:
             raise SystemExit(f"lsap sweep: {method} seed {seed} reads {missing[0]}, not there yet: run "
                              f"`snakemake --configfile <config> --omit-from student` first")
+        if built_here and not os.path.exists(ins["targets"]):
+            _build_cache(cfg, method, seed, ins, log)
         t = time.perf_counter()
         if not os.path.exists(f"{run_dir}/summary.json"):
             stage_train.run_job(cfg, "student", os.path.dirname(ins["tokenizer"]), os.path.dirname(ins["shards"]),

@@ -15,7 +15,7 @@ from lsap.training import budget
 from lsap.training.loop import Dist, TrainingError, train
 
 # the ledger fields a student's summary carries (its training and teacher FLOPs the loop counts itself)
-LEDGER = ("matched_budget_flops", "budget_counts", "trained_models_flops", "selection_flops")
+LEDGER = ("matched_budget_flops", "budget_factor", "budget_counts", "trained_models_flops", "selection_flops")
 
 
 def run_job(cfg: RunConfig, role: str, tokenizer_dir, shards_dir, out, key: str, method: str | None = None,

@@ -38,6 +38,7 @@ class Budget:
     selection_flops: float      # its data selection's scoring
     budget_counts: str          # students.budget_counts
     plan: plan.RunPlan
+    budget_factor: float = 1.0  # the method's share of matched_flops (lsap.methods.budget_factor)
 
     @property
     def fixed_flops(self) -> float:
@@ -48,7 +49,7 @@ class Budget:
     def loop_flops(self) -> float:
         """What the loop may spend: the steps and the teacher's inference on them (the ledger's
         `training_flops` is the steps' share alone)."""
-        return self.matched_flops - self.fixed_flops
+        return self.matched_flops * self.budget_factor - self.fixed_flops
 
     @property
     def spent_flops(self) -> float:
@@ -75,7 +76,7 @@ class Budget:
         return {"matched_budget_flops": self.matched_flops, "budget_counts": self.budget_counts,
                 "training_flops": train, "teacher_inference_flops": p.tokens * p.teacher_flops_per_token
                 * p.teacher_fraction, "trained_models_flops": self.trained_models_flops,
-                "selection_flops": self.selection_flops}
+                "selection_flops": self.selection_flops, "budget_factor": self.budget_factor}
 
 
 def student(cfg: RunConfig, method: str, vocab_size: int, seq_len: int, selection_flops: float = 0.0,
@@ -87,14 +88,15 @@ def student(cfg: RunConfig, method: str, vocab_size: int, seq_len: int, selectio
     kind = methods.OBJECTIVES[m["objective"]]
     teacher = 0 if not kind.teachers else teacher_flops_per_token if teacher_flops_per_token is not None \
         else flops.source_flops_per_token(cfg, cfg["students"]["teachers"][kind.teachers[0]])
-    s, trained = cfg["students"], trained_models_flops(cfg, method)
-    loop = s["budget_flops"] - _fixed(s["budget_counts"], trained, selection_flops)
+    s, trained, factor = cfg["students"], trained_models_flops(cfg, method), methods.budget_factor(m)
+    fixed = _fixed(s["budget_counts"], trained, selection_flops)
+    loop = s["budget_flops"] * factor - fixed
     if loop <= 0:
-        raise ValueError(f"method {method}: its fixed costs ({s['budget_flops'] - loop:.3g} FLOPs, "
-                         f"budget_counts: everything) exceed students.budget_flops")
+        raise ValueError(f"method {method}: its fixed costs ({fixed:.3g} FLOPs, budget_counts: everything) "
+                         f"exceed its budget ({factor:g} x students.budget_flops)")
     run = plan.make(cfg, loop, flops.model_flops_per_token(s["model"], vocab_size, seq_len),
                     teacher, methods.teacher_fraction(m) if teacher else 0.0, seq_len)
-    return Budget(s["budget_flops"], trained, selection_flops, s["budget_counts"], run)
+    return Budget(s["budget_flops"], trained, selection_flops, s["budget_counts"], run, factor)
 
 
 def reference(cfg: RunConfig, name: str, vocab_size: int, seq_len: int) -> Budget:
