@@ -71,7 +71,8 @@ def test_the_gpu_check_runs_from_the_pack_alone_offline(tmp_path):
     bench = json.loads((outs["bench"] / "bench.json").read_text())
     assert bench["complete"] and {"ce", "lsap_online", "lsap_cached", "kd", "salt"} <= set(bench["steps"])
     out = outs["sweep"]
-    gpu = config.load(REPO_ROOT / "config" / "gpu-small.yaml")["students"]
+    gpu_cfg = config.load(REPO_ROOT / "config" / "gpu-small.yaml")
+    gpu = gpu_cfg["students"]
     pvr = read_table(tables / "paper_vs_replication.csv")
     assert (pvr.seeds == len(gpu["seeds"])).all()
     h2h = read_table(tables / "head_to_head.csv")
@@ -83,6 +84,9 @@ def test_the_gpu_check_runs_from_the_pack_alone_offline(tmp_path):
     n = len(gpu["methods"]) * len(gpu["seeds"])
     assert sum(j.startswith("students/") for j in jobs) == sum(j.startswith("evaluate_") for j in jobs) == n
     assert not any(j.startswith(("corpus", "shards")) for j in jobs)
+    # the targets cache of each seed, built in the sweep's process once and read by both surrogate arms
+    cached = {m for m in gpu["methods"] if gpu_cfg["methods"][m].get("targets") == "cached"}
+    assert len(cached) == 2 and sum(j.startswith("targets_") for j in jobs) == len(gpu["seeds"])
     # the log's lines are stamped (lsap.io.progress): "<date> <time> [sweep] ce seed 0: trained and evaluated"
     ran = re.findall(r"\[sweep\] (.+): trained and evaluated$", (out / "sweep.log").read_text(), re.M)
     assert ran[:2] == ["ce seed 0", f"{gpu['primary_contrast']} seed 0"] and len(ran) == n   # headline first
