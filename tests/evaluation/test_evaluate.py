@@ -288,8 +288,10 @@ def _trained_on(texts, steps=25):
 def test_accuracy_and_fitted_temperature_by_hand(fetched, tmp_path, monkeypatch):
     """Top-1/top-5 hits and the temperature fitted on the documents after the scored slice (and
     only those), then applied to the scored slice, against one forward per token by hand (the
-    logits scored 3 rows at a time, as a large vocabulary is)."""
+    logits scored 3 rows at a time, as a large vocabulary is; one window per forward, as a long
+    context with a large vocabulary is)."""
     monkeypatch.setattr(heldout, "ROW_ELEMENTS", 3 * 50257)
+    monkeypatch.setattr(heldout, "FORWARD_ELEMENTS", 6 * 50257)  # seq_len x vocabulary: one window
     monkeypatch.setattr(heldout, "FIT_TOKENS", 5)  # fitted on 5 evenly spread positions of the fit slice
     monkeypatch.setattr(heldout, "FIT_SHARE", 1)  # a fit slice as long as the scored one
     docs = {"a": [("validation", "The café served crème brûlée to naïve guests."),
@@ -330,6 +332,26 @@ def test_accuracy_and_fitted_temperature_by_hand(fetched, tmp_path, monkeypatch)
         assert got["bpb_calibrated"] == pytest.approx(nll_t / (math.log(2) * n_bytes), rel=1e-5)
     _, none = heldout.domain_scores(model, tok, tmp_path, max_bytes=None, seq_len=seq_len)
     assert none["temperature"] is None and "bpb_max_bytes" in none["note"]
+
+
+def test_windows_per_forward_are_bounded_at_gpu_small_sizes():
+    """gpu-small's surrogate lines at their real sizes (SmolLM2's 49,152 logits, training windows of
+    1,024, evaluation.batch_size 64; the model's 8,192-token context for bits per byte): each forward
+    holds at most FORWARD_ELEMENTS logits, and every scored target is a target of exactly one window."""
+    n = 60_000  # about one domain's 200,000-byte slice in SmolLM2's tokens
+    stream = np.arange(n, dtype=np.int64)  # each token's id is its position (window_batches reads no id)
+    scored = np.ones(n, dtype=bool)
+    scored[::500] = False  # document boundaries
+    for seq_len, want in ((1024, heldout.FORWARD_ELEMENTS // (1024 * 49152)), (8192, 1)):
+        seen, sizes = np.zeros(n, dtype=int), []
+        for w, mask in heldout.window_batches(stream, scored, seq_len, 64, 49152, 0, "cpu"):
+            sizes.append(len(w))
+            assert w.shape[1] == seq_len + 1 and len(w) * seq_len * 49152 <= max(heldout.FORWARD_ELEMENTS,
+                                                                                 seq_len * 49152)
+            for row, m in zip(w[:, 1:].numpy(), mask.numpy(), strict=True):
+                seen[row[m]] += 1
+        assert max(sizes) == want < 64, (seq_len, sizes)
+        assert (seen[scored] == 1).all() and (seen[~scored] == 0).all()
 
 
 def test_a_short_slice_is_scored_in_one_window_of_its_own_length(lm, tmp_path):

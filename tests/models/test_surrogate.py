@@ -158,3 +158,36 @@ def test_proposal_quality_by_hand(pair):
         assert got[a]["positions"] == n
         assert got[a]["true_above"] == pytest.approx(above[j] / n) and got[a]["candidates"] == pytest.approx(cands[j] / n)
     assert got[0.01]["candidates"] > got[0.2]["candidates"] and 0 < got[1e-9]["true_above"] < 1
+
+
+def test_predicted_costs_by_hand(pair, monkeypatch):
+    """The predicted costs' rows are the surrogate's distribution at evenly spread scored positions
+    (windows of T, one per forward as a large vocabulary gets), and each arm's cost is
+    objective_cost's on them with the training unigram read through Σ∩."""
+    from lsap.data import heldout
+    from lsap.evaluation import surrogate_lines
+    from lsap.methods import objective_cost
+
+    sur, b_to_s, s_to_b, seqs = pair
+    stream = seqs[:3].reshape(-1)
+    scored = np.ones(len(stream), dtype=bool)
+    scored[0] = scored[T + 1] = False
+    monkeypatch.setattr(surrogate_lines, "COST_POSITIONS", 7)
+    monkeypatch.setattr(heldout, "FORWARD_ELEMENTS", T * len(s_to_b))
+    P = surrogate_lines.cost_rows(sur, stream, scored, T, batch_size=2)
+    at = np.flatnonzero(scored)
+    x = torch.from_numpy(stream)
+    for row, t in zip(P, at[np.linspace(0, len(at) - 1, 7).round().astype(int)], strict=True):
+        start = (t - 1) // T * T
+        want = torch.softmax(sur.logits(x[start:t][None])[0, -1].double(), -1).numpy()
+        np.testing.assert_allclose(row, want, rtol=1e-4, atol=1e-10)  # float32 forwards of other shapes
+    unigram = np.bincount(stream, minlength=len(b_to_s)).astype(np.float64) + 1
+    arms = {"ce": {"objective": "ce"}, "lsap": {"objective": "lsap", "alpha": 0.01},
+            "random": {"objective": "lsap", "alpha": 0.01, "proposals": "unigram"}}
+    got = surrogate_lines.arm_costs(P, s_to_b, arms, unigram, 0.05)
+    sigma = s_to_b >= 0
+    u = np.array([unigram[b] if b >= 0 else 0.0 for b in s_to_b]) / unigram.sum()
+    for name, m in arms.items():
+        want = objective_cost.method_cost(P, m, 0.05, sigma, u, 1 - u.sum(), len(unigram), None).mean()
+        assert got[name] == pytest.approx(want)
+    assert got["ce"] == 0 < got["lsap"] and got["random"] > 0

@@ -87,6 +87,10 @@ def test_the_gpu_check_runs_from_the_pack_alone_offline(tmp_path):
     # the targets cache of each seed, built in the sweep's process once and read by both surrogate arms
     cached = {m for m in gpu["methods"] if gpu_cfg["methods"][m].get("targets") == "cached"}
     assert len(cached) == 2 and sum(j.startswith("targets_") for j in jobs) == len(gpu["seeds"])
+    # the surrogate's lines too (a GPU job the pack leaves to the device), after the pairs, and back
+    assert "surrogate_lines" in jobs  # (the pack carries no benchmark file: the device wrote this one)
+    lines = json.loads((here / "results" / "gpu-small-cpu-smoke" / "analysis" / "surrogate_lines.json").read_text())
+    assert lines["probes"] and lines["predicted_cost_bpb"]["lsap_a0.05"]
     # the log's lines are stamped (lsap.io.progress): "<date> <time> [sweep] ce seed 0: trained and evaluated"
     ran = re.findall(r"\[sweep\] (.+): trained and evaluated$", (out / "sweep.log").read_text(), re.M)
     assert ran[:2] == ["ce seed 0", f"{gpu['primary_contrast']} seed 0"] and len(ran) == n   # headline first

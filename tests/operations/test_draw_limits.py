@@ -134,6 +134,10 @@ def test_gpu_smalls_draw_is_priced_within_the_limits_headline_first():
     s = config.load(REPO_ROOT / "config" / "gpu-small.yaml")["students"]
     head = [f"{m}-s{seed}" for seed in s["seeds"] for m in ("ce", s["primary_contrast"])]
     assert d["pairs"][:len(head)] == head[:len(d["pairs"])] and len(d["pairs"]) >= 2
+    # the surrogate's lines run on the device after the pairs (the report reads them): priced in call 2
+    cfg = config.load(REPO_ROOT / "config" / "gpu-small.yaml")
+    assert d["calls"][1]["items"]["the surrogate's lines"] == sweep.lines_price(cfg) > sweep.LINES_FIXED_S
+    assert "surrogate_lines" in devpack.GPU_RULES
 
 
 def test_the_sweep_prices_a_targets_cache_once_on_the_first_pair_that_reads_it():

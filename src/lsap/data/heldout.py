@@ -29,6 +29,10 @@ TOP_K = (1, 5)
 FIT_TOKENS = 2048  # positions the temperature is fitted on, evenly spread (their logits are kept: 1.2 GB at 150k)
 FIT_SHARE = 4  # the fit slice: up to 1/FIT_SHARE of the scored bytes per domain (its forward is the fit's cost)
 ROW_ELEMENTS = 1 << 26  # float32 logits scored at once (256 MiB)
+# logits of one forward at most (1 GiB in float32): the windows per forward shrink below
+# evaluation.batch_size where seq_len x vocabulary is large (64 windows of SmolLM2's 1,024 x 49,152
+# are 12.9 GB of float32 logits, and their copies tripled that: a 24 GB machine was OOM-killed)
+FORWARD_ELEMENTS = 1 << 28
 
 
 SLICES = "heldout/slices.json"  # in the corpus folder: written once by the heldout job, read by every scorer
@@ -113,30 +117,41 @@ def window(seq_len: int, n_tokens: int) -> int:
     return max(1, min(seq_len, n_tokens - 1))
 
 
+def window_batches(stream: np.ndarray, scored: np.ndarray, seq_len: int, batch_size: int, vocab_size: int,
+                   pad_id: int, dev):
+    """Yield (windows (b, seq_len + 1), which of their targets are scored (b, seq_len)) on `dev`: the
+    stream cut into windows of seq_len + 1 tokens that overlap by one (each token after the first is
+    a target exactly once), at most batch_size per forward and FORWARD_ELEMENTS logits; windows
+    without a scored target are not run. The padding after the stream is never a scored target,
+    and a causal model's earlier logits do not see it."""
+    seq_len = window(seq_len, len(stream))
+    n_win = max(1, math.ceil((len(stream) - 1) / seq_len))
+    pad = n_win * seq_len + 1 - len(stream)
+    x = torch.from_numpy(np.concatenate([stream, np.full(pad, pad_id, dtype=stream.dtype)]))
+    keep = torch.from_numpy(np.concatenate([scored, np.zeros(pad, dtype=bool)]))
+    idx = torch.arange(n_win)[:, None] * seq_len + torch.arange(seq_len + 1)  # (n_win, seq_len + 1)
+    per_forward = max(1, min(batch_size, FORWARD_ELEMENTS // (seq_len * vocab_size)))
+    for i in range(0, n_win, per_forward):
+        sel = idx[i:i + per_forward]
+        sel = sel[keep[sel][:, 1:].any(1)]
+        if len(sel):
+            yield x[sel].to(dev), keep[sel][:, 1:].to(dev)
+
+
 @torch.no_grad()
 def scored_logits(model, tokenizer, texts: list[str], seq_len: int, batch_size: int, max_tokens: int | None = None):
     """Yield (float32 logits (rows, V), true next tokens (rows,)) of every scored token, a few rows
-    at a time. The texts are packed as [B] t1 [B] t2 ... (B the boundary token) and cut into windows
-    of seq_len + 1 tokens that overlap by one, so each token after the first is a target exactly
-    once. `max_tokens`: only that many, evenly spaced (windows without one are not run)."""
+    at a time. The texts are packed as [B] t1 [B] t2 ... (B the boundary token) and scored in the
+    windows of `window_batches`. `max_tokens`: only that many, evenly spaced (windows without one
+    are not run)."""
     stream, scored = pack(tokenizer, texts)
     if max_tokens is not None and scored.sum() > max_tokens:
         at = np.flatnonzero(scored)
         scored = np.zeros_like(scored)
         scored[at[np.linspace(0, len(at) - 1, max_tokens).round().astype(int)]] = True
-    seq_len = window(seq_len, len(stream))
-    n_win = max(1, math.ceil((len(stream) - 1) / seq_len))
-    pad = n_win * seq_len + 1 - len(stream)
-    x = torch.from_numpy(np.concatenate([stream, np.full(pad, vocab.boundary_id(tokenizer))]))
-    keep = torch.from_numpy(np.concatenate([scored, np.zeros(pad, dtype=bool)]))
-    idx = torch.arange(n_win)[:, None] * seq_len + torch.arange(seq_len + 1)  # (n_win, seq_len + 1)
     dev = next(model.parameters()).device
-    for i in range(0, n_win, batch_size):
-        sel = idx[i:i + batch_size]
-        sel = sel[keep[sel][:, 1:].any(1)]
-        if not len(sel):
-            continue
-        w, mask = x[sel].to(dev), keep[sel][:, 1:].to(dev)
+    for w, mask in window_batches(stream, scored, seq_len, batch_size, model.config.vocab_size,
+                                  vocab.boundary_id(tokenizer), dev):
         out = model(input_ids=w[:, :-1]).logits
         flat, rows = out.view(-1, out.shape[-1]), mask.reshape(-1).nonzero().squeeze(1)
         targets = w[:, 1:].reshape(-1)

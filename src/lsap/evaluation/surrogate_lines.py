@@ -13,6 +13,8 @@ comes next; LSAP's extra targets are then closer to noise than to knowledge.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import numpy as np
 import torch
@@ -26,20 +28,12 @@ def proposal_quality(sur, stream: np.ndarray, scored: np.ndarray, alphas: list[f
                      batch_size: int) -> dict:
     """{α: {true_above, candidates, positions}} over one packed slice (heldout.pack), in windows of
     seq_len targets (each scored token once, context from its window's start)."""
-    seq_len = heldout.window(seq_len, len(stream))
-    n_win = max(1, math.ceil((len(stream) - 1) / seq_len))
-    pad = n_win * seq_len + 1 - len(stream)
-    x = torch.from_numpy(np.concatenate([stream, np.full(pad, stream[0])]))
-    keep = torch.from_numpy(np.concatenate([scored, np.zeros(pad, dtype=bool)]))
-    idx = torch.arange(n_win)[:, None] * seq_len + torch.arange(seq_len + 1)
     dev = sur.b_to_s.device
     log_a = torch.tensor([math.log(a) for a in alphas], device=dev)
     above = torch.zeros(len(alphas), dtype=torch.float64)
     cands = torch.zeros(len(alphas), dtype=torch.float64)
     n = 0
-    for i in range(0, n_win, batch_size):
-        w = x[idx[i:i + batch_size]].to(dev)
-        mask = keep[idx[i:i + batch_size]][:, 1:].to(dev)
+    for w, mask in heldout.window_batches(stream, scored, seq_len, batch_size, len(sur.s_to_b), int(stream[0]), dev):
         logits = sur.logits(w[:, :-1])[mask].float()
         logp = torch.log_softmax(logits, -1)  # the surrogate's own distribution (probabilities: surrogate)
         s_tgt = sur.b_to_s[w[:, 1:][mask]]
@@ -65,41 +59,32 @@ def cost_positions(vocab: int) -> int:
 
 
 @torch.no_grad()
-def predicted_costs(sur, stream: np.ndarray, scored: np.ndarray, arms: dict, unigram: np.ndarray, seq_len: int,
-                    batch_size: int, alpha_default: float) -> dict:
-    """{arm: mean KL(P ‖ q*) in nats per scored position} of each arm's objective (lsap.methods.objective_cost),
-    P the surrogate's distribution at up to COST_POSITIONS evenly spread student positions of one slice."""
-    from lsap.methods import objective_cost
-
+def cost_rows(sur, stream: np.ndarray, scored: np.ndarray, seq_len: int, batch_size: int) -> np.ndarray:
+    """P (rows, V): the surrogate's float64 distribution at up to cost_positions evenly spread scored
+    student positions of one slice, as training reads the stream (windows of seq_len)."""
     at = np.flatnonzero(scored)
     keep = np.zeros_like(scored)
     n_pos = min(len(at), cost_positions(len(sur.s_to_b)))
     keep[at[np.linspace(0, len(at) - 1, n_pos).round().astype(int)]] = True
-    sigma = (sur.s_to_b >= 0).cpu().numpy()
-    v_s = sur.s_to_b.shape[0]
-    s_ids = np.flatnonzero(sigma)
-    u = np.zeros(v_s)
-    u[s_ids] = unigram[sur.s_to_b.cpu().numpy()[s_ids]]
-    u_full = unigram / unigram.sum()
-    u = u / unigram.sum()
-    u_out = float(1 - u.sum())
-    rows = []
-    seq_len = heldout.window(seq_len, len(stream))
-    n_win = max(1, math.ceil((len(stream) - 1) / seq_len))
-    pad = n_win * seq_len + 1 - len(stream)
-    x = torch.from_numpy(np.concatenate([stream, np.full(pad, stream[0])]))
-    mask_all = torch.from_numpy(np.concatenate([keep, np.zeros(pad, dtype=bool)]))
-    idx = torch.arange(n_win)[:, None] * seq_len + torch.arange(seq_len + 1)
-    dev = sur.b_to_s.device
-    for i in range(0, n_win, batch_size):
-        sel = idx[i:i + batch_size]
-        sel = sel[mask_all[sel][:, 1:].any(1)]
-        if len(sel):
-            w, mask = x[sel].to(dev), mask_all[sel][:, 1:].to(dev)
-            rows.append(torch.softmax(sur.logits(w[:, :-1])[mask].double(), -1).cpu().numpy())
-    if not rows:
+    rows = [torch.softmax(sur.logits(w[:, :-1])[mask].double(), -1).cpu().numpy()
+            for w, mask in heldout.window_batches(stream, keep, seq_len, batch_size, len(sur.s_to_b),
+                                                  int(stream[0]), sur.b_to_s.device)]
+    return np.concatenate(rows) if rows else np.zeros((0, len(sur.s_to_b)))
+
+
+def arm_costs(P: np.ndarray, s_to_b: np.ndarray, arms: dict, unigram: np.ndarray, alpha_default: float) -> dict:
+    """{arm: mean KL(P ‖ q*) in nats per row} of each arm's objective (lsap.methods.objective_cost);
+    s_to_b: the surrogate's ids in the student's vocabulary (-1 outside Σ∩), unigram: the student's
+    training counts. Float64 arithmetic on the host (seconds per domain at a 49k vocabulary)."""
+    from lsap.methods import objective_cost
+
+    if not len(P):
         return {}
-    P = np.concatenate(rows)
+    sigma = s_to_b >= 0
+    s_ids = np.flatnonzero(sigma)
+    u = np.zeros(len(s_to_b))
+    u[s_ids] = unigram[s_to_b[s_ids]] / unigram.sum()
+    u_out = float(1 - u.sum())
     mean_count = {}  # the split normaliser's E|v_t|, per α and reading of the positions
     out = {}
     for name, m in arms.items():
@@ -108,7 +93,7 @@ def predicted_costs(sur, stream: np.ndarray, scored: np.ndarray, arms: dict, uni
             if (a, pos) not in mean_count:
                 mean_count[a, pos] = float(objective_cost.expected_count(
                     P, (P > a) & sigma, sigma if pos == "shared_target" else None).mean())
-        kl = objective_cost.method_cost(P, m, alpha_default, sigma, u, u_out, len(u_full),
+        kl = objective_cost.method_cost(P, m, alpha_default, sigma, u, u_out, len(unigram),
                                         mean_count.get((m.get("alpha"), m.get("aux_positions"))))
         out[name] = None if kl is None else float(kl.mean())
     return out
@@ -142,13 +127,23 @@ def surrogate_lines(cfg: dict, translation, student_tokenizer_dir, corpus_dir, o
         from lsap.data import shards
 
         unigram = shards.unigram_counts(shards.open_shard(student_shards, "train", verify=False)).astype(np.float64)
-        for domain, texts in scored.items():
-            stream, mask = heldout.pack(student_tok, texts)
-            per_token = predicted_costs(sur, stream, mask, arms, unigram, seq_len, ecfg["batch_size"],
-                                        alphas[0] if alphas else 0.05)
-            n_bytes = sum(len(t.encode("utf-8")) for t in texts)
-            for n, kl in per_token.items():
-                costs[n][domain] = None if kl is None else kl * int(mask.sum()) / (math.log(2) * n_bytes)
+        s_to_b = sur.s_to_b.cpu().numpy()
+        # the arithmetic of one domain runs on the host's cores while the next domain's forward runs;
+        # at most `workers` domains' distributions are held at once (≈ 1 GiB each at a 49k vocabulary)
+        workers = max(1, min(len(scored), os.cpu_count() or 1))
+        with ThreadPoolExecutor(workers) as pool:
+            pending = {}
+            for domain, texts in scored.items():
+                while sum(not f.done() for f, _, _ in pending.values()) >= workers:
+                    wait([f for f, _, _ in pending.values()], return_when=FIRST_COMPLETED)
+                stream, mask = heldout.pack(student_tok, texts)
+                P = cost_rows(sur, stream, mask, seq_len, ecfg["batch_size"])
+                pending[domain] = (pool.submit(arm_costs, P, s_to_b, arms, unigram, alphas[0] if alphas else 0.05),
+                                   int(mask.sum()), sum(len(t.encode("utf-8")) for t in texts))
+                del P
+            for domain, (future, n_tokens, n_bytes) in pending.items():
+                for n, kl in future.result().items():
+                    costs[n][domain] = None if kl is None else kl * n_tokens / (math.log(2) * n_bytes)
     probes = probe_lines(sur.model, vocab.build(spec), corpus_dir, ecfg)
     raw = cfg["students"]["teachers"]["surrogate"]
     label = f"{raw['name']} (trained here)" if raw["kind"] == "trained" else raw.get("name") or raw.get("id")

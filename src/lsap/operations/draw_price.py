@@ -31,7 +31,8 @@ def price_draw(config_path: str) -> dict:
     call1 = {"start-up": START_S, "transfer": TRANSFER_S, "unpack": UNPACK_BENCH_S, "bench": bench_s}
     fixed2 = {"idle before": GAP_S, "transfer": TRANSFER_S, "unpack": UNPACK_S, "install": INSTALL_S,
               "process start": PROCESS_S, "surrogate load": SURROGATE_S}
-    left = DRAW_SECONDS - sum(call1.values()) - sum(fixed2.values()) - TAIL_S
+    lines = sweep.lines_price(cfg)  # run after the pairs, its price kept back from them
+    left = DRAW_SECONDS - sum(call1.values()) - sum(fixed2.values()) - lines - TAIL_S
     pairs, used = [], 0.0
     for pair, seconds in sweep.pair_prices(cfg):
         if used + seconds > left:
@@ -39,9 +40,10 @@ def price_draw(config_path: str) -> dict:
         pairs.append(pair)
         used += seconds
     n = len(cfg["students"]["methods"]) * len(cfg["students"]["seeds"])
-    call2 = {**fixed2, f"students and evaluations ({len(pairs)} of {n} pairs)": used, "idle after": TAIL_S}
+    call2 = {**fixed2, f"students and evaluations ({len(pairs)} of {n} pairs)": used,
+             **({"the surrogate's lines": lines} if lines else {}), "idle after": TAIL_S}
     calls = [{"call": 1, "seconds": sum(call1.values()), "items": call1},
              {"call": 2, "seconds": sum(call2.values()), "items": call2}]
     return {"calls": calls, "total": check_draw(calls), "pairs": [f"{m}-s{s}" for m, s in pairs],
             "bench_s": round(bench_s + UNPACK_BENCH_S),
-            "sweep_s": round(UNPACK_S + INSTALL_S + PROCESS_S + SURROGATE_S + used)}
+            "sweep_s": round(UNPACK_S + INSTALL_S + PROCESS_S + SURROGATE_S + used + lines)}

@@ -35,6 +35,9 @@ from lsap.training import budget, plan
 
 PROFILE = REPO_ROOT / "workflow" / "profiles" / "slurm" / "config.yaml"
 DATA_BENCH = REPO_ROOT / "bench" / "data_prep-cpu.json"
+# the surrogate-lines job's forwards over the held-out slices: its own bits per byte, its proposals
+# at each α, its distribution at the predicted costs' positions (lsap.evaluation.surrogate_lines)
+LINES_PASSES = 3
 
 
 def vocab_size(cfg: RunConfig, role: str) -> int:
@@ -281,6 +284,14 @@ def price(cfg: RunConfig) -> dict:
     jobs += [_row("evaluate", f"{mname}-s{seed}", tokens=eval_tokens, flops=eval_tokens * student_fpt,
                   gpu_hours=eval_tokens * student_fpt / rate / 3600, slurm=slurm_resources("evaluate", cfg, profile))
              for mname in s["methods"] for seed in s["seeds"]]
+    from lsap.config import lsap_alphas
+
+    if lsap_alphas(cfg):  # the surrogate on the held-out slices: bits per byte, proposals, predicted costs
+        sur_fpt = _teacher_shape(cfg, "surrogate")[0]
+        lines_tokens = (e["bpb_max_bytes"] or 0) * len(cfg["corpus"]["domains"]) / text_bpt * LINES_PASSES
+        jobs.append(_row("surrogate_lines", "surrogate", tokens=lines_tokens, flops=lines_tokens * sur_fpt,
+                         gpu_hours=lines_tokens * sur_fpt / rate / 3600,
+                         slurm=slurm_resources("surrogate_lines", cfg, profile)))
     t1 = cfg["analysis"]["table1"]
     t1_tokens = t1["examples"] * sum(1 for d in cfg["corpus"]["domains"].values() if d.get("table1")) * t1["seq_len"]
     t1_flops = t1_tokens * sum(_table1_fpt(cfg, m) for m in t1["models"]) * len(cfg["analysis"].get("seeds", [0]))

@@ -6,7 +6,10 @@ It writes exactly the files the DAG's `student` and `evaluate` jobs write, under
 so a `snakemake` run afterwards finds them done and renders the report. The jobs it reads (corpus,
 shards, Σ∩, selections) come first: `snakemake --omit-from student`. A targets cache it builds itself
 before the first pair that reads it, as the DAG's `targets` job would (on the device the cache is
-built from the surrogate there: gigabytes no call could carry), and the pair is priced with it. A pair whose
+built from the surrogate there: gigabytes no call could carry), and the pair is priced with it. The
+surrogate's own lines (the DAG's `surrogate_lines` job: SmolLM2 over the held-out slices, minutes of
+a GPU, an hour and more than 24 GB on a laptop) run last, their price kept back from the pairs, so
+the report finds them beside the students. A pair whose
 evaluation exists is skipped; a student interrupted mid-run resumes from its checkpoint (where the
 config saves resume states: gpu-small on the device does not, a discarded machine keeps nothing).
 
@@ -35,6 +38,10 @@ ARCHIVE_S = 2.0  # the results archive rewritten after each pair
 # a targets cache beyond the surrogate's forward (`lsap plan`): ids and log-probs written and their
 # sha256 taken (≈ 0.8 GB per gpu-small seed), read back and checked by each student that reads it
 TARGETS_FIXED_S = 10.0
+# the surrogate lines beyond their forwards (`lsap plan`): the surrogate loaded again (de-quantised
+# once already), the probe's 2,000 requests through lm-eval (≈ 5 ms each outside the model), the
+# temperature grid, the predicted costs' float64 arithmetic on the host's cores (assumed, not measured)
+LINES_FIXED_S = 40.0
 
 
 def order(cfg: dict) -> list[tuple[str, int]]:
@@ -63,6 +70,33 @@ def pair_prices(cfg: dict) -> list[tuple[tuple[str, int], float]]:
             seconds += cache_s[cache] + TARGETS_FIXED_S
         out.append(((m, s), seconds))
     return out
+
+
+def lines_price(cfg: dict) -> float:
+    """Seconds of the surrogate-lines job in the sweep's process; 0 where the run has none (no LSAP α)."""
+    from lsap.operations import forecast
+
+    rows = [j for j in forecast.price(cfg)["jobs"] if j["job"] == "surrogate_lines"]
+    return rows[0]["gpu_hours"] * 3600 + LINES_FIXED_S if rows else 0.0
+
+
+def _lines(cfg: dict) -> str | None:
+    """The surrogate-lines JSON the report reads, or None where the run has none."""
+    from lsap.config import lsap_alphas
+
+    return layout.analysis(cfg["run"], "surrogate_lines.json") if lsap_alphas(cfg) else None
+
+
+def _run_lines(cfg: dict, out: str, log) -> None:
+    """The DAG's surrogate_lines job in this process (lsap.evaluation.surrogate_lines), with its benchmark."""
+    from lsap.evaluation.surrogate_lines import surrogate_lines
+
+    name = cfg["run"]
+    t = time.perf_counter()
+    surrogate_lines(cfg, layout.translation(name), layout.tokenizer(name, "student"), layout.corpus(name), out,
+                    layout.shards(name, "student"))
+    _benchmark(f"{layout.run_dir(name)}/benchmarks/surrogate_lines.tsv", time.perf_counter() - t)
+    log(f"[sweep] the surrogate's lines: {out}")
 
 
 def _cache(cfg: dict, method: str, seed) -> str | None:
@@ -103,6 +137,9 @@ def run(cfg: dict, log=print, deadline: float | None = None, archive: str | None
                                                       if os.environ.get("LSAP_SWEEP_DEADLINE") else None)
     archive = archive or os.environ.get("LSAP_SWEEP_ARCHIVE") or None
     prices = dict(pair_prices(cfg)) if deadline is not None else {}
+    lines = _lines(cfg)
+    todo_lines = lines is not None and not os.path.exists(lines)
+    reserve = lines_price(cfg) if deadline is not None and todo_lines else 0.0  # kept for the lines, run last
 
     if cfg["compute"]["gpus"] > 1:
         raise SystemExit("lsap sweep runs one process on one device: with compute.gpus > 1 use snakemake")
@@ -114,9 +151,9 @@ def run(cfg: dict, log=print, deadline: float | None = None, archive: str | None
         run_dir, out = layout.student(name, method, seed), layout.evaluation(name, f"{method}-s{seed}")
         if os.path.exists(out):
             continue
-        if deadline is not None and time.time() + prices[(method, seed)] > deadline:
+        if deadline is not None and time.time() + prices[(method, seed)] + reserve > deadline:
             log(f"[sweep] stopped before {method} seed {seed}: priced at {prices[(method, seed)]:.0f} s, "
-                f"{max(0.0, deadline - time.time()):.0f} s left")
+                f"{max(0.0, deadline - time.time()):.0f} s left ({reserve:.0f} s kept for the surrogate's lines)")
             break
         ins = inputs.student(cfg, method, seed)
         built_here = {ins["targets"]} if "targets" in ins else set()
@@ -144,4 +181,14 @@ def run(cfg: dict, log=print, deadline: float | None = None, archive: str | None
             from lsap.operations import sweep_results
 
             sweep_results.archive(name, archive)
+    if todo_lines:
+        if deadline is not None and time.time() + reserve > deadline:
+            log(f"[sweep] the surrogate's lines not run: priced at {reserve:.0f} s, "
+                f"{max(0.0, deadline - time.time()):.0f} s left")
+        else:
+            _run_lines(cfg, lines, log)
+            if archive:
+                from lsap.operations import sweep_results
+
+                sweep_results.archive(name, archive)
     return done
