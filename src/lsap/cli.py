@@ -145,8 +145,14 @@ def _surrogate_lines(args, cfg):
 
 def _report(args, cfg):
     from lsap.report import tables
+    from lsap.report.results import IncompleteResults
 
-    tables.render(cfg, args.results, args.tables, args.figures)
+    try:
+        tables.render(cfg, args.results, args.tables, args.figures, partial=args.partial)
+    except IncompleteResults as e:
+        hint = "" if args.partial else (" (after a sweep stopped short, e.g. a GPU draw's deadline: --partial "
+                                        "renders the methods x seeds that are whole)")
+        raise SystemExit(f"error: {e}{hint}") from None
 
 
 def _notebook(args, cfg):
@@ -290,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--results", help="default results/<run>")
     s.add_argument("--tables", help="default paper_tables/<run>")
     s.add_argument("--figures", help="default figures/<run>")
+    s.add_argument("--partial", action="store_true",
+                   help="a sweep stopped short (a GPU draw's deadline): tables over the methods x seeds that are "
+                        "whole, headline first, every file naming the runs left out (default: all must be there)")
 
     s = stage("notebook", _notebook, "execute the results notebook on a run's tables into a portable copy")
     s.add_argument("--tables", required=True)

@@ -100,6 +100,8 @@ def description(cfg: dict, contrasts: pd.DataFrame, verdict: str, prov: dict) ->
     out = [title, "=" * len(title), "", f"**Verdict.** {esc(verdict)}", ""]
     if n < 2:
         out += ["**Smoke test, not evidence**: one seed per method, so no interval and no verdict.", ""]
+    if prov.get("partial"):  # a sweep stopped short: these tables hold the whole block only
+        out += [f"**{esc(prov['partial'])}.**", ""]
     out += ["Details in the menu: *Verdict* (every method − CE, with its interval), *Tables* (head to head: "
             "p-values, minimum detectable differences; each file's provenance), *Figures*, *Notebook*. Commit "
             f"{esc(prov['git_commit'])}, config {esc(cfg['run'])} ({esc(prov['config_hash'])}).", ""]

@@ -76,5 +76,6 @@ def one_line(prov: dict) -> str:
     assets = ", ".join(f"{k}@{v[:12]}" for k, v in prov["assets"].items()) or "none"
     hub = "; hub: " + ", ".join(f"{k}@{v[:12]}" for k, v in prov["hub"].items()) if prov.get("hub") else ""
     trained = f", students trained at {'/'.join(prov['trained_at'])}" if prov.get("trained_at") else ""
+    partial = f"; {prov['partial']}" if prov.get("partial") else ""  # a sweep stopped short (lsap.report.partial)
     return (f"config {prov['config']} ({prov['config_hash']}), commit {prov['git_commit']}{trained}, "
-            f"{prov['hardware']}, {prov['date']}; assets: {assets}{hub}")
+            f"{prov['hardware']}, {prov['date']}; assets: {assets}{hub}{partial}")

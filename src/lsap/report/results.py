@@ -73,21 +73,26 @@ def check_complete(cfg: dict, results_dir: str | Path) -> None:
     _read(layout.moved(layout.analysis(cfg["run"], "reference_lines.json"), cfg["run"], root), "reference_lines")
     if lsap_alphas(cfg):
         _read(layout.moved(layout.analysis(cfg["run"], "surrogate_lines.json"), cfg["run"], root), "surrogate_lines")
-    want = {round(f, 6) for f in cfg["training"]["checkpoint_fractions"]}
     for name in cfg["students"]["methods"]:
         for seed in cfg["students"]["seeds"]:
-            run = layout.moved(layout.student(cfg["run"], name, seed), cfg["run"], root)
-            summary = _read(run / "summary.json", "student")
-            log = _read(run / "log.jsonl", "student", lines=True)
-            if not log or log[-1]["step"] != summary["steps"]:
-                raise IncompleteResults(f"{run / 'log.jsonl'} ends at step {log[-1]['step'] if log else 0} of "
-                                        f"{summary['steps']}: delete {run} and rerun snakemake (rule 'student'); no "
-                                        f"table was written")
-            path = layout.moved(layout.evaluation(cfg["run"], f"{name}-s{seed}"), cfg["run"], root)
-            have = {round(e["fraction"], 6) for e in _read(path, "evaluate").get("checkpoints", [])}
-            if want - have:
-                raise IncompleteResults(f"{path} has no evaluation at checkpoint fraction(s) {sorted(want - have)}: "
-                                        f"delete it and rerun snakemake (rule 'evaluate'); no table was written")
+            check_run(cfg, root, name, seed)
+
+
+def check_run(cfg: dict, root: Path, name: str, seed) -> None:
+    """One student whole: its summary, its log up to its last step, an evaluation at every checkpoint fraction."""
+    want = {round(f, 6) for f in cfg["training"]["checkpoint_fractions"]}
+    run = layout.moved(layout.student(cfg["run"], name, seed), cfg["run"], root)
+    summary = _read(run / "summary.json", "student")
+    log = _read(run / "log.jsonl", "student", lines=True)
+    if not log or log[-1]["step"] != summary["steps"]:
+        raise IncompleteResults(f"{run / 'log.jsonl'} ends at step {log[-1]['step'] if log else 0} of "
+                                f"{summary['steps']}: delete {run} and rerun snakemake (rule 'student'); no "
+                                f"table was written")
+    path = layout.moved(layout.evaluation(cfg["run"], f"{name}-s{seed}"), cfg["run"], root)
+    have = {round(e["fraction"], 6) for e in _read(path, "evaluate").get("checkpoints", [])}
+    if want - have:
+        raise IncompleteResults(f"{path} has no evaluation at checkpoint fraction(s) {sorted(want - have)}: "
+                                f"delete it and rerun snakemake (rule 'evaluate'); no table was written")
 
 
 # the held-out figures beside bits per byte (lsap.data.heldout): column prefix -> key in the evaluation

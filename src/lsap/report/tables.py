@@ -214,16 +214,23 @@ def render_students(cfg: dict, results_dir: Path, tables: Path, figures: Path, p
     pages.write(cfg, contrasts, results.verdict_sentence(contrasts, primary), prov, tables / CAPTIONS, FIGURES)
 
 
-def render(cfg: dict, results_dir=None, tables=None, figures=None) -> None:
-    """paper_tables/<run>/ and figures/<run>/ from results/<run>/ (defaults: the run's layout)."""
-    run = cfg["run"]
+def render(cfg: dict, results_dir=None, tables=None, figures=None, partial: bool = False) -> None:
+    """paper_tables/<run>/ and figures/<run>/ from results/<run>/ (defaults: the run's layout).
+    `partial`: over the block of students that is whole (lsap.report.partial), named in every
+    file's provenance, where a sweep stopped short; otherwise every student must be there."""
+    run, full = cfg["run"], cfg
     results_dir = Path(results_dir or layout.run_dir(run))
     tables, figures = Path(tables or layout.tables(run)), Path(figures or layout.figures(run))
+    note = None
+    if partial:
+        from lsap.report import partial as partial_block
+
+        cfg, note = partial_block.complete_block(cfg, results_dir)
     results.check_complete(cfg, results_dir)  # every input whole, before anything is written
     # the config hash: every job key of the run (a config edit that would change any number, unrun, is seen);
     # the commits whose training code made the students, beside the one that renders
-    prov = {**provenance.collect(cfg, required_assets(cfg), keys.run_key(cfg)),
-            "trained_at": results.training_commits(cfg, results_dir)}
+    prov = {**provenance.collect(full, required_assets(full), keys.run_key(full)),
+            "trained_at": results.training_commits(cfg, results_dir), **({"partial": note} if note else {})}
     # the set is written whole or not at all: rendered aside, swapped in when every file is there
     with atomic_dir(tables) as t, (contextlib.nullcontext(t) if figures.resolve() == tables.resolve()
                                    else atomic_dir(figures)) as f:
