@@ -131,13 +131,14 @@ if [ -z "$PACK" ]; then  # here, not from a pack: the data stages as DAG jobs fi
     "$PY" -m snakemake --cores $CORES --configfile "$CONFIG" --omit-from student > "$OUT/stages.log" 2>&1 || {
         echo "gpu_check: the data stages failed (log: $OUT/stages.log)" >&2; exit 1; }
 fi
-# refused only if the headline's first pair cannot run: the sweep itself starts no pair priced
-# beyond the time left (LSAP_SWEEP_DEADLINE), so what fits runs, headline comparison first
+# refused only if the headline's first pair and the surrogate's lines (kept back for the end) cannot
+# run: the sweep itself starts no pair priced beyond the time left (LSAP_SWEEP_DEADLINE), so what fits
+# runs, headline comparison first
 PLANNED="$("$PY" -c "
 from lsap import config
 from lsap.operations import draw_price, sweep
-p = sweep.pair_prices(config.load('$CONFIG'))
-print(round(draw_price.PROCESS_S + draw_price.SURROGATE_S + p[0][1]))")" || exit 2
+cfg = config.load('$CONFIG')
+print(round(draw_price.PROCESS_S + draw_price.SURROGATE_S + sweep.pair_prices(cfg)[0][1] + sweep.lines_reserve(cfg)))")" || exit 2
 ARCHIVE="$OUT/sweep.tar.gz"
 # (10 s kept after the sweep for its last archive, sweep.json and the check)
 part sweep "$PLANNED" env LSAP_SWEEP_DEADLINE="$(( DEADLINE - 10 ))" LSAP_SWEEP_ARCHIVE="$ARCHIVE" \

@@ -78,9 +78,11 @@ def test_the_gpu_check_runs_from_the_pack_alone_offline(tmp_path):
     h2h = read_table(tables / "head_to_head.csv")
     assert len(h2h) == len(gpu["methods"]) and "bpb technical" in h2h
     assert (figures / "bpb_vs_flops.png").stat().st_size > 10_000
-    # a draw stopped by its deadline after the priced three pairs: refused whole, rendered --partial
+    # a draw stopped by its deadline after the priced three pairs, before the surrogate's lines (they
+    # overran their price): refused whole, rendered --partial with both named
     cut = tmp_path / "cut" / "results" / "gpu-small-cpu-smoke"
     shutil.copytree(here / "results" / "gpu-small-cpu-smoke", cut)
+    (cut / "analysis" / "surrogate_lines.json").unlink()
     ran = {"ce-s0", f"{gpu['primary_contrast']}-s0", "ce-s1"}
     for run in (cut / "students").iterdir():
         if run.name not in ran:
@@ -92,7 +94,9 @@ def test_the_gpu_check_runs_from_the_pack_alone_offline(tmp_path):
     subprocess.run(report + ["--partial"], cwd=REPO_ROOT, check=True, capture_output=True)
     cut_h2h = read_table(tmp_path / "cut-tables" / "head_to_head.csv")
     assert list(cut_h2h.Method) == ["ce", gpu["primary_contrast"]]
-    assert "PARTIAL: 2 methods x 1 seed(s)" in (tmp_path / "cut-tables" / "head_to_head.csv").read_text()
+    prov_line = (tmp_path / "cut-tables" / "head_to_head.csv").read_text()
+    assert "PARTIAL: 2 methods x 1 seed(s)" in prov_line and "the surrogate's lines were not run" in prov_line
+    assert not (tmp_path / "cut-tables" / "proposals.csv").exists()
     jobs = json.loads((out / "sweep.json").read_text())["job_seconds"]
     # the sweep ran the GPU jobs only (the CPU stages came in the pack), every student and evaluation
     # in the one `lsap sweep` process, which writes their seconds where the DAG's jobs would

@@ -53,6 +53,22 @@ COST_POSITIONS = 8192  # per domain: the predicted costs' positions (a mean over
 COST_ELEMENTS = 1 << 27  # ... at most this many float64 probabilities held at once (1 GiB; 883 positions at 152k)
 
 
+# arrays the size of one domain's P a cost thread holds at once: P and the temporaries of one arm
+# (5.1 P at the peak of the random control's, measured with tracemalloc at 49,152 entries)
+COST_COPIES = 7
+
+
+def cost_workers(n_domains: int, vocab: int) -> int:
+    """Domains whose predicted costs are computed at once: one per core this process may use, as
+    many as the free memory holds (≈ 7.5 GB each at 2,730 positions × 49,152), at least one."""
+    need = cost_positions(vocab) * vocab * 8 * COST_COPIES
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # no such figure here: one at a time
+        free = 0
+    return max(1, min(n_domains, len(os.sched_getaffinity(0)), free // need))
+
+
 def cost_positions(vocab: int) -> int:
     """Positions per domain the predicted costs are averaged over, for a surrogate of `vocab` logits."""
     return min(COST_POSITIONS, max(1, COST_ELEMENTS // vocab))
@@ -129,8 +145,8 @@ def surrogate_lines(cfg: dict, translation, student_tokenizer_dir, corpus_dir, o
         unigram = shards.unigram_counts(shards.open_shard(student_shards, "train", verify=False)).astype(np.float64)
         s_to_b = sur.s_to_b.cpu().numpy()
         # the arithmetic of one domain runs on the host's cores while the next domain's forward runs;
-        # at most `workers` domains' distributions are held at once (≈ 1 GiB each at a 49k vocabulary)
-        workers = max(1, min(len(scored), os.cpu_count() or 1))
+        # at most `workers` domains' distributions and their temporaries are held at once
+        workers = cost_workers(len(scored), len(sur.s_to_b))
         with ThreadPoolExecutor(workers) as pool:
             pending = {}
             for domain, texts in scored.items():

@@ -229,10 +229,15 @@ def device_assets(cfg: dict) -> list[str]:
 
 
 # the CPU stages' outputs the device does not read: the corpus text (the students read the shards,
-# the evaluations corpus/heldout/), Snakemake's benchmark files (sweep results name what ran there)
+# the evaluations corpus/heldout/), Snakemake's benchmark files (sweep results name what ran there),
+# and whatever an earlier run here left of the device's own outputs: the sweep skips what exists,
+# so a copy made under another config would be trusted there and come back as this draw's
+DEVICE_MADE = ("students", "eval", "targets", "logs")
+
+
 def _device_reads(rel: Path) -> bool:
     parts = rel.parts
-    if "benchmarks" in parts:
+    if "benchmarks" in parts or parts[0] in DEVICE_MADE or rel.as_posix() == "analysis/surrogate_lines.json":
         return False
     return not (parts[0] == "corpus" and len(parts) > 1 and parts[1].startswith("part-") and rel.suffix == ".jsonl")
 

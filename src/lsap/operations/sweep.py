@@ -80,6 +80,13 @@ def lines_price(cfg: dict) -> float:
     return rows[0]["gpu_hours"] * 3600 + LINES_FIXED_S if rows else 0.0
 
 
+def lines_reserve(cfg: dict) -> float:
+    """The seconds `run` keeps back from the pairs for the surrogate's lines: their price while
+    they are still to run, else 0."""
+    lines = _lines(cfg)
+    return lines_price(cfg) if lines is not None and not os.path.exists(lines) else 0.0
+
+
 def _lines(cfg: dict) -> str | None:
     """The surrogate-lines JSON the report reads, or None where the run has none."""
     from lsap.config import lsap_alphas
@@ -87,14 +94,25 @@ def _lines(cfg: dict) -> str | None:
     return layout.analysis(cfg["run"], "surrogate_lines.json") if lsap_alphas(cfg) else None
 
 
+def _lines_inputs(cfg: dict) -> dict[str, str]:
+    """What the surrogate-lines job reads (workflow/rules/report.smk), made by the CPU stages."""
+    name = cfg["run"]
+    return {"translation": layout.translation(name),
+            "tokenizer": f"{layout.tokenizer(name, 'student')}/tokenizer.json",
+            "shards": f"{layout.shards(name, 'student')}/train.json",
+            "heldout": f"{layout.corpus(name)}/heldout/slices.json"}
+
+
 def _run_lines(cfg: dict, out: str, log) -> None:
     """The DAG's surrogate_lines job in this process (lsap.evaluation.surrogate_lines), with its benchmark."""
+    from lsap import models
     from lsap.evaluation.surrogate_lines import surrogate_lines
 
-    name = cfg["run"]
+    name, ins = cfg["run"], _lines_inputs(cfg)
+    models.require_gpu(cfg, "surrogate_lines")
     t = time.perf_counter()
-    surrogate_lines(cfg, layout.translation(name), layout.tokenizer(name, "student"), layout.corpus(name), out,
-                    layout.shards(name, "student"))
+    surrogate_lines(cfg, ins["translation"], os.path.dirname(ins["tokenizer"]), layout.corpus(name), out,
+                    os.path.dirname(ins["shards"]))
     _benchmark(f"{layout.run_dir(name)}/benchmarks/surrogate_lines.tsv", time.perf_counter() - t)
     log(f"[sweep] the surrogate's lines: {out}")
 
@@ -139,7 +157,7 @@ def run(cfg: dict, log=print, deadline: float | None = None, archive: str | None
     prices = dict(pair_prices(cfg)) if deadline is not None else {}
     lines = _lines(cfg)
     todo_lines = lines is not None and not os.path.exists(lines)
-    reserve = lines_price(cfg) if deadline is not None and todo_lines else 0.0  # kept for the lines, run last
+    reserve = lines_reserve(cfg) if deadline is not None else 0.0  # kept for the lines, run last
 
     if cfg["compute"]["gpus"] > 1:
         raise SystemExit("lsap sweep runs one process on one device: with compute.gpus > 1 use snakemake")
@@ -147,6 +165,10 @@ def run(cfg: dict, log=print, deadline: float | None = None, archive: str | None
     if not os.path.exists(f"{layout.corpus(name)}/heldout/slices.json"):  # the evaluations read it
         raise SystemExit("lsap sweep: the heldout job's corpus/heldout/ is not there yet: run "
                          "`snakemake --configfile <config> --omit-from student` first")
+    missing = [p for p in _lines_inputs(cfg).values() if not os.path.exists(p)] if todo_lines else []
+    if missing:  # known now, not after the pairs
+        raise SystemExit(f"lsap sweep: the surrogate's lines read {missing[0]}, not there yet: run "
+                         f"`snakemake --configfile <config> --omit-from student` first")
     for method, seed in order(cfg):
         run_dir, out = layout.student(name, method, seed), layout.evaluation(name, f"{method}-s{seed}")
         if os.path.exists(out):

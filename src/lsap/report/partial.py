@@ -35,6 +35,8 @@ def complete_block(cfg: dict, results_dir) -> tuple[dict, str | None]:
         raise IncompleteResults(f"no seed has {' and '.join(head)} both trained and evaluated under {root}: "
                                 f"nothing to compare yet; run the sweep further (python -m lsap sweep)")
     kept = [m for m in s["methods"] if all(whole[m, seed] for seed in seeds)]
+    if not head or len(kept) < 2:  # (a config without CE: no block of comparisons to choose)
+        raise IncompleteResults(f"no two methods are whole on the same seeds under {root}: nothing to compare yet")
     out = copy.deepcopy(cfg)
     out["students"]["methods"], out["students"]["seeds"] = kept, seeds
     left = [(m, seed) for m in s["methods"] for seed in s["seeds"] if m not in kept or seed not in seeds]

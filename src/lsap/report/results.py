@@ -62,16 +62,17 @@ def _read(path: Path, rule: str, lines: bool = False):
                                 f"'{rule}' rebuilds it; no table was written") from None
 
 
-def check_complete(cfg: dict, results_dir: str | Path) -> None:
-    """Every file the tables read is there and whole: the analysis outputs, and for every (method,
-    seed) its summary, its log up to its last step and an evaluation at every checkpoint fraction.
-    A table is complete or not written: a missing run never silently leaves a row out."""
+def check_complete(cfg: dict, results_dir: str | Path, surrogate_lines: bool = True) -> None:
+    """Every file the tables read is there and whole: the analysis outputs (the surrogate's lines
+    unless `surrogate_lines` is False: a partial report names them missing instead), and for every
+    (method, seed) its summary, its log up to its last step and an evaluation at every checkpoint
+    fraction. A table is complete or not written: a missing run never silently leaves a row out."""
     root = Path(results_dir)
     if not (layout.moved(layout.analysis(cfg["run"], "overlap.csv"), cfg["run"], root)).exists():
         _read(layout.moved(layout.analysis(cfg["run"], "overlap.csv"), cfg["run"], root), "overlap")
     _read(layout.moved(layout.analysis(cfg["run"], "table1.json"), cfg["run"], root), "table1")
     _read(layout.moved(layout.analysis(cfg["run"], "reference_lines.json"), cfg["run"], root), "reference_lines")
-    if lsap_alphas(cfg):
+    if lsap_alphas(cfg) and surrogate_lines:
         _read(layout.moved(layout.analysis(cfg["run"], "surrogate_lines.json"), cfg["run"], root), "surrogate_lines")
     for name in cfg["students"]["methods"]:
         for seed in cfg["students"]["seeds"]:

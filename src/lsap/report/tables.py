@@ -119,7 +119,8 @@ def render_students(cfg: dict, results_dir: Path, tables: Path, figures: Path, p
     n = benchmarks.describe_limit(ev)
     domains = sorted(c[4:] for c in df.columns if c.startswith("bpb_") and c != "bpb_mean")
     lines = read_json(results_dir / "analysis" / "reference_lines.json")
-    surrogate = read_json(results_dir / "analysis" / "surrogate_lines.json") if lsap_alphas(cfg) else None
+    lines_path = results_dir / "analysis" / "surrogate_lines.json"  # (absent only in a partial report)
+    surrogate = read_json(lines_path) if lsap_alphas(cfg) and lines_path.exists() else None
     smoke = stats.smoke_note(len(cfg["students"]["seeds"]))
     writers.write_table(results.table2(df, ev["tasks"]), tables / "table2",
                        f"Table 2 analogue: zero-shot scores (%) at the matched budget ({_budget(cfg)}); lm-eval tasks, "
@@ -221,12 +222,14 @@ def render(cfg: dict, results_dir=None, tables=None, figures=None, partial: bool
     run, full = cfg["run"], cfg
     results_dir = Path(results_dir or layout.run_dir(run))
     tables, figures = Path(tables or layout.tables(run)), Path(figures or layout.figures(run))
-    note = None
+    note, sur_lines = None, results_dir / "analysis" / "surrogate_lines.json"
     if partial:
         from lsap.report import partial as partial_block
 
         cfg, note = partial_block.complete_block(cfg, results_dir)
-    results.check_complete(cfg, results_dir)  # every input whole, before anything is written
+        if lsap_alphas(cfg) and not sur_lines.exists():  # a draw that ran out of time before them
+            note = f"{note or 'PARTIAL'}; the surrogate's lines were not run (no proposals or objective_cost table)"
+    results.check_complete(cfg, results_dir, surrogate_lines=not partial)  # every input whole, before any write
     # the config hash: every job key of the run (a config edit that would change any number, unrun, is seen);
     # the commits whose training code made the students, beside the one that renders
     prov = {**provenance.collect(full, required_assets(full), keys.run_key(full)),
