@@ -97,9 +97,7 @@ rule surrogate_lines:
     """The surrogate on the held-out slices (lsap.evaluation.surrogate_lines): its own bits per byte and
     accuracy, and how often its proposals above each α hold the true next token."""
     input:
-        unpack(lambda w: {"translation": layout.translation(RUN), "tokenizer": STUDENT_TOKENIZER,
-                          "corpus": f"{layout.corpus(RUN)}/manifest.json", "heldout": HELDOUT,
-                          "shards": f"{layout.shards(RUN, 'student')}/train.json", "surrogate": _trained("surrogate")}),
+        unpack(lambda w: lsap_inputs.surrogate_lines(config)),
     output:
         layout.analysis(RUN, "surrogate_lines.json"),
     params:

@@ -94,24 +94,15 @@ def _lines(cfg: dict) -> str | None:
     return layout.analysis(cfg["run"], "surrogate_lines.json") if lsap_alphas(cfg) else None
 
 
-def _lines_inputs(cfg: dict) -> dict[str, str]:
-    """What the surrogate-lines job reads (workflow/rules/report.smk), made by the CPU stages."""
-    name = cfg["run"]
-    return {"translation": layout.translation(name),
-            "tokenizer": f"{layout.tokenizer(name, 'student')}/tokenizer.json",
-            "shards": f"{layout.shards(name, 'student')}/train.json",
-            "heldout": f"{layout.corpus(name)}/heldout/slices.json"}
-
-
 def _run_lines(cfg: dict, out: str, log) -> None:
     """The DAG's surrogate_lines job in this process (lsap.evaluation.surrogate_lines), with its benchmark."""
     from lsap import models
     from lsap.evaluation.surrogate_lines import surrogate_lines
 
-    name, ins = cfg["run"], _lines_inputs(cfg)
+    name, ins = cfg["run"], inputs.surrogate_lines(cfg)
     models.require_gpu(cfg, "surrogate_lines")
     t = time.perf_counter()
-    surrogate_lines(cfg, ins["translation"], os.path.dirname(ins["tokenizer"]), layout.corpus(name), out,
+    surrogate_lines(cfg, ins["translation"], os.path.dirname(ins["tokenizer"]), os.path.dirname(ins["corpus"]), out,
                     os.path.dirname(ins["shards"]))
     _benchmark(f"{layout.run_dir(name)}/benchmarks/surrogate_lines.tsv", time.perf_counter() - t)
     log(f"[sweep] the surrogate's lines: {out}")
@@ -149,6 +140,7 @@ def run(cfg: dict, log=print, deadline: float | None = None, archive: str | None
     before `deadline` (epoch seconds; default LSAP_SWEEP_DEADLINE, none: no limit); after each,
     the results into `archive` (default LSAP_SWEEP_ARCHIVE, none: not written). Returns the pairs it ran."""
     from lsap.evaluation import evaluate
+    from lsap.operations import sweep_results
     from lsap.stages import train as stage_train
 
     deadline = deadline if deadline is not None else (float(os.environ["LSAP_SWEEP_DEADLINE"])
@@ -165,7 +157,8 @@ def run(cfg: dict, log=print, deadline: float | None = None, archive: str | None
     if not os.path.exists(f"{layout.corpus(name)}/heldout/slices.json"):  # the evaluations read it
         raise SystemExit("lsap sweep: the heldout job's corpus/heldout/ is not there yet: run "
                          "`snakemake --configfile <config> --omit-from student` first")
-    missing = [p for p in _lines_inputs(cfg).values() if not os.path.exists(p)] if todo_lines else []
+    missing = [p for v in (inputs.surrogate_lines(cfg).values() if todo_lines else [])
+               for p in ([v] if isinstance(v, str) else v) if not os.path.exists(p)]
     if missing:  # known now, not after the pairs
         raise SystemExit(f"lsap sweep: the surrogate's lines read {missing[0]}, not there yet: run "
                          f"`snakemake --configfile <config> --omit-from student` first")
@@ -200,8 +193,6 @@ def run(cfg: dict, log=print, deadline: float | None = None, archive: str | None
         log(f"[sweep] {method} seed {seed}: trained and evaluated")
         done.append((method, seed))
         if archive:
-            from lsap.operations import sweep_results
-
             sweep_results.archive(name, archive)
     if todo_lines:
         if deadline is not None and time.time() + reserve > deadline:
@@ -210,7 +201,5 @@ def run(cfg: dict, log=print, deadline: float | None = None, archive: str | None
         else:
             _run_lines(cfg, lines, log)
             if archive:
-                from lsap.operations import sweep_results
-
                 sweep_results.archive(name, archive)
     return done

@@ -1,7 +1,8 @@
 """What a student run reads, as paths: its tokenizer and shards, the models this run trains for its
 method, the Σ∩ tables, its targets cache and its data selection's scores, each only where its
-method reads it (from the registry). One source for the DAG's `student` rule and the in-process
-sweep (lsap.operations.sweep). Torch-free: the Snakefile calls it at parse time."""
+method reads it (from the registry); and what the surrogate-lines job reads. One source for the
+DAG's `student` and `surrogate_lines` rules and the in-process sweep (lsap.operations.sweep).
+Torch-free: the Snakefile calls it at parse time."""
 
 from __future__ import annotations
 
@@ -24,3 +25,13 @@ def student(cfg: dict, method: str, seed) -> dict:
     if m["data"] != "all":
         ins["scores"] = f"{layout.selection(run, keys.selection_id(cfg, method))}/scores.npy"
     return ins
+
+
+def surrogate_lines(cfg: dict) -> dict:
+    """name -> path of what the surrogate-lines job reads (`surrogate`: a list, empty where the
+    surrogate is not trained here)."""
+    run, spec = cfg["run"], cfg["students"]["teachers"]["surrogate"]
+    return {"translation": layout.translation(run), "tokenizer": f"{layout.tokenizer(run, 'student')}/tokenizer.json",
+            "corpus": f"{layout.corpus(run)}/manifest.json", "heldout": f"{layout.corpus(run)}/heldout/slices.json",
+            "shards": f"{layout.shards(run, 'student')}/train.json",
+            "surrogate": [f"{layout.reference(run, spec['name'])}/summary.json"] if spec["kind"] == "trained" else []}
